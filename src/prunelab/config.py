@@ -1,0 +1,159 @@
+"""One typed, validated configuration object built from `params.yaml`.
+
+Every knob of the pipeline lives in `params.yaml`; this module is the only place that
+reads it. Validation happens before any stage does work: an unknown key, a wrong type
+or an out-of-range value raises `ConfigError` naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Method = Literal["gradient", "taylor", "magnitude", "activation", "random"]
+Granularity = Literal["weight", "neuron"]
+ModelName = Literal["mlp", "lenet300", "lenet5"]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class ConfigError(ValueError):
+    """A bad `params.yaml`: the message names each offending key and the fix."""
+
+
+class _Strict(BaseModel):
+    # extra="forbid" turns a misspelt key into an error instead of a silently ignored knob;
+    # strict=True stops "0.1" (a string) or true (a bool) passing as a number.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataConfig(_Strict):
+    root: str = "data"
+    # Tried in order; each is a local folder (relative to params.yaml) or an http(s) URL
+    # holding the four MNIST .gz files.
+    sources: list[str] = Field(min_length=1)
+    timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    val_size: Annotated[int, Field(ge=1, le=30000)] = 5000
+    split_seed: int = 0
+    # Small slices for tests and smoke runs; null means all of it.
+    train_limit: Annotated[int, Field(ge=1)] | None = None
+    test_limit: Annotated[int, Field(ge=1)] | None = None
+
+
+class TrainConfig(_Strict):
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: Annotated[float, Field(gt=0)] = 0.05
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    epochs: Annotated[int, Field(ge=1)] = 8
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    eval_batch_size: Annotated[int, Field(ge=1)] = 2000
+
+
+class PruneConfig(_Strict):
+    methods: list[Method] = Field(min_length=1)
+    granularities: list[Granularity] = Field(min_length=1)
+    # Fraction of prunable weights (weight granularity) or of hidden units (neuron
+    # granularity) to cut, unless an absolute threshold for that method is given below.
+    weight_sparsity: Fraction = 0.9
+    neuron_sparsity: Fraction = 0.5
+    # Optional absolute score thresholds keyed "<method>-<granularity>": a unit is kept
+    # when its (normalised, if `normalize`) score is >= the threshold.
+    thresholds: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    scope: Literal["global", "layer"] = "global"
+    # Divide each layer's scores by their mean before a global ranking, so that layers
+    # whose gradients live on different scales compete fairly.
+    normalize: bool = True
+    prune_output_layer: bool = False
+    calibration_batches: Annotated[int, Field(ge=1)] = 16
+    calibration_batch_size: Annotated[int, Field(ge=1)] = 128
+    neuron_norm: Literal["l1", "l2"] = "l1"
+    activation_stat: Literal["mean", "apoz"] = "mean"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _threshold_keys(self) -> PruneConfig:
+        allowed = {f"{m}-{g}" for m in Method.__args__ for g in Granularity.__args__}
+        bad = sorted(set(self.thresholds) - allowed)
+        if bad:
+            raise ValueError(
+                f"unknown key(s) {bad} in prune.thresholds; keys look like "
+                f"'<method>-<granularity>', one of {sorted(allowed)}"
+            )
+        return self
+
+
+class FinetuneConfig(_Strict):
+    # Han et al. 2015 fine-tune with about a tenth of the original learning rate.
+    lr: Annotated[float, Field(gt=0)] = 0.005
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    epochs: Annotated[int, Field(ge=0)] = 3
+    penalty: Literal["none", "l1", "l2"] = "none"
+    penalty_weight: Annotated[float, Field(ge=0)] = 0.0
+    # 1 is one-shot; k > 1 reaches the target in k prune/fine-tune rounds.
+    rounds: Annotated[int, Field(ge=1)] = 1
+
+
+class MlflowConfig(_Strict):
+    # The environment variable MLFLOW_TRACKING_URI, when set, wins over this.
+    tracking_uri: str = "sqlite:///mlflow.db"
+
+
+class Config(_Strict):
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    model: ModelName = "mlp"
+    data: DataConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    prune: PruneConfig
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+
+
+def _describe(err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key; remove it or check its spelling"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    got = err.get("input")
+    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{key}: {err['msg']}{got_text}"
+
+
+def parse_config(raw: Any, source: str = "params.yaml") -> Config:
+    """Validate an already-parsed mapping; raise ConfigError listing every problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level, got {raw!r}")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(e) for e in exc.errors()]
+        raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(lines)) from None
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where `1e-3` is a string; read it as the float users mean."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    """Read and validate `params.yaml`; the returned object is frozen."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file; run from the project root or pass --params")
+    try:
+        raw = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(raw, str(path))

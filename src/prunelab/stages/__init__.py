@@ -1,0 +1,1 @@
+"""Thin stage commands: each wires library functions to files, MLflow and Optuna."""

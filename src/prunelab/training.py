@@ -1,0 +1,116 @@
+"""Training, fine-tuning and evaluation loops over in-memory tensors.
+
+The loss is CrossEntropyLoss on logits (the model applies no softmax). Fine-tuning is the
+same loop: masks from torch.nn.utils.prune are applied in the forward pass, so a cut
+weight stays exactly zero whatever the optimizer does to the underlying `weight_orig`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from prunelab.data import Split, batches
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    lr: float
+    epochs: int
+    batch_size: int
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    optimizer: str = "sgd"
+    penalty: str = "none"  # "l1" | "l2" | "none": added to the loss on the (masked) weights
+    penalty_weight: float = 0.0
+    eval_batch_size: int = 2000
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+
+
+def make_optimizer(model: nn.Module, s: FitSettings) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if s.optimizer == "adam":
+        return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+    return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+
+
+def weight_penalty(model: nn.Module, kind: str) -> torch.Tensor:
+    """Sum of |w| (l1) or w² (l2) over the effective weights of Linear/Conv layers."""
+    total = torch.zeros((), device=next(model.parameters()).device)
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            total = total + (m.weight.abs().sum() if kind == "l1" else m.weight.pow(2).sum())
+    return total
+
+
+def train_epoch(
+    model: nn.Module, data: Split, opt: torch.optim.Optimizer, s: FitSettings,
+    generator: torch.Generator,
+) -> float:
+    """One pass over `data` in shuffled mini-batches; returns the mean training loss."""
+    model.train()
+    total, n = torch.zeros((), device=data.x.device), 0
+    for x, y in batches(data, s.batch_size, generator):
+        loss = F.cross_entropy(model(x), y)
+        if s.penalty != "none" and s.penalty_weight > 0:
+            loss = loss + s.penalty_weight * weight_penalty(model, s.penalty)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach() * len(y)  # stays on device: no sync per step
+        n += len(y)
+    return float(total) / max(n, 1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Split, batch_size: int = 2000) -> tuple[float, float]:
+    """(mean cross-entropy loss, accuracy in [0, 1]) over `data`."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for x, y in batches(data, batch_size):
+        logits = model(x)
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    return loss_sum / max(len(data), 1), correct / max(len(data), 1)
+
+
+def fit(
+    model: nn.Module, train: Split, val: Split, s: FitSettings, seed: int,
+    on_epoch: Callable[[EpochResult], None] | None = None, desc: str = "train",
+) -> list[EpochResult]:
+    """Train for `s.epochs` epochs, evaluating on `val` after each; deterministic per seed."""
+    generator = torch.Generator().manual_seed(seed)
+    opt = make_optimizer(model, s)
+    history: list[EpochResult] = []
+    bar = tqdm(range(1, s.epochs + 1), desc=desc, unit="epoch", leave=False)
+    for epoch in bar:
+        start = time.perf_counter()
+        train_loss = train_epoch(model, train, opt, s, generator)
+        seconds = time.perf_counter() - start
+        val_loss, val_acc = evaluate(model, val, s.eval_batch_size)
+        result = EpochResult(epoch, train_loss, val_loss, val_acc, seconds)
+        history.append(result)
+        bar.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}")
+        if on_epoch is not None:
+            on_epoch(result)
+    return history
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's global RNG (model initialisation) and ask for deterministic kernels."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)

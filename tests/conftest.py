@@ -1,0 +1,36 @@
+"""Shared fixtures: real MNIST from the local mirror, cut into small slices for speed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from prunelab.data import Split, fetch_mnist, load_test, load_train_val
+
+ROOT = Path(__file__).resolve().parents[1]
+# The local mirror beside the checkout (see params.yaml data.sources); overridable.
+MIRROR = Path(os.environ.get("PRUNELAB_MNIST_MIRROR", ROOT.parent / "shared" / "data" / "mnist"))
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    if not (MIRROR / "train-labels-idx1-ubyte.gz").is_file():
+        pytest.fail(f"MNIST mirror not found at {MIRROR}; set PRUNELAB_MNIST_MIRROR to a folder "
+                    "holding the four MNIST .gz files")
+    return MIRROR
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
+    root = tmp_path_factory.mktemp("mnist")
+    fetch_mnist([str(mirror)], root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_splits(mnist_root: Path) -> tuple[Split, Split, Split]:
+    """3,000 training, 1,000 validation and 2,000 test images: real data, seconds to train."""
+    train, val = load_train_val(mnist_root, val_size=1000, split_seed=0, train_limit=3000)
+    return train, val, load_test(mnist_root, limit=2000)

@@ -1,0 +1,51 @@
+"""Test helpers: a throw-away copy of the project to run the real pipeline in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def copy_project(dest: Path, params: dict[str, Any]) -> Path:
+    """Copy the project's files (tracked, or untracked and not ignored) and write `params`."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+        capture_output=True, text=True,
+    ).stdout.split()
+    for rel in files:
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], dest)
+    return dest
+
+
+def small_params(mirror: Path, **overrides: Any) -> dict[str, Any]:
+    """The shipped params.yaml on a slice of MNIST: seconds per stage."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(sources=[str(mirror)], train_limit=3000, val_size=500, test_limit=1000)
+    params["train"].update(epochs=3)
+    for key, value in overrides.items():
+        section, leaf = key.split(".")
+        params[section][leaf] = value
+    return params
+
+
+def run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a command with this venv's executables first on PATH; fail with its output."""
+    full_env = {**os.environ, **env}
+    full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
+    full_env.pop("MLFLOW_TRACKING_URI", None) if "MLFLOW_TRACKING_URI" not in env else None
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
+    if proc.returncode != 0 and not env.get("_EXPECT_FAIL"):
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,79 @@
+"""params.yaml validation: every mistake stops before work with the key and the fix."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from prunelab.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE: dict[str, Any] = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_change(path: str, value: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(BASE)
+    *parents, leaf = path.split(".")
+    node = raw
+    for p in parents:
+        node = node[p]
+    if value is DELETE:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return raw
+
+
+DELETE = object()
+
+# (key, bad value, words the message must contain)
+BAD = [
+    ("model", "resnet", ["model", "'mlp'", "'lenet300'", "'lenet5'"]),
+    ("prune.methods", ["magnitude", "snip"], ["prune.methods.1", "'gradient'", "'random'"]),
+    ("prune.methods", [], ["prune.methods", "at least 1"]),
+    ("prune.weight_sparsity", 1.0, ["prune.weight_sparsity", "less than 1"]),
+    ("prune.neuron_sparsity", -0.1, ["prune.neuron_sparsity", "greater than or equal to 0"]),
+    ("train.lr", -0.01, ["train.lr", "greater than 0"]),
+    ("train.lr", "fast", ["train.lr", "valid number"]),
+    ("train.epochs", 2.5, ["train.epochs", "valid integer"]),
+    ("train.epochs", True, ["train.epochs", "valid integer"]),
+    ("train.learning_rate", 0.1, ["train.learning_rate", "unknown key"]),
+    ("device", "tpu", ["device", "'auto'", "'cpu'", "'cuda'"]),
+    ("data.sources", DELETE, ["data.sources", "missing"]),
+    ("prune.thresholds", {"magnitude-layer": 0.1}, ["thresholds", "magnitude-weight"]),
+    ("prune.scope", "local", ["prune.scope", "'global'", "'layer'"]),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "words"), BAD, ids=[f"{k}={v!r}" for k, v, _ in BAD])
+def test_bad_value_names_key_and_allowed_values(key: str, value: Any, words: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(with_change(key, value))
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
+def test_shipped_params_are_valid() -> None:
+    cfg = load_config(ROOT / "params.yaml")
+    assert cfg.model == "mlp" and cfg.data.sources[0] == "../shared/data/mnist"
+
+
+def test_exponent_floats_are_numbers(tmp_path: Path) -> None:
+    text = (ROOT / "params.yaml").read_text().replace("lr: 0.05", "lr: 5e-2")
+    (tmp_path / "params.yaml").write_text(text)
+    assert load_config(tmp_path / "params.yaml").train.lr == 0.05
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "p.yaml").write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "p.yaml")
+    (tmp_path / "p.yaml").write_text("- a list")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "p.yaml")
