@@ -63,9 +63,9 @@ def test_shipped_params_are_valid() -> None:
 
 
 def test_exponent_floats_are_numbers(tmp_path: Path) -> None:
-    text = (ROOT / "params.yaml").read_text().replace("lr: 0.05", "lr: 5e-2")
+    text = (ROOT / "params.yaml").read_text().replace("lr: 0.01", "lr: 1e-2")
     (tmp_path / "params.yaml").write_text(text)
-    assert load_config(tmp_path / "params.yaml").train.lr == 0.05
+    assert load_config(tmp_path / "params.yaml").train.lr == 0.01
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:

@@ -1,5 +1,8 @@
 """One typed, validated configuration object built from `params.yaml`.
 
+params.yaml is the single source of every value: nothing here has a default, so a
+missing key is reported like a misspelt one.
+
 Every knob of the pipeline lives in `params.yaml`; this module is the only place that
 reads it. Validation happens before any stage does work: an unknown key, a wrong type
 or an out-of-range value raises `ConfigError` naming the key and what is allowed.
@@ -31,48 +34,48 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    root: str = "data"
+    root: str
     # Tried in order; each is a local folder (relative to params.yaml) or an http(s) URL
     # holding the four MNIST .gz files.
-    sources: list[str] = Field(min_length=1)
-    timeout_s: Annotated[float, Field(gt=0)] = 30.0
-    val_size: Annotated[int, Field(ge=1, le=30000)] = 5000
-    split_seed: int = 0
+    sources: Annotated[list[str], Field(min_length=1)]
+    timeout_s: Annotated[float, Field(gt=0)]
+    val_size: Annotated[int, Field(ge=1, le=30000)]
+    split_seed: int
     # Small slices for tests and smoke runs; null means all of it.
-    train_limit: Annotated[int, Field(ge=1)] | None = None
-    test_limit: Annotated[int, Field(ge=1)] | None = None
+    train_limit: Annotated[int, Field(ge=1)] | None
+    test_limit: Annotated[int, Field(ge=1)] | None
 
 
 class TrainConfig(_Strict):
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: Annotated[float, Field(gt=0)] = 0.05
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    epochs: Annotated[int, Field(ge=1)] = 8
-    batch_size: Annotated[int, Field(ge=1)] = 64
-    eval_batch_size: Annotated[int, Field(ge=1)] = 2000
+    optimizer: Literal["sgd", "adam"]
+    lr: Annotated[float, Field(gt=0)]
+    momentum: Annotated[float, Field(ge=0, lt=1)]
+    weight_decay: Annotated[float, Field(ge=0)]
+    epochs: Annotated[int, Field(ge=1)]
+    batch_size: Annotated[int, Field(ge=1)]
+    eval_batch_size: Annotated[int, Field(ge=1)]
 
 
 class PruneConfig(_Strict):
-    methods: list[Method] = Field(min_length=1)
-    granularities: list[Granularity] = Field(min_length=1)
+    methods: Annotated[list[Method], Field(min_length=1)]
+    granularities: Annotated[list[Granularity], Field(min_length=1)]
     # Fraction of prunable weights (weight granularity) or of hidden units (neuron
     # granularity) to cut, unless an absolute threshold for that method is given below.
-    weight_sparsity: Fraction = 0.9
-    neuron_sparsity: Fraction = 0.5
+    weight_sparsity: Fraction
+    neuron_sparsity: Fraction
     # Optional absolute score thresholds keyed "<method>-<granularity>": a unit is kept
     # when its (normalised, if `normalize`) score is >= the threshold.
-    thresholds: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
-    scope: Literal["global", "layer"] = "global"
+    thresholds: dict[str, Annotated[float, Field(ge=0)]]
+    scope: Literal["global", "layer"]
     # Divide each layer's scores by their mean before a global ranking, so that layers
     # whose gradients live on different scales compete fairly.
-    normalize: bool = True
-    prune_output_layer: bool = False
-    calibration_batches: Annotated[int, Field(ge=1)] = 16
-    calibration_batch_size: Annotated[int, Field(ge=1)] = 128
-    neuron_norm: Literal["l1", "l2"] = "l1"
-    activation_stat: Literal["mean", "apoz"] = "mean"
-    seed: int = 0
+    normalize: bool
+    prune_output_layer: bool
+    calibration_batches: Annotated[int, Field(ge=1)]
+    calibration_batch_size: Annotated[int, Field(ge=1)]
+    neuron_norm: Literal["l1", "l2"]
+    activation_stat: Literal["mean", "apoz"]
+    seed: int
 
     @model_validator(mode="after")
     def _threshold_keys(self) -> PruneConfig:
@@ -88,29 +91,29 @@ class PruneConfig(_Strict):
 
 class FinetuneConfig(_Strict):
     # Han et al. 2015 fine-tune with about a tenth of the original learning rate.
-    lr: Annotated[float, Field(gt=0)] = 0.005
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    epochs: Annotated[int, Field(ge=0)] = 3
-    penalty: Literal["none", "l1", "l2"] = "none"
-    penalty_weight: Annotated[float, Field(ge=0)] = 0.0
+    lr: Annotated[float, Field(gt=0)]
+    momentum: Annotated[float, Field(ge=0, lt=1)]
+    epochs: Annotated[int, Field(ge=0)]
+    penalty: Literal["none", "l1", "l2"]
+    penalty_weight: Annotated[float, Field(ge=0)]
     # 1 is one-shot; k > 1 reaches the target in k prune/fine-tune rounds.
-    rounds: Annotated[int, Field(ge=1)] = 1
+    rounds: Annotated[int, Field(ge=1)]
 
 
 class MlflowConfig(_Strict):
     # The environment variable MLFLOW_TRACKING_URI, when set, wins over this.
-    tracking_uri: str = "sqlite:///mlflow.db"
+    tracking_uri: str
 
 
 class Config(_Strict):
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    model: ModelName = "mlp"
+    seed: int
+    device: Literal["auto", "cpu", "cuda"]
+    model: ModelName
     data: DataConfig
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    train: TrainConfig
     prune: PruneConfig
-    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
-    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    finetune: FinetuneConfig
+    mlflow: MlflowConfig
 
 
 def _describe(err: dict[str, Any]) -> str:

@@ -47,8 +47,16 @@ class ModelSpec:
         return ModelSpec(str(raw["name"]), tuple(int(w) for w in raw["widths"]))
 
 
+class Normalize(nn.Module):
+    """Standardise raw [0, 1] pixels with MNIST's mean and std (constants, not weights)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - MNIST_MEAN) / MNIST_STD
+
+
 class Net(nn.Module):
-    """Normalise, then a plain Sequential body: the layer order is the model's structure."""
+    """A plain Sequential body: the layer order is the model's structure, which the
+    criteria, masks and neuron surgery read (see `weighted_layers`, `unit_groups`)."""
 
     def __init__(self, spec: ModelSpec, body: list[nn.Module]) -> None:
         super().__init__()
@@ -56,7 +64,7 @@ class Net(nn.Module):
         self.body = nn.Sequential(*body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body((x - MNIST_MEAN) / MNIST_STD)
+        return self.body(x)
 
 
 def build_model(spec: ModelSpec | str) -> Net:
@@ -72,12 +80,12 @@ def build_model(spec: ModelSpec | str) -> Net:
         # A ReLU after each conv (the Caffe original has none) gives every channel a
         # non-negative activation, which the activation criteria and APoZ are defined on.
         body: list[nn.Module] = [
-            nn.Conv2d(1, c1, 5), nn.ReLU(), nn.MaxPool2d(2),
+            Normalize(), nn.Conv2d(1, c1, 5), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(c2 * 4 * 4, fc), nn.ReLU(), nn.Linear(fc, 10),
         ]  # fmt: skip
     elif spec.name in ("mlp", "lenet300"):
-        body, width = [nn.Flatten()], 28 * 28
+        body, width = [Normalize(), nn.Flatten()], 28 * 28
         for w in spec.widths:
             body += [nn.Linear(width, w), nn.ReLU()]
             width = w
