@@ -34,7 +34,7 @@ def small_params(mirror: Path, **overrides: Any) -> dict[str, Any]:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update(sources=[str(mirror)], train_limit=3000, val_size=500, test_limit=1000)
     params["train"].update(epochs=3)
-    for key, value in overrides.items():
+    for key, value in overrides.items():  # "section.leaf" keys
         section, leaf = key.split(".")
         params[section][leaf] = value
     return params

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from prunelab.config import ConfigError, load_config
+from prunelab.config import ConfigError, Granularity, Method, load_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,6 +17,16 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the baseline model")
     t.add_argument("--model-out", type=Path, required=True)
     t.add_argument("--metrics-out", type=Path, required=True)
+    for name, text in [("prune", "prune the baseline with one method at one granularity"),
+                       ("finetune", "fine-tune a pruned model with its cut weights held at 0")]:
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--method", required=True, choices=list(Method.__args__))
+        s.add_argument("--granularity", required=True, choices=list(Granularity.__args__))
+        s.add_argument("--baseline", type=Path, required=True)
+        s.add_argument("--out-dir", type=Path, required=True)
+        s.add_argument("--metrics-out", type=Path, required=True)
+        if name == "finetune":
+            s.add_argument("--prune-metrics", type=Path, required=True)
     return p
 
 
@@ -35,6 +45,16 @@ def main(argv: list[str] | None = None) -> int:
         from prunelab.stages import train
 
         train.run(cfg, args.model_out, args.metrics_out)
+    elif args.stage == "prune":
+        from prunelab.stages import prune
+
+        prune.run(cfg, args.method, args.granularity, args.baseline, args.out_dir,
+                  args.metrics_out)
+    elif args.stage == "finetune":
+        from prunelab.stages import finetune
+
+        finetune.run(cfg, args.method, args.granularity, args.out_dir, args.baseline,
+                     args.prune_metrics, args.metrics_out)
     return 0
 
 

@@ -9,7 +9,6 @@ loading never unpickles anything.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
-from torch.nn.utils import prune
 
 from prunelab.fileio import atomic_path
 
@@ -135,13 +133,22 @@ def unit_groups(model: Net) -> list[UnitGroup]:
 
 
 def baked(model: Net) -> Net:
-    """A copy with any torch.nn.utils.prune reparametrisation folded into plain weights."""
-    out = copy.deepcopy(model)
-    for _, module in weighted_layers(out):
-        for name in ("weight", "bias"):
-            if prune.is_pruned(module) and hasattr(module, f"{name}_orig"):
-                prune.remove(module, name)
-    return out
+    """A fresh copy with any torch.nn.utils.prune mask folded into plain weights.
+
+    (copy.deepcopy cannot copy a pruned module: its `weight` is a computed tensor.)
+    """
+    state = model.state_dict()
+    plain = {}
+    for key, value in state.items():
+        if key.endswith("_mask"):
+            continue
+        if key.endswith("_orig"):
+            key = key[: -len("_orig")]
+            value = value * state[f"{key}_mask"]
+        plain[key] = value.detach().clone()
+    out = build_model(model.spec).to(next(model.parameters()).device)
+    out.load_state_dict(plain, strict=True)
+    return out.train(model.training)
 
 
 def save_model(model: Net, path: str | Path) -> None:

@@ -96,7 +96,7 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     opt = make_optimizer(model, s)
     history: list[EpochResult] = []
-    bar = tqdm(range(1, s.epochs + 1), desc=desc, unit="epoch", leave=False)
+    bar = tqdm(range(1, s.epochs + 1), desc=desc, unit="epoch", leave=False, disable=None)
     for epoch in bar:
         start = time.perf_counter()
         train_loss = train_epoch(model, train, opt, s, generator)

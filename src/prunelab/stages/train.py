@@ -7,18 +7,10 @@ from pathlib import Path
 
 from prunelab import tracking
 from prunelab.config import Config
-from prunelab.data import load_test, load_train_val, verify_mnist
 from prunelab.fileio import write_json
 from prunelab.models import build_model, count_parameters, resolve_device, save_model
-from prunelab.training import EpochResult, FitSettings, evaluate, fit, seed_everything
-
-
-def fit_settings(cfg: Config) -> FitSettings:
-    t = cfg.train
-    return FitSettings(
-        lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, momentum=t.momentum,
-        weight_decay=t.weight_decay, optimizer=t.optimizer, eval_batch_size=t.eval_batch_size,
-    )
+from prunelab.stages.common import test_split, train_settings, train_val_splits
+from prunelab.training import EpochResult, evaluate, fit, seed_everything
 
 
 def run(cfg: Config, model_path: Path, metrics_path: Path) -> None:
@@ -26,15 +18,12 @@ def run(cfg: Config, model_path: Path, metrics_path: Path) -> None:
     import mlflow
 
     device = resolve_device(cfg.device)
-    verify_mnist(cfg.data.root)
-    d = cfg.data
-    train, val = load_train_val(d.root, d.val_size, d.split_seed, d.train_limit)
-    test = load_test(d.root, d.test_limit)
-    train, val, test = train.to(device), val.to(device), test.to(device)
+    train, val = train_val_splits(cfg)
+    test = test_split(cfg)
 
     seed_everything(cfg.seed)
     model = build_model(cfg.model).to(device)
-    settings = fit_settings(cfg)
+    settings = train_settings(cfg)
 
     mlflow.set_experiment(cfg.model)
     with mlflow.start_run(run_name=f"{cfg.model}-baseline", tags={"stage": "train"}):

@@ -1,0 +1,155 @@
+"""From scores to masks, and masks onto models (through torch.nn.utils.prune).
+
+A mask keeps what scores at or above the threshold. The threshold is either an absolute
+score (as the design document does) or implied by a target sparsity; for a target, units
+are ranked and exactly round(sparsity × n) of the lowest are cut, so ties cannot make
+the realised sparsity drift from the target. Scope is global (one ranking over all
+prunable layers, scores optionally divided by their layer's mean so that layers with
+different gradient scales compete fairly) or per layer. Biases are never pruned.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+from torch.nn.utils import prune
+
+from prunelab.criteria import UnitScores
+from prunelab.models import Net, unit_groups, weighted_layers
+
+Masks = dict[str, Tensor]  # parameter name -> bool tensor of its shape, True = keep
+
+
+class PruningError(ValueError):
+    """A threshold or target that would leave a layer with nothing."""
+
+
+def prunable_names(model: Net, include_output: bool = False) -> list[str]:
+    names = [f"{prefix}.weight" for prefix, _ in weighted_layers(model)]
+    return names if include_output else names[:-1]
+
+
+def normalized(scores: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Each layer's scores divided by their mean (left alone where the mean is 0)."""
+    out = {}
+    for k, s in scores.items():
+        mean = s.float().mean()
+        out[k] = s / mean if mean > 0 else s
+    return out
+
+
+def _cut_lowest(flat: Tensor, n_cut: int) -> Tensor:
+    """Bool keep-mask over a 1-D score tensor that drops exactly the `n_cut` lowest."""
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    if n_cut > 0:
+        keep[torch.argsort(flat, stable=True)[:n_cut]] = False
+    return keep
+
+
+def _ranked(scores: dict[str, Tensor], sparsity: float, scope: str) -> dict[str, Tensor]:
+    if scope == "layer":
+        return {
+            k: _cut_lowest(s.flatten(), round(sparsity * s.numel())).view(s.shape)
+            for k, s in scores.items()
+        }
+    flat = torch.cat([s.flatten().float() for s in scores.values()])
+    keep = _cut_lowest(flat, round(sparsity * flat.numel()))
+    out, start = {}, 0
+    for k, s in scores.items():
+        out[k] = keep[start : start + s.numel()].view(s.shape)
+        start += s.numel()
+    return out
+
+
+def _check(keep: dict[str, Tensor], scores: dict[str, Tensor], what: str, unit: str) -> None:
+    for k, m in keep.items():
+        if not bool(m.any()):
+            s = scores[k]
+            raise PruningError(
+                f"{what} would cut every {unit} of {k} "
+                f"(its scores range over [{float(s.min()):.4g}, {float(s.max()):.4g}]); "
+                "lower the threshold or sparsity, or use prune.scope: layer"
+            )
+    if all(bool(m.all()) for m in keep.values()):
+        lo = min(float(s.min()) for s in scores.values())
+        hi = max(float(s.max()) for s in scores.values())
+        warnings.warn(f"{what} cuts nothing (scores range over [{lo:.4g}, {hi:.4g}])",
+                      stacklevel=3)
+
+
+def select(
+    scores: dict[str, Tensor], *, sparsity: float | None = None, threshold: float | None = None,
+    scope: str = "global", normalize: bool = True, unit: str = "weight",
+) -> dict[str, Tensor]:
+    """Keep-masks from scores, by target sparsity or absolute threshold (exactly one)."""
+    if (sparsity is None) == (threshold is None):
+        raise ValueError("give exactly one of sparsity or threshold")
+    ranked = normalized(scores) if normalize else scores
+    if threshold is not None:
+        keep = {k: s >= threshold for k, s in ranked.items()}
+        what = f"threshold {threshold:g}"
+    else:
+        keep = _ranked(ranked, sparsity, scope)  # type: ignore[arg-type]
+        what = f"sparsity {sparsity:g}"
+    _check(keep, ranked, what, unit)
+    return keep
+
+
+def unit_keep(unit_scores: UnitScores, **how: float | str | bool | None) -> list[Tensor]:
+    """One bool vector per hidden layer: which neurons/channels stay."""
+    keyed = {f"layer{i}": s for i, s in enumerate(unit_scores)}
+    return list(select(keyed, **how, unit="unit").values())  # type: ignore[arg-type]
+
+
+def unit_masks(model: Net, keep: list[Tensor]) -> Masks:
+    """Weight masks that silence cut units: their producer rows and their consumer columns.
+
+    The consumer columns matter: a unit with zeroed incoming weights still emits
+    ReLU(bias), so only masking what reads it makes the masked model equal the smaller one.
+    """
+    modules = dict(model.named_modules())
+    masks: Masks = {}
+    for g, k in zip(unit_groups(model), keep, strict=True):
+        prod = modules[g.producer].weight
+        rows = k.view((-1,) + (1,) * (prod.dim() - 1)).expand(prod.shape)
+        name = f"{g.producer}.weight"
+        masks[name] = masks.get(name, torch.ones_like(prod, dtype=torch.bool)) & rows
+        cons = modules[g.consumer].weight
+        cols = k.repeat_interleave(g.span).view((1, -1) + (1,) * (cons.dim() - 2))
+        cname = f"{g.consumer}.weight"
+        masks[cname] = masks.get(cname, torch.ones_like(cons, dtype=torch.bool)) & cols.expand(
+            cons.shape
+        )
+    return masks
+
+
+def apply_masks(model: Net, masks: Masks) -> Net:
+    """Hold masks on `model` with torch.nn.utils.prune: every forward uses weight_orig·mask,
+    so cut weights are exactly zero during fine-tuning whatever the optimizer does."""
+    modules = dict(model.named_modules())
+    for name, mask in masks.items():
+        prefix, param = name.rsplit(".", 1)
+        prune.custom_from_mask(modules[prefix], param, mask.to(modules[prefix].weight.device))
+    return model
+
+
+def current_masks(model: Net) -> Masks:
+    """The masks held on `model` (bool), keyed like `Masks`."""
+    return {
+        f"{prefix}.weight": m.weight_mask.bool()
+        for prefix, m in weighted_layers(model)
+        if hasattr(m, "weight_mask")
+    }
+
+
+def matched_random_masks(reference: Masks, seed: int = 0) -> Masks:
+    """Random masks with exactly the per-layer sparsity of `reference` (a method's masks):
+    the control that separates *where* a method cuts from *how much* per layer."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, m in reference.items():
+        n_cut = int((~m).sum())
+        out[k] = _cut_lowest(torch.rand(m.numel(), generator=g), n_cut).view(m.shape)
+    return out

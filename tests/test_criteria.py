@@ -1,0 +1,149 @@
+"""Every criterion on a 2-3-2 network with set weights, against scores worked out by hand.
+
+Network: x (2) -> W1 (3x2) -> ReLU -> W2 (2x3) -> logits, biases zero,
+  W1 = [[1, -2], [2, 0], [-1, 3]],  W2 = [[1, 0, 1], [0, 1, -1]].
+Two calibration batches of one example each:
+  ex1: x = [1, 0], y = 0  ->  a = [1, 2, 0],  logits = [1, 2]
+       dL/dlogits = softmax - onehot = [-q, q] with q = σ(1)
+       dL/da = W2ᵀ[-q, q] = [-q, q, -2q];  ReLU' = [1, 1, 0]  ->  dL/dz = [-q, q, 0]
+       dL/dW1 = dz xᵀ = [[-q, 0], [q, 0], [0, 0]];  dL/dW2 = [[-q, -2q, 0], [q, 2q, 0]]
+  ex2: x = [0, 1], y = 1  ->  z = [-2, 0, 3], a = [0, 0, 3],  logits = [3, -3]
+       dL/dlogits = [r, -r] with r = σ(6)
+       dL/da = [r, -r, 2r];  ReLU' = [0, 0, 1] (PyTorch: 0 at z = 0)  ->  dL/dz = [0, 0, 2r]
+       dL/dW1 = [[0, 0], [0, 0], [0, 2r]];  dL/dW2 = [[0, 0, 3r], [0, 0, -3r]]
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from prunelab.criteria import (
+    activation_unit_scores,
+    activation_weight_scores,
+    gradient_scores,
+    gradient_unit_scores,
+    magnitude_scores,
+    magnitude_unit_scores,
+    random_scores,
+    random_unit_scores,
+    taylor_scores,
+    taylor_unit_scores,
+)
+from prunelab.models import ModelSpec, Net
+
+q = 1 / (1 + math.exp(-1))
+r = 1 / (1 + math.exp(-6))
+W1 = [[1.0, -2.0], [2.0, 0.0], [-1.0, 3.0]]
+W2 = [[1.0, 0.0, 1.0], [0.0, 1.0, -1.0]]
+BATCHES = [
+    (torch.tensor([[1.0, 0.0]]), torch.tensor([0])),
+    (torch.tensor([[0.0, 1.0]]), torch.tensor([1])),
+]
+
+
+@pytest.fixture
+def tiny() -> Net:
+    body = [nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)]
+    net = Net(ModelSpec("tiny", (3,)), body)
+    with torch.no_grad():
+        body[0].weight.copy_(torch.tensor(W1))
+        body[2].weight.copy_(torch.tensor(W2))
+        body[0].bias.zero_()
+        body[2].bias.zero_()
+    return net
+
+
+def close(got: torch.Tensor, want: list) -> None:
+    torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float32), rtol=1e-5, atol=1e-6)
+
+
+def test_magnitude(tiny: Net) -> None:
+    s = magnitude_scores(tiny)
+    close(s["body.0.weight"], [[1, 2], [2, 0], [1, 3]])
+    close(s["body.2.weight"], [[1, 0, 1], [0, 1, 1]])
+
+
+def test_gradient_is_mean_abs_gradient_over_batches(tiny: Net) -> None:
+    s = gradient_scores(tiny, BATCHES)
+    close(s["body.0.weight"], [[q / 2, 0], [q / 2, 0], [0, r]])
+    close(s["body.2.weight"], [[q / 2, q, 3 * r / 2], [q / 2, q, 3 * r / 2]])
+
+
+def test_taylor_is_mean_abs_weight_times_gradient(tiny: Net) -> None:
+    s = taylor_scores(tiny, BATCHES)
+    close(s["body.0.weight"], [[q / 2, 0], [q, 0], [0, 3 * r]])
+    close(s["body.2.weight"], [[q / 2, 0, 3 * r / 2], [0, q, 3 * r / 2]])
+
+
+def test_activation_weight_is_magnitude_times_mean_abs_input(tiny: Net) -> None:
+    # mean |x| = [0.5, 0.5];  mean a = ([1, 2, 0] + [0, 0, 3]) / 2 = [0.5, 1, 1.5]
+    s = activation_weight_scores(tiny, BATCHES)
+    close(s["body.0.weight"], [[0.5, 1], [1, 0], [0.5, 1.5]])
+    close(s["body.2.weight"], [[0.5, 0, 1.5], [0, 1, 1.5]])
+
+
+def test_unit_magnitude_l1_and_l2(tiny: Net) -> None:
+    (l1,) = magnitude_unit_scores(tiny, norm="l1")
+    (l2,) = magnitude_unit_scores(tiny, norm="l2")
+    close(l1, [3, 2, 4])
+    close(l2, [math.sqrt(5), 2, math.sqrt(10)])
+
+
+def test_unit_activation_mean_and_apoz(tiny: Net) -> None:
+    (mean,) = activation_unit_scores(tiny, BATCHES, stat="mean")
+    (apoz,) = activation_unit_scores(tiny, BATCHES, stat="apoz")
+    close(mean, [0.5, 1, 1.5])
+    close(apoz, [0.5, 0.5, 0.5])  # each unit is zero on exactly one of the two examples
+
+
+def test_unit_gradient_is_mean_abs_dl_da(tiny: Net) -> None:
+    # |dL/da|: ex1 [q, q, 2q], ex2 [r, r, 2r]
+    (s,) = gradient_unit_scores(tiny, BATCHES)
+    close(s, [(q + r) / 2, (q + r) / 2, q + r])
+
+
+def test_unit_taylor_is_abs_mean_of_a_times_dl_da(tiny: Net) -> None:
+    # a·dL/da: ex1 [1·-q, 2·q, 0·-2q] = [-q, 2q, 0];  ex2 [0, 0, 3·2r] = [0, 0, 6r]
+    (s,) = taylor_unit_scores(tiny, BATCHES)
+    close(s, [q / 2, q, 3 * r])
+
+
+def test_unit_taylor_keeps_the_sign_inside_the_mean(tiny: Net) -> None:
+    # The same example twice with opposite-sign contributions would cancel: Molchanov's
+    # criterion averages a·dL/da before the absolute value, unlike the gradient criterion.
+    batches = [BATCHES[0], BATCHES[0]]
+    (s,) = taylor_unit_scores(tiny, batches)
+    close(s, [q, 2 * q, 0])
+
+
+def test_random_is_seeded_and_uniform(tiny: Net) -> None:
+    a, b, c = random_scores(tiny, seed=1), random_scores(tiny, seed=1), random_scores(tiny, seed=2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["body.0.weight"], c["body.0.weight"])
+    assert all(((v >= 0) & (v < 1)).all() for v in a.values())
+    (u,) = random_unit_scores(tiny, seed=1)
+    assert u.shape == (3,)
+
+
+def test_conv_channel_scores_average_over_examples_and_positions() -> None:
+    from prunelab.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model(ModelSpec("lenet5", (2, 3, 4)))
+    x, y = torch.rand(5, 1, 28, 28), torch.arange(5)
+    # By hand: the first conv block's ReLU output, averaged over examples and positions.
+    a1 = net.body[:3](x)
+    (mean1, _, _) = activation_unit_scores(net, [(x, y)])
+    torch.testing.assert_close(mean1, a1.mean((0, 2, 3)))
+    # dL/da1 per example (loss summed), |.| averaged over examples and positions.
+    a1 = a1.detach().requires_grad_()
+    loss = torch.nn.functional.cross_entropy(net.body[3:](a1), y, reduction="sum")
+    (g1,) = torch.autograd.grad(loss, a1)
+    (grad1, _, _) = gradient_unit_scores(net, [(x, y)])
+    torch.testing.assert_close(grad1, g1.abs().mean((0, 2, 3)))
+    (tay1, _, _) = taylor_unit_scores(net, [(x, y)])
+    torch.testing.assert_close(tay1, (a1 * g1).mean((2, 3)).mean(0).abs())

@@ -1,0 +1,188 @@
+"""Masks from scores, held through fine-tuning, and neuron removal for real."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from prunelab.data import Split
+from prunelab.masks import (
+    PruningError,
+    apply_masks,
+    matched_random_masks,
+    select,
+    unit_keep,
+    unit_masks,
+)
+from prunelab.models import build_model
+from prunelab.pruning import PruneSettings, calibration_batches, finetune, prune_once
+from prunelab.surgery import remove_units
+from prunelab.training import FitSettings
+
+shapes = st.lists(st.tuples(st.integers(1, 12), st.integers(1, 12)), min_size=1, max_size=4)
+
+
+def random_scores(shapes: list[tuple[int, int]], seed: int, ties: bool) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for i, shape in enumerate(shapes):
+        s = torch.rand(shape, generator=g)
+        out[f"l{i}"] = s.mul(3).floor() if ties else s  # ties: only 3 distinct values
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@pytest.mark.filterwarnings("ignore:sparsity 0 cuts nothing")
+@given(shapes, st.floats(0, 0.99), st.integers(0, 10**6), st.booleans(), st.booleans(),
+       st.sampled_from(["global", "layer"]))
+def test_realised_sparsity_equals_target(shapes, sparsity, seed, ties, normalize, scope) -> None:
+    scores = random_scores(shapes, seed, ties)
+    try:
+        keep = select(scores, sparsity=sparsity, scope=scope, normalize=normalize)
+    except PruningError:
+        # Only allowed when the exact target would leave some layer with nothing.
+        total = sum(s.numel() for s in scores.values())
+        assert scope == "global" or any(round(sparsity * s.numel()) == s.numel()
+                                         for s in scores.values())
+        smallest = min(s.numel() for s in scores.values())
+        assert scope == "layer" or round(sparsity * total) >= smallest
+        return
+    if scope == "global":
+        total = sum(s.numel() for s in scores.values())
+        cut = sum(int((~k).sum()) for k in keep.values())
+        assert cut == round(sparsity * total)  # exact, so within one weight of the target
+        assert abs(cut / total - sparsity) <= 1 / total
+    else:
+        for name, s in scores.items():
+            assert int((~keep[name]).sum()) == round(sparsity * s.numel())
+
+
+@given(shapes, st.integers(0, 10**6))
+def test_ranking_cuts_the_lowest_scores(shapes, seed) -> None:
+    scores = random_scores(shapes, seed, ties=False)
+    try:
+        keep = select(scores, sparsity=0.5, scope="global", normalize=False)
+    except PruningError:  # a one-weight layer ranked entirely below the cut
+        return
+    kept = torch.cat([s[keep[k]] for k, s in scores.items()])
+    cut = torch.cat([s[~keep[k]] for k, s in scores.items()])
+    if len(kept) and len(cut):
+        assert cut.max() <= kept.min()
+
+
+def test_threshold_keeps_at_or_above_and_names_the_range() -> None:
+    scores = {"a": torch.tensor([0.1, 0.5, 0.9]), "b": torch.tensor([0.2, 0.6])}
+    keep = select(scores, threshold=0.5, normalize=False)
+    assert keep["a"].tolist() == [False, True, True] and keep["b"].tolist() == [False, True]
+    with pytest.raises(PruningError, match=r"every weight of a .*\[0\.1, 0\.9\]"):
+        select(scores, threshold=0.95, normalize=False)
+    with pytest.warns(UserWarning, match="cuts nothing"):
+        select(scores, threshold=0.0, normalize=False)
+    with pytest.raises(PruningError, match="every unit of layer1"):
+        unit_keep([torch.tensor([5.0, 6.0]), torch.tensor([0.1, 0.2])], sparsity=0.5,
+                  normalize=False)
+
+
+def test_matched_random_has_the_same_per_layer_sparsity() -> None:
+    scores = random_scores([(10, 10), (4, 7)], 0, ties=False)
+    ref = select(scores, sparsity=0.7, normalize=False)
+    rnd = matched_random_masks(ref, seed=3)
+    for k in ref:
+        assert int(rnd[k].sum()) == int(ref[k].sum()) and not torch.equal(rnd[k], ref[k])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["mlp", "lenet300", "lenet5"]), st.integers(0, 10**6))
+def test_neuron_pruned_model_equals_masked_dense_model(name, seed) -> None:
+    torch.manual_seed(seed)
+    model = build_model(name).eval()
+    g = torch.Generator().manual_seed(seed)
+    keep = []
+    for w in model.spec.widths:
+        k = torch.rand(w, generator=g) < 0.5
+        k[torch.randint(w, (1,), generator=g)] = True  # at least one unit survives
+        keep.append(k)
+    x = torch.rand(8, 1, 28, 28, generator=g)
+    small = remove_units(model, keep).eval()
+    masked = apply_masks(copy.deepcopy(model), unit_masks(model, keep)).eval()
+    assert small.spec.widths == tuple(int(k.sum()) for k in keep)
+    assert small.spec.widths != model.spec.widths or all(k.all() for k in keep)
+    torch.testing.assert_close(small(x), masked(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained(small_splits: tuple[Split, ...]):
+    from prunelab.training import fit, seed_everything
+
+    train, val, _ = small_splits
+    seed_everything(0)
+    model = build_model("mlp")
+    fit(model, train, val, FitSettings(lr=0.05, epochs=2, batch_size=64), seed=0)
+    return model
+
+
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.floats(0.3, 0.98), st.sampled_from(["magnitude", "taylor", "random", "activation"]),
+       st.sampled_from(["sgd", "adam"]))
+def test_cut_weights_stay_exactly_zero_through_finetuning(
+    trained, small_splits, sparsity, method, optimizer
+) -> None:
+    train, val, _ = small_splits
+    calib = calibration_batches(train, 2, 64, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pruned = prune_once(trained, calib, PruneSettings(method, "weight", sparsity=sparsity))
+    # Weight decay and momentum would move a merely zeroed weight; the held mask must not.
+    s = FitSettings(lr=0.05, epochs=1, batch_size=64, optimizer=optimizer, weight_decay=1e-3,
+                    penalty="l1", penalty_weight=1e-5)
+    finetune(pruned.model, Split(train.x[:640], train.y[:640]), val, s, seed=0)
+    for name, mask in pruned.masks.items():
+        weight = pruned.model.get_submodule(name.rsplit(".", 1)[0]).weight
+        assert (weight[~mask] == 0.0).all()
+        assert (weight[mask] != 0.0).float().mean() > 0.99
+
+
+def test_iterative_rounds_reach_the_target_and_never_revive_a_weight(
+    trained, small_splits
+) -> None:
+    from prunelab.pruning import prune_iteratively
+
+    train, val, _ = small_splits
+    seen: list[torch.Tensor] = []
+    s = FitSettings(lr=0.05, epochs=1, batch_size=64)
+
+    def between(model, r):
+        seen.append(model.body[2].weight.detach() == 0)
+        finetune(model, Split(train.x[:640], train.y[:640]), val, s, seed=r)
+
+    pruned = prune_iteratively(trained, train, PruneSettings("taylor", "weight", sparsity=0.9),
+                               rounds=3, calib_batches=2, calib_batch_size=64,
+                               finetune_round=between)
+    final = pruned.model.body[2].weight == 0
+    # 1 - 0.1^(r/3): 53.6% after round 1, 78.5% after round 2, 90% at the end.
+    assert [round(float(z.float().mean()), 3) for z in seen] == [0.536, 0.785]
+    assert float(final.float().mean()) == pytest.approx(0.9, abs=1 / final.numel())
+    for earlier in seen:
+        assert final[earlier].all()  # once cut, cut for good
+
+
+def test_iterative_neuron_rounds_track_the_original_units(trained, small_splits) -> None:
+    from prunelab.pruning import prune_iteratively
+
+    train, val, _ = small_splits
+    widths: list[tuple[int, ...]] = []
+    pruned = prune_iteratively(trained, train, PruneSettings("magnitude", "neuron", sparsity=0.75),
+                               rounds=2, calib_batches=1, calib_batch_size=64,
+                               finetune_round=lambda m, r: widths.append(m.spec.widths))
+    assert widths == [(64,)] and pruned.model.spec.widths == (32,)
+    (keep,) = pruned.unit_keep
+    assert keep.shape == (128,) and int(keep.sum()) == 32
+    # The kept original units' incoming weights are the ones in the small model.
+    torch.testing.assert_close(pruned.model.body[2].weight,
+                               trained.body[2].weight[keep].detach())
