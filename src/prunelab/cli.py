@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from prunelab.config import ConfigError, Granularity, Method, load_config
+from prunelab.config import Config, ConfigError, Granularity, Method, load_config
+from prunelab.errors import PrunelabError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,6 +18,13 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the baseline model")
     t.add_argument("--model-out", type=Path, required=True)
     t.add_argument("--metrics-out", type=Path, required=True)
+    se = sub.add_parser("search", help="Optuna study choosing a method's sparsity on val")
+    se.add_argument("--method", required=True, choices=list(Method.__args__))
+    se.add_argument("--granularity", required=True, choices=list(Granularity.__args__))
+    se.add_argument("--baseline", type=Path, required=True)
+    se.add_argument("--out", type=Path, required=True, help="JSON file for the chosen sparsity")
+    se.add_argument("--workers", type=int, default=1,
+                    help="local worker processes on the one study (default: %(default)s)")
     for name, text in [("prune", "prune the baseline with one method at one granularity"),
                        ("finetune", "fine-tune a pruned model with its cut weights held at 0")]:
         s = sub.add_parser(name, help=text)
@@ -25,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--baseline", type=Path, required=True)
         s.add_argument("--out-dir", type=Path, required=True)
         s.add_argument("--metrics-out", type=Path, required=True)
+        s.add_argument("--choice", type=Path,
+                       help="search result whose sparsity (and lr) replace params.yaml's")
         if name == "finetune":
             s.add_argument("--prune-metrics", type=Path, required=True)
     return p
@@ -37,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"prunelab: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _run_stage(args, cfg)
+    except PrunelabError as exc:
+        print(f"prunelab {args.stage}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run_stage(args: argparse.Namespace, cfg: Config) -> int:
     if args.stage == "download":
         from prunelab.stages import download
 
@@ -45,16 +63,24 @@ def main(argv: list[str] | None = None) -> int:
         from prunelab.stages import train
 
         train.run(cfg, args.model_out, args.metrics_out)
+    elif args.stage == "search":
+        from prunelab.stages import search
+
+        if args.workers < 1:
+            print("prunelab: --workers must be at least 1", file=sys.stderr)
+            return 2
+        search.run(cfg, Path(args.params), args.method, args.granularity, args.baseline,
+                   args.out, args.workers)
     elif args.stage == "prune":
         from prunelab.stages import prune
 
         prune.run(cfg, args.method, args.granularity, args.baseline, args.out_dir,
-                  args.metrics_out)
+                  args.metrics_out, args.choice)
     elif args.stage == "finetune":
         from prunelab.stages import finetune
 
         finetune.run(cfg, args.method, args.granularity, args.out_dir, args.baseline,
-                     args.prune_metrics, args.metrics_out)
+                     args.prune_metrics, args.metrics_out, args.choice)
     return 0
 
 

@@ -17,13 +17,15 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from prunelab.errors import PrunelabError
+
 Method = Literal["gradient", "taylor", "magnitude", "activation", "random"]
 Granularity = Literal["weight", "neuron"]
 ModelName = Literal["mlp", "lenet300", "lenet5"]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
-class ConfigError(ValueError):
+class ConfigError(PrunelabError, ValueError):
     """A bad `params.yaml`: the message names each offending key and the fix."""
 
 
@@ -100,6 +102,42 @@ class FinetuneConfig(_Strict):
     rounds: Annotated[int, Field(ge=1)]
 
 
+class SearchConfig(_Strict):
+    """The Optuna study that picks each method's sparsity on the validation split."""
+
+    trials: Annotated[int, Field(ge=1)]
+    epochs: Annotated[int, Field(ge=1)]  # fine-tuning epochs inside one trial
+    # Search ranges of the target sparsity (fraction of weights / of hidden units).
+    weight_sparsity: Annotated[list[Fraction], Field(min_length=2, max_length=2)]
+    neuron_sparsity: Annotated[list[Fraction], Field(min_length=2, max_length=2)]
+    # Also search the fine-tuning lr (log-uniform in this range); null keeps finetune.lr.
+    finetune_lr: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2,
+                                                                       max_length=2)] | None
+    # The chosen sparsity is the highest whose val accuracy is at most this far below the
+    # baseline's (a fraction: 0.005 is half a percentage point).
+    max_accuracy_drop: Annotated[float, Field(ge=0, lt=1)]
+    # A trial more than this far below the allowed accuracy after an epoch is stopped.
+    stop_margin: Annotated[float, Field(ge=0, lt=1)]
+    seed: int
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SearchConfig:
+        for name in ("weight_sparsity", "neuron_sparsity", "finetune_lr"):
+            lo_hi = getattr(self, name)
+            if lo_hi is not None and not lo_hi[0] < lo_hi[1]:
+                raise ValueError(f"search.{name} must be [low, high] with low < high, got {lo_hi}")
+        return self
+
+
+class OptunaConfig(_Strict):
+    # null: a journal file in studies/ (safe for several local processes). A database URL
+    # (postgresql://user@host/db) makes the study shared by workers on many machines.
+    # The environment variable PRUNELAB_OPTUNA_STORAGE, when set, wins over this.
+    storage: str | None
+    heartbeat_s: Annotated[int, Field(ge=1)]  # RDB storages: a silent worker's trial fails
+    retries: Annotated[int, Field(ge=0)]  # how often a failed trial is run again
+
+
 class MlflowConfig(_Strict):
     # The environment variable MLFLOW_TRACKING_URI, when set, wins over this.
     tracking_uri: str
@@ -113,6 +151,8 @@ class Config(_Strict):
     train: TrainConfig
     prune: PruneConfig
     finetune: FinetuneConfig
+    search: SearchConfig
+    optuna: OptunaConfig
     mlflow: MlflowConfig
 
 

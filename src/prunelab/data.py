@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from prunelab.errors import PrunelabError
 from prunelab.fileio import write_bytes
 
 # MD5 of the decompressed files, as published with the original MNIST distribution.
@@ -30,8 +31,12 @@ MNIST_MD5: dict[str, str] = {
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(PrunelabError, RuntimeError):
     """No source gave a file with the canonical content; the message lists every attempt."""
+
+
+class DataError(PrunelabError, ValueError):
+    """A data file under data.root is missing or not the canonical content."""
 
 
 def raw_dir(root: str | Path) -> Path:
@@ -109,10 +114,10 @@ def verify_mnist(root: str | Path) -> None:
     for name, expected in MNIST_MD5.items():
         path = raw_dir(root) / name
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing; run `dvc repro download`")
+            raise DataError(f"{path} is missing; run `dvc repro download`")
         got = md5_hex(path.read_bytes())
         if got != expected:
-            raise ValueError(f"{path} has MD5 {got}, expected {expected}; run `prunelab download`")
+            raise DataError(f"{path} has MD5 {got}, expected {expected}; run `dvc repro download`")
 
 
 @dataclass(frozen=True)

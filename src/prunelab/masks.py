@@ -17,12 +17,13 @@ from torch import Tensor
 from torch.nn.utils import prune
 
 from prunelab.criteria import UnitScores
+from prunelab.errors import PrunelabError
 from prunelab.models import Net, unit_groups, weighted_layers
 
 Masks = dict[str, Tensor]  # parameter name -> bool tensor of its shape, True = keep
 
 
-class PruningError(ValueError):
+class PruningError(PrunelabError, ValueError):
     """A threshold or target that would leave a layer with nothing."""
 
 

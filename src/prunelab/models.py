@@ -18,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from prunelab.errors import PrunelabError
 from prunelab.fileio import atomic_path
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -27,6 +28,10 @@ DEFAULT_WIDTHS: dict[str, tuple[int, ...]] = {
     "lenet5": (20, 50, 500),  # Caffe LeNet-5: conv 20@5x5, conv 50@5x5, fc 500
 }
 _SPEC_KEY = "prunelab.spec"
+
+
+class ModelFileError(PrunelabError, ValueError):
+    """A model path that is missing or not a safe prunelab model file."""
 
 
 @dataclass(frozen=True)
@@ -162,18 +167,18 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> Net:
     """Rebuild a saved model from its file. Safe: reads safetensors only, never unpickles."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file")
+        raise ModelFileError(f"{path}: no such model file; run `dvc repro` to create it")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(
+        raise ModelFileError(
             f"{path} is not a prunelab model file (safetensors): {exc}. prunelab never "
             "unpickles model files; re-create it with the pipeline (dvc repro)."
         ) from None
     if _SPEC_KEY not in meta:
-        raise ValueError(f"{path} has no '{_SPEC_KEY}' metadata; it was not saved by prunelab")
+        raise ModelFileError(f"{path} has no '{_SPEC_KEY}' metadata; it was not saved by prunelab")
     model = build_model(ModelSpec.from_json(meta[_SPEC_KEY]))
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()

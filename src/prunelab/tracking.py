@@ -14,8 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunelab.errors import PrunelabError
 
-class TrackingError(RuntimeError):
+
+class TrackingError(PrunelabError, RuntimeError):
     """The MLflow tracking store cannot be reached."""
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from prunelab.config import Config
 from prunelab.data import Split, load_test, load_train_val, verify_mnist
+from prunelab.fileio import read_json
 from prunelab.models import resolve_device
 from prunelab.pruning import PruneSettings
 from prunelab.training import FitSettings
@@ -31,21 +35,31 @@ def train_settings(cfg: Config) -> FitSettings:
     )
 
 
-def finetune_settings(cfg: Config) -> FitSettings:
-    """The baseline's loop with fine-tuning's own lr, epochs and penalty."""
+def read_choice(path: Path | None) -> dict[str, Any]:
+    """The search stage's choice ({} without one): its sparsity and lr override params."""
+    return read_json(path) if path is not None else {}
+
+
+def finetune_settings(cfg: Config, choice: dict[str, Any] | None = None) -> FitSettings:
+    """The baseline's loop with fine-tuning's own lr (or the searched one), epochs, penalty."""
     f, t = cfg.finetune, cfg.train
+    lr = (choice or {}).get("lr") or f.lr
     return FitSettings(
-        lr=f.lr, epochs=f.epochs, batch_size=t.batch_size, momentum=f.momentum,
+        lr=lr, epochs=f.epochs, batch_size=t.batch_size, momentum=f.momentum,
         weight_decay=t.weight_decay, optimizer=t.optimizer, eval_batch_size=t.eval_batch_size,
         penalty=f.penalty, penalty_weight=f.penalty_weight,
     )
 
 
-def prune_settings(cfg: Config, method: str, granularity: str) -> PruneSettings:
-    """A method's absolute threshold if params.yaml gives one, else the target sparsity."""
+def prune_settings(cfg: Config, method: str, granularity: str,
+                   choice: dict[str, Any] | None = None) -> PruneSettings:
+    """The searched sparsity if given; else a method's absolute threshold from params.yaml,
+    else its target sparsity there."""
     p = cfg.prune
-    threshold = p.thresholds.get(f"{method}-{granularity}")
+    threshold = None if choice else p.thresholds.get(f"{method}-{granularity}")
     sparsity = p.weight_sparsity if granularity == "weight" else p.neuron_sparsity
+    if choice:
+        sparsity = choice["sparsity"]
     return PruneSettings(
         method=method, granularity=granularity,
         sparsity=None if threshold is not None else sparsity, threshold=threshold,

@@ -14,7 +14,7 @@ from prunelab.masks import apply_masks, prunable_names
 from prunelab.metrics import file_size, pruning_metrics
 from prunelab.models import baked, load_model, resolve_device, save_model
 from prunelab.pruning import finetune
-from prunelab.stages.common import finetune_settings, test_split, train_val_splits
+from prunelab.stages.common import finetune_settings, read_choice, test_split, train_val_splits
 from prunelab.stages.prune import MASK, MODEL
 from prunelab.training import EpochResult, evaluate
 
@@ -22,7 +22,7 @@ FINETUNED = "finetuned.safetensors"
 
 
 def run(cfg: Config, method: str, granularity: str, pruned_dir: Path, baseline: Path,
-        prune_metrics: Path, metrics_path: Path) -> None:
+        prune_metrics: Path, metrics_path: Path, choice_path: Path | None = None) -> None:
     tracking.configure(cfg.mlflow.tracking_uri)  # before any work: fail fast if unreachable
     import mlflow
 
@@ -35,7 +35,7 @@ def run(cfg: Config, method: str, granularity: str, pruned_dir: Path, baseline: 
         apply_masks(model, masks)
     before = read_json(prune_metrics)
     base = load_model(baseline)
-    settings = finetune_settings(cfg)
+    settings = finetune_settings(cfg, read_choice(choice_path))
 
     mlflow.set_experiment(cfg.model)
     with mlflow.start_run(run_name=f"{method}-{granularity}",

@@ -17,20 +17,27 @@ from prunelab.masks import prunable_names
 from prunelab.metrics import file_size, pruning_metrics
 from prunelab.models import Net, load_model, resolve_device, save_model
 from prunelab.pruning import Pruned, calibration_batches, finetune, prune_iteratively, prune_once
-from prunelab.stages.common import finetune_settings, prune_settings, test_split, train_val_splits
+from prunelab.stages.common import (
+    finetune_settings,
+    prune_settings,
+    read_choice,
+    test_split,
+    train_val_splits,
+)
 from prunelab.training import evaluate
 
 MODEL, MASK, SPEC = "pruned.safetensors", "mask.safetensors", "spec.json"
 
 
 def run(cfg: Config, method: str, granularity: str, baseline: Path, out_dir: Path,
-        metrics_path: Path) -> None:
+        metrics_path: Path, choice_path: Path | None = None) -> None:
+    choice = read_choice(choice_path)
     train, val = train_val_splits(cfg)
     base = load_model(baseline, resolve_device(cfg.device))
-    s = prune_settings(cfg, method, granularity)
+    s = prune_settings(cfg, method, granularity, choice)
     p = cfg.prune
     if cfg.finetune.rounds > 1:
-        ft = finetune_settings(cfg)
+        ft = finetune_settings(cfg, choice)
 
         def between_rounds(model: Net, r: int) -> None:
             finetune(model, train, val, ft, seed=cfg.seed + r)

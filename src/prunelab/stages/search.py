@@ -1,0 +1,256 @@
+"""`prunelab search`: an Optuna study per (model, method, granularity) that picks the
+sparsity to hand on to `prune`, judged on the validation split only.
+
+Each trial prunes the baseline to a sampled target, fine-tunes briefly and returns two
+objectives: val accuracy and the sparsity it reached (a Pareto front). The choice is the
+highest sparsity whose val accuracy is at most `search.max_accuracy_drop` below the
+baseline's. Optuna's pruners do not support multi-objective studies (Trial.report raises),
+so hopeless trials are stopped by a rule instead: after an epoch, a trial more than
+`search.stop_margin` below the allowed accuracy ends as PRUNED.
+
+Storage: a journal file in studies/ by default, or any Optuna RDB URL (PostgreSQL) shared
+by `--workers N` local processes and by the same command on other machines. On an RDB a
+heartbeat marks a killed worker's trial FAILED and it is retried. The journal file has no
+heartbeat: there, a search that starts finds any RUNNING trial orphaned by a killed earlier
+run and marks it FAILED (so run one `prunelab search` per study at a time on it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from prunelab import tracking
+from prunelab.config import Config, load_config
+from prunelab.fileio import write_json
+from prunelab.masks import prunable_names
+from prunelab.metrics import pruning_metrics
+from prunelab.models import load_model, resolve_device
+from prunelab.pruning import calibration_batches, prune_once
+from prunelab.stages.common import finetune_settings, prune_settings, train_val_splits
+from prunelab.training import evaluate, make_optimizer, train_epoch
+
+JOURNAL = Path("studies/optuna-journal.log")
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def storage_url(cfg: Config) -> str | None:
+    return os.environ.get("PRUNELAB_OPTUNA_STORAGE") or cfg.optuna.storage
+
+
+def open_storage(cfg: Config) -> optuna.storages.BaseStorage:
+    url = storage_url(cfg)
+    if not url:
+        JOURNAL.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(JOURNAL)))
+    hb = cfg.optuna.heartbeat_s
+    return RDBStorage(
+        url, heartbeat_interval=hb, grace_period=2 * hb,
+        failed_trial_callback=RetryFailedTrialCallback(max_retry=cfg.optuna.retries),
+        engine_kwargs={"pool_pre_ping": True},
+    )
+
+
+def study_name(cfg: Config, method: str, granularity: str) -> str:
+    """model-method-granularity plus a hash of everything a trial depends on, so that
+    changed params start a new study while an interrupted one is resumed."""
+    relevant = {k: cfg.model_dump()[k] for k in ("seed", "model", "data", "train", "prune",
+                                                  "finetune", "search")}
+    relevant["data"].pop("sources")
+    digest = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{cfg.model}-{method}-{granularity}-{digest}"
+
+
+def _objective(cfg: Config, method: str, granularity: str, baseline: Path):  # noqa: ANN202
+    """Builds the trial function; data and baseline are loaded once per worker."""
+    device = resolve_device(cfg.device)
+    train, val = train_val_splits(cfg)  # never the test split
+    base = load_model(baseline, device)
+    base_val = evaluate(base, val, cfg.train.eval_batch_size)[1]
+    floor = base_val - cfg.search.max_accuracy_drop
+    p = cfg.prune
+    calib = calibration_batches(train, p.calibration_batches, p.calibration_batch_size, p.seed)
+    names = prunable_names(base, p.prune_output_layer)
+    lo, hi = cfg.search.weight_sparsity if granularity == "weight" else cfg.search.neuron_sparsity
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        target = trial.suggest_float("sparsity", lo, hi)
+        settings = finetune_settings(cfg)
+        if cfg.search.finetune_lr is not None:
+            lr = trial.suggest_float("lr", *cfg.search.finetune_lr, log=True)
+            settings = type(settings)(**{**settings.__dict__, "lr": lr})
+        s = prune_settings(cfg, method, granularity)
+        s = type(s)(**{**s.__dict__, "sparsity": target, "threshold": None})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pruned = prune_once(base, calib, s)
+        reached = pruning_metrics(pruned.model, base.spec, names)["sparsity"]
+        trial.set_user_attr("weight_sparsity", reached)
+        trial.set_user_attr("baseline_val_accuracy", base_val)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        opt = make_optimizer(pruned.model, settings)
+        import torch
+
+        g = torch.Generator().manual_seed(cfg.seed + trial.number)
+        acc = evaluate(pruned.model, val, settings.eval_batch_size)[1]
+        trial.set_user_attr("val_accuracy_epoch0", acc)
+        for epoch in range(1, cfg.search.epochs + 1):
+            train_epoch(pruned.model, train, opt, settings, g)
+            acc = evaluate(pruned.model, val, settings.eval_batch_size)[1]
+            trial.set_user_attr(f"val_accuracy_epoch{epoch}", acc)
+            if epoch < cfg.search.epochs and acc < floor - cfg.search.stop_margin:
+                raise optuna.TrialPruned(f"val accuracy {acc:.4f} after epoch {epoch}")
+        # Feasible (<= 0) when within the allowed drop; TPE prefers feasible trials.
+        trial.set_constraint("accuracy_drop_excess", floor - acc)
+        trial.set_user_attr("constraint", floor - acc)
+        return acc, reached
+
+    return objective
+
+
+def open_study(cfg: Config, method: str, granularity: str,
+               storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    sampler = optuna.samplers.TPESampler(seed=cfg.search.seed,
+                                         n_startup_trials=min(5, cfg.search.trials))
+    return optuna.create_study(
+        study_name=study_name(cfg, method, granularity), storage=storage or open_storage(cfg),
+        directions=["maximize", "maximize"], sampler=sampler, load_if_exists=True,
+    )
+
+
+def work(params: str, method: str, granularity: str, baseline: str, n_trials: int) -> None:
+    """One worker: run `n_trials` trials of the shared study (entry point of each process)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cfg = load_config(params)
+    study = open_study(cfg, method, granularity)
+    study.optimize(_objective(cfg, method, granularity, Path(baseline)), n_trials=n_trials,
+                   catch=())
+
+
+def _reset_orphans(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
+    """Journal storage has no heartbeat: a RUNNING trial found at start-up was orphaned by a
+    killed run. Fail it (and queue a retry, as the RDB heartbeat callback would)."""
+    if isinstance(storage, RDBStorage):
+        optuna.storages.fail_stale_trials(study)
+        return
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+
+
+def remaining_trials(study: optuna.Study, wanted: int) -> int:
+    """Trials still to start: finished or running (on any machine) ones count as started."""
+    started = study.get_trials(deepcopy=False, states=(*DONE, TrialState.RUNNING))
+    return max(wanted - len(started), 0)
+
+
+def choose(study: optuna.Study, max_drop: float) -> dict[str, Any]:
+    """The highest-sparsity finished trial within the allowed val-accuracy drop."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        raise RuntimeError(f"study {study.study_name} has no complete trial to choose from")
+    ok = [t for t in done if t.user_attrs["constraint"] <= 1e-12]
+    if not ok:
+        best = max(done, key=lambda t: t.values[0])
+        warnings.warn(f"no trial of {study.study_name} stays within {max_drop} of the "
+                      f"baseline's val accuracy; taking the most accurate (trial {best.number})",
+                      stacklevel=2)
+    else:
+        best = max(ok, key=lambda t: (t.values[1], t.values[0]))
+    return {
+        "study": study.study_name, "trial": best.number,
+        "sparsity": best.params["sparsity"], "lr": best.params.get("lr"),
+        "val_accuracy": best.values[0], "weight_sparsity": best.values[1],
+        "baseline_val_accuracy": best.user_attrs["baseline_val_accuracy"],
+        "within_allowed_drop": bool(ok),
+        "trials_complete": len(done),
+        "trials_pruned": len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))),
+        "trials_failed": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
+    }
+
+
+def run(cfg: Config, params: Path, method: str, granularity: str, baseline: Path, out: Path,
+        workers: int) -> None:
+    tracking.configure(cfg.mlflow.tracking_uri)  # before any work: fail fast if unreachable
+    storage = open_storage(cfg)
+    study = open_study(cfg, method, granularity, storage)
+    _reset_orphans(study, storage)
+    todo = remaining_trials(study, cfg.search.trials)
+    shares = [todo // workers + (i < todo % workers) for i in range(workers)]
+    shares = [n for n in shares if n > 0]
+    if len(shares) == 1:
+        work(str(params), method, granularity, str(baseline), shares[0])
+    elif shares:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=work, args=(str(params), method, granularity,
+                                                str(baseline), n)) for n in shares]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        if any(proc.exitcode != 0 for proc in procs):
+            codes = [p.exitcode for p in procs]
+            raise RuntimeError(f"a search worker failed (exit codes {codes}); run the same "
+                               "command again to resume the study")
+    study = open_study(cfg, method, granularity, storage)
+    choice = choose(study, cfg.search.max_accuracy_drop)
+    choice["storage"] = storage_url(cfg) or str(JOURNAL)
+    log_study(cfg, study, choice, method, granularity)
+    write_json(out, choice)
+    print(f"{method}-{granularity}: chose sparsity {choice['sparsity']:.4f} "
+          f"(val {choice['val_accuracy']:.4f}) from {choice['trials_complete']} trials "
+          f"of study {study.study_name}")
+
+
+def log_study(cfg: Config, study: optuna.Study, choice: dict[str, Any], method: str,
+              granularity: str) -> None:
+    """A parent MLflow run per study, a nested run per trial, and Optuna's plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import mlflow
+    from optuna.visualization import matplotlib as vis
+
+    mlflow.set_experiment(f"{cfg.model}-search")
+    tags = {"stage": "search", "method": method, "granularity": granularity}
+    with mlflow.start_run(run_name=study.study_name, tags=tags):
+        mlflow.log_params({"method": method, "granularity": granularity,
+                           "study": study.study_name, "trials": cfg.search.trials,
+                           "max_accuracy_drop": cfg.search.max_accuracy_drop,
+                           "chosen_sparsity": choice["sparsity"], "chosen_trial": choice["trial"]})
+        mlflow.log_metrics({"chosen_val_accuracy": choice["val_accuracy"],
+                            "chosen_weight_sparsity": choice["weight_sparsity"]})
+        for t in study.get_trials(deepcopy=False):
+            with mlflow.start_run(run_name=f"trial-{t.number}", nested=True,
+                                  tags={**tags, "state": t.state.name}):
+                mlflow.log_params({**t.params, "trial": t.number})
+                metrics = {k: v for k, v in t.user_attrs.items() if isinstance(v, float)}
+                if t.values:
+                    metrics.update(val_accuracy=t.values[0], sparsity=t.values[1])
+                mlflow.log_metrics(metrics)
+        names = [["val_accuracy", "sparsity"]]
+        plots = {
+            "pareto_front.png": lambda: vis.plot_pareto_front(study, target_names=names[0]),
+            "history_val_accuracy.png": lambda: vis.plot_optimization_history(
+                study, target=lambda t: t.values[0], target_name="val_accuracy"),
+            "param_importances.png": lambda: vis.plot_param_importances(
+                study, target=lambda t: t.values[0], target_name="val_accuracy"),
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for name, plot in plots.items():
+                try:
+                    mlflow.log_figure(plot().figure, name)
+                except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ trials
+                    print(f"skipped {name}: {exc}")

@@ -1,0 +1,193 @@
+"""The Optuna search: validation-only, resumable, and shared by workers on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from prunelab.config import parse_config
+from prunelab.fileio import read_json
+
+from helpers import copy_project, run, small_params
+
+PG_URL = os.environ.get("PRUNELAB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+SEARCH = ["prunelab", "search", "--method", "magnitude", "--granularity", "weight",
+          "--baseline", "models/baseline/model.safetensors", "--out", "search/mw.json"]
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> str:
+    """The real PostgreSQL; skipped where absent unless PRUNELAB_REQUIRE_POSTGRES=1 (CI)."""
+    import sqlalchemy
+
+    try:
+        with sqlalchemy.create_engine(PG_URL).connect() as conn:
+            conn.execute(sqlalchemy.text("select 1"))
+    except Exception as exc:  # noqa: BLE001 (any failure means: no usable server)
+        reason = f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}"
+        if os.environ.get("PRUNELAB_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{reason} (PRUNELAB_REQUIRE_POSTGRES=1 makes this a failure)")
+        pytest.skip(f"{reason}; set PRUNELAB_TEST_POSTGRES to a server URL to run these")
+    return PG_URL
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
+    """A project copy with a trained baseline on a slice."""
+    params = small_params(mirror, **{"prune.calibration_batches": 4, "search.trials": 4,
+                                     "search.epochs": 1, "optuna.heartbeat_s": 1})
+    proj = copy_project(tmp_path_factory.mktemp("search"), params)
+    run(["dvc", "repro", "train"], proj)
+    (proj / "params.base.yaml").write_text((proj / "params.yaml").read_text())
+    return proj
+
+
+def with_params(proj: Path, **changes: object) -> None:
+    """The fixture's params with `changes`. Each test gets its own study, since the study
+    name hashes the params (a distinct search.seed per test)."""
+    import yaml
+
+    params = yaml.safe_load((proj / "params.base.yaml").read_text())
+    for key, value in changes.items():
+        section, leaf = key.split(".")
+        params[section][leaf] = value
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def load_study(proj: Path, storage: str | None) -> optuna.Study:
+    import yaml
+
+    from prunelab.stages.search import open_storage, study_name
+
+    os.chdir(proj)  # the journal path is relative to the project root
+    cfg = parse_config(yaml.safe_load((proj / "params.yaml").read_text()))
+    store = optuna.storages.RDBStorage(storage) if storage else open_storage(cfg)
+    return optuna.load_study(study_name=study_name(cfg, "magnitude", "weight"), storage=store)
+
+
+def test_search_meets_the_constraint_without_reading_test(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process, so that reading the test split can be made to fail."""
+    import yaml
+
+    import prunelab.data
+    import prunelab.stages.common
+    from prunelab.stages import search
+
+    def forbidden(*a: object, **k: object) -> None:
+        raise AssertionError("the search read the test split")
+
+    monkeypatch.setattr(prunelab.data, "load_test", forbidden)
+    monkeypatch.setattr(prunelab.stages.common, "load_test", forbidden)
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    monkeypatch.delenv("PRUNELAB_OPTUNA_STORAGE", raising=False)
+    with_params(project, **{"search.seed": 11, "search.trials": 6})
+    cfg = parse_config(yaml.safe_load((project / "params.yaml").read_text()))
+    search.run(cfg, project / "params.yaml", "magnitude", "weight",
+               Path("models/baseline/model.safetensors"), Path("search/mw.json"), workers=1)
+
+    choice = read_json(project / "search/mw.json")
+    assert choice["within_allowed_drop"]
+    assert choice["val_accuracy"] >= choice["baseline_val_accuracy"] - 0.005
+    study = load_study(project, None)
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == 6 == len(study.trials)
+    # The choice is the sparsest trial within the allowed drop.
+    ok = [t for t in finished if t.state == TrialState.COMPLETE
+          and t.values[0] >= choice["baseline_val_accuracy"] - 0.005]
+    assert choice["weight_sparsity"] == max(t.values[1] for t in ok)
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("mlp-search")
+    (parent,) = client.search_runs([exp.experiment_id],
+                                   f"tags.mlflow.runName = '{study.study_name}'")
+    nested = client.search_runs([exp.experiment_id],
+                                f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(nested) == 6
+    assert {"pareto_front.png", "history_val_accuracy.png"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert float(parent.data.params["chosen_sparsity"]) == choice["sparsity"]
+
+
+def test_rerun_resumes_and_adds_no_trial(project: Path) -> None:
+    with_params(project, **{"search.seed": 12})
+    run(SEARCH, project)
+    run(SEARCH, project)  # the study is complete: nothing to do, same choice
+    assert len(load_study(project, None).trials) == 4
+
+
+def wait_for_running(proj: Path, storage: str | None, timeout: float = 120) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            running = load_study(proj, storage).get_trials(states=(TrialState.RUNNING,))
+        except KeyError:  # the study is not created yet
+            running = []
+        if running:
+            return running[0].number
+        time.sleep(0.2)
+    raise AssertionError("no trial started running in time")
+
+
+def kill_mid_trial(proj: Path, storage: str | None) -> int:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    if storage:
+        env["PRUNELAB_OPTUNA_STORAGE"] = storage
+    proc = subprocess.Popen(SEARCH, cwd=proj, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        number = wait_for_running(proj, storage)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return number
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "journal"])
+def test_a_killed_search_resumes_and_its_trial_fails(
+    project: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    storage = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    # Long trials, so that the kill lands inside one.
+    with_params(project, **{"search.seed": 20 + (backend == "journal"), "search.epochs": 30,
+                            "search.stop_margin": 0.99})
+    killed = kill_mid_trial(project, storage)
+    assert load_study(project, storage).trials[killed].state == TrialState.RUNNING
+    time.sleep(2.5)  # past the heartbeat's grace period (2 x optuna.heartbeat_s = 2 s)
+    env = {"PRUNELAB_OPTUNA_STORAGE": storage} if storage else {}
+    run(SEARCH, project, **env)
+    study = load_study(project, storage)
+    states = [t.state for t in study.trials]
+    assert study.trials[killed].state == TrialState.FAIL
+    assert TrialState.RUNNING not in states
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 4
+    if storage:
+        optuna.delete_study(study_name=study.study_name, storage=storage)
+
+
+def test_two_workers_share_one_postgres_study_exactly(project: Path, pg_url: str) -> None:
+    with_params(project, **{"search.seed": int(uuid.uuid4().int % 10**6), "search.trials": 6,
+                            "search.epochs": 3})
+    run([*SEARCH, "--workers", "2"], project, PRUNELAB_OPTUNA_STORAGE=pg_url)
+    study = load_study(project, pg_url)
+    try:
+        assert sorted(t.number for t in study.trials) == list(range(6))  # none lost or doubled
+        assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+        assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both did work
+        choice = read_json(project / "search/mw.json")
+        assert choice["trials_complete"] + choice["trials_pruned"] == 6
+    finally:
+        optuna.delete_study(study_name=study.study_name, storage=pg_url)
