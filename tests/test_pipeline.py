@@ -25,7 +25,8 @@ GRANULARITIES = ["weight", "neuron"]
 def project(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
     params = small_params(mirror, **{"prune.methods": METHODS,
                                      "prune.granularities": GRANULARITIES,
-                                     "prune.calibration_batches": 4, "finetune.epochs": 1})
+                                     "prune.calibration_batches": 4, "finetune.epochs": 1,
+                                     "search.trials": 3, "search.epochs": 1})
     proj = copy_project(tmp_path_factory.mktemp("proj"), params)
     run(["dvc", "repro"], proj)
     return proj
@@ -52,7 +53,7 @@ def test_second_repro_changes_nothing_and_metrics_show(project: Path) -> None:
     files = shown[""]["data"]
     assert files["metrics/baseline.json"]["data"]["test_accuracy"] == (
         metrics(project, "baseline.json")["test_accuracy"])
-    assert len(files) == 1 + 2 * len(METHODS) * len(GRANULARITIES)
+    assert len(files) == 1 + 3 * len(METHODS) * len(GRANULARITIES)  # baseline, search, prune, ft
 
 
 @pytest.mark.slow
@@ -63,6 +64,8 @@ def test_saved_pruned_models_are_what_their_metrics_claim(
 ) -> None:
     name = f"{method}-{granularity}"
     m = metrics(project, f"finetune/{name}.json")
+    chosen = json.loads((project / f"search/{name}.json").read_text())["sparsity"]
+    assert m["target_sparsity"] == chosen  # prune used the searched sparsity
     model = load_model(project / f"models/{name}/finetuned.safetensors")
     weights = [mod.weight for mod in model.body if hasattr(mod, "weight")]
     if granularity == "weight":
@@ -70,15 +73,16 @@ def test_saved_pruned_models_are_what_their_metrics_claim(
         prunable = weights[:-1]
         zeros = sum(int((w == 0).sum()) for w in prunable)
         assert zeros / sum(w.numel() for w in prunable) == pytest.approx(m["sparsity"])
-        assert m["sparsity"] == pytest.approx(0.9, abs=1e-5)
+        assert m["sparsity"] == pytest.approx(chosen, abs=1 / (784 * 128))
         mask = load_file(str(project / f"models/{name}/mask.safetensors"))
         for key, keep in mask.items():
             w = model.get_submodule(key.rsplit(".", 1)[0]).weight
             assert (w[keep == 0] == 0).all()
     else:
-        # A smaller dense model: half the hidden units are gone for real.
-        assert model.spec.widths == (64,)
-        assert weights[0].shape == (64, 784) and weights[1].shape == (10, 64)
+        # A smaller dense model: the cut hidden units are gone for real.
+        kept = 128 - round(chosen * 128)
+        assert model.spec.widths == (kept,)
+        assert weights[0].shape == (kept, 784) and weights[1].shape == (10, kept)
     assert sum(int(p.count_nonzero()) for p in model.parameters()) == m["parameters_remaining"]
     test = load_test(project / "data", limit=1000)
     assert evaluate(model, test)[1] == m["test_accuracy"]

@@ -23,8 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     se.add_argument("--granularity", required=True, choices=list(Granularity.__args__))
     se.add_argument("--baseline", type=Path, required=True)
     se.add_argument("--out", type=Path, required=True, help="JSON file for the chosen sparsity")
-    se.add_argument("--workers", type=int, default=1,
-                    help="local worker processes on the one study (default: %(default)s)")
+    se.add_argument("--workers", type=int,
+                    help="local worker processes on the one study (default: search.workers)")
     for name, text in [("prune", "prune the baseline with one method at one granularity"),
                        ("finetune", "fine-tune a pruned model with its cut weights held at 0")]:
         s = sub.add_parser(name, help=text)
@@ -66,11 +66,12 @@ def _run_stage(args: argparse.Namespace, cfg: Config) -> int:
     elif args.stage == "search":
         from prunelab.stages import search
 
-        if args.workers < 1:
-            print("prunelab: --workers must be at least 1", file=sys.stderr)
+        workers = cfg.search.workers if args.workers is None else args.workers
+        if workers < 1:
+            print("prunelab search: --workers must be at least 1", file=sys.stderr)
             return 2
         search.run(cfg, Path(args.params), args.method, args.granularity, args.baseline,
-                   args.out, args.workers)
+                   args.out, workers)
     elif args.stage == "prune":
         from prunelab.stages import prune
 

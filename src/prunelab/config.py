@@ -119,6 +119,8 @@ class SearchConfig(_Strict):
     # A trial more than this far below the allowed accuracy after an epoch is stopped.
     stop_margin: Annotated[float, Field(ge=0, lt=1)]
     seed: int
+    # Local worker processes per study (`prunelab search --workers`); the cores are shared.
+    workers: Annotated[int, Field(ge=1)]
 
     @model_validator(mode="after")
     def _ranges(self) -> SearchConfig:

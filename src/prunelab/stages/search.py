@@ -68,6 +68,7 @@ def study_name(cfg: Config, method: str, granularity: str) -> str:
     relevant = {k: cfg.model_dump()[k] for k in ("seed", "model", "data", "train", "prune",
                                                   "finetune", "search")}
     relevant["data"].pop("sources")
+    relevant["search"].pop("workers")
     digest = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
     return f"{cfg.model}-{method}-{granularity}-{digest}"
 
@@ -120,8 +121,9 @@ def _objective(cfg: Config, method: str, granularity: str, baseline: Path):  # n
 
 
 def open_study(cfg: Config, method: str, granularity: str,
-               storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
-    sampler = optuna.samplers.TPESampler(seed=cfg.search.seed,
+               storage: optuna.storages.BaseStorage | None = None, worker: int = 0) -> optuna.Study:
+    # Each worker seeds its sampler differently, or they would all propose the same points.
+    sampler = optuna.samplers.TPESampler(seed=cfg.search.seed + worker,
                                          n_startup_trials=min(5, cfg.search.trials))
     return optuna.create_study(
         study_name=study_name(cfg, method, granularity), storage=storage or open_storage(cfg),
@@ -129,11 +131,16 @@ def open_study(cfg: Config, method: str, granularity: str,
     )
 
 
-def work(params: str, method: str, granularity: str, baseline: str, n_trials: int) -> None:
+def work(params: str, method: str, granularity: str, baseline: str, n_trials: int,
+         threads: int | None = None, worker: int = 0) -> None:
     """One worker: run `n_trials` trials of the shared study (entry point of each process)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)  # workers on one machine share its cores
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = load_config(params)
-    study = open_study(cfg, method, granularity)
+    study = open_study(cfg, method, granularity, worker=worker)
     study.optimize(_objective(cfg, method, granularity, Path(baseline)), n_trials=n_trials,
                    catch=())
 
@@ -189,12 +196,14 @@ def run(cfg: Config, params: Path, method: str, granularity: str, baseline: Path
     todo = remaining_trials(study, cfg.search.trials)
     shares = [todo // workers + (i < todo % workers) for i in range(workers)]
     shares = [n for n in shares if n > 0]
+    threads = max(1, (os.cpu_count() or 1) // workers)
     if len(shares) == 1:
         work(str(params), method, granularity, str(baseline), shares[0])
     elif shares:
         ctx = multiprocessing.get_context("spawn")
         procs = [ctx.Process(target=work, args=(str(params), method, granularity,
-                                                str(baseline), n)) for n in shares]
+                                                str(baseline), n, threads, i))
+                 for i, n in enumerate(shares)]
         for proc in procs:
             proc.start()
         for proc in procs:
