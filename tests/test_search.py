@@ -44,7 +44,8 @@ def pg_url() -> str:
 def project(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
     """A project copy with a trained baseline on a slice."""
     params = small_params(mirror, **{"prune.calibration_batches": 4, "search.trials": 4,
-                                     "search.epochs": 1, "optuna.heartbeat_s": 1})
+                                     "search.refine": 0, "search.epochs": 1,
+                                     "optuna.heartbeat_s": 1})
     proj = copy_project(tmp_path_factory.mktemp("search"), params)
     run(["dvc", "repro", "train"], proj)
     (proj / "params.base.yaml").write_text((proj / "params.yaml").read_text())
@@ -92,7 +93,7 @@ def test_search_meets_the_constraint_without_reading_test(
     monkeypatch.chdir(project)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
     monkeypatch.delenv("PRUNELAB_OPTUNA_STORAGE", raising=False)
-    with_params(project, **{"search.seed": 11, "search.trials": 6})
+    with_params(project, **{"search.seed": 11, "search.trials": 6, "search.refine": 2})
     cfg = parse_config(yaml.safe_load((project / "params.yaml").read_text()))
     search.run(cfg, project / "params.yaml", "magnitude", "weight",
                Path("models/baseline/model.safetensors"), Path("search/mw.json"), workers=1)
@@ -102,7 +103,15 @@ def test_search_meets_the_constraint_without_reading_test(
     assert choice["val_accuracy"] >= choice["baseline_val_accuracy"] - 0.005
     study = load_study(project, None)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
-    assert len(finished) == 6 == len(study.trials)
+    refined = [t for t in finished if t.user_attrs.get("refine")]
+    assert len(finished) == len(study.trials) == 6 + len(refined) and len(refined) <= 2
+    for t in refined:  # each bisection lies between a feasible and an infeasible trial
+        s = t.user_attrs["sparsity"]
+        earlier = [u for u in finished if u.number < t.number and u.state == TrialState.COMPLETE]
+        assert any(u.user_attrs["constraint"] <= 0 and u.user_attrs["sparsity"] < s
+                   for u in earlier)
+        assert any(u.user_attrs["constraint"] > 0 and u.user_attrs["sparsity"] > s
+                   for u in earlier)
     # The choice is the sparsest trial within the allowed drop.
     ok = [t for t in finished if t.state == TrialState.COMPLETE
           and t.values[0] >= choice["baseline_val_accuracy"] - 0.005]
@@ -116,17 +125,20 @@ def test_search_meets_the_constraint_without_reading_test(
                                    f"tags.mlflow.runName = '{study.study_name}'")
     nested = client.search_runs([exp.experiment_id],
                                 f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert len(nested) == 6
+    assert len(nested) == len(study.trials)
     assert {"pareto_front.png", "history_val_accuracy.png"} <= {
         a.path for a in client.list_artifacts(parent.info.run_id)}
     assert float(parent.data.params["chosen_sparsity"]) == choice["sparsity"]
 
 
 def test_rerun_resumes_and_adds_no_trial(project: Path) -> None:
-    with_params(project, **{"search.seed": 12})
+    with_params(project, **{"search.seed": 12, "search.refine": 2})
     run(SEARCH, project)
+    first = read_json(project / "search/mw.json")
+    n = len(load_study(project, None).trials)
     run(SEARCH, project)  # the study is complete: nothing to do, same choice
-    assert len(load_study(project, None).trials) == 4
+    assert len(load_study(project, None).trials) == n and 4 <= n <= 6
+    assert read_json(project / "search/mw.json") == first
 
 
 def wait_for_running(proj: Path, storage: str | None, timeout: float = 120) -> int:

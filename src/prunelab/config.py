@@ -106,6 +106,9 @@ class SearchConfig(_Strict):
     """The Optuna study that picks each method's sparsity on the validation split."""
 
     trials: Annotated[int, Field(ge=1)]
+    # Extra trials after those, each bisecting (in log density) between the sparsest trial
+    # within the allowed drop and the least sparse one beyond it.
+    refine: Annotated[int, Field(ge=0)]
     epochs: Annotated[int, Field(ge=1)]  # fine-tuning epochs inside one trial
     # Search ranges of the target sparsity (fraction of weights / of hidden units).
     weight_sparsity: Annotated[list[Fraction], Field(min_length=2, max_length=2)]

@@ -1,7 +1,8 @@
 """`prunelab search`: an Optuna study per (model, method, granularity) that picks the
 sparsity to hand on to `prune`, judged on the validation split only.
 
-Each trial prunes the baseline to a sampled target, fine-tunes briefly and returns two
+Each trial prunes the baseline to a sampled target (density = 1 - sparsity, log-uniform),
+fine-tunes as long as `finetune` will, and returns two
 objectives: val accuracy and the sparsity it reached (a Pareto front). The choice is the
 highest sparsity whose val accuracy is at most `search.max_accuracy_drop` below the
 baseline's. Optuna's pruners do not support multi-objective studies (Trial.report raises),
@@ -62,14 +63,23 @@ def open_storage(cfg: Config) -> optuna.storages.BaseStorage:
     )
 
 
+# The code a trial runs: changing it, like changing params, must start a fresh study.
+_TRIAL_CODE = ("criteria.py", "masks.py", "surgery.py", "pruning.py", "training.py",
+               "stages/search.py")
+
+
 def study_name(cfg: Config, method: str, granularity: str) -> str:
-    """model-method-granularity plus a hash of everything a trial depends on, so that
-    changed params start a new study while an interrupted one is resumed."""
+    """model-method-granularity plus a hash of everything a trial depends on (params and
+    code), so that a changed setup starts a new study while an interrupted one resumes."""
     relevant = {k: cfg.model_dump()[k] for k in ("seed", "model", "data", "train", "prune",
                                                   "finetune", "search")}
     relevant["data"].pop("sources")
     relevant["search"].pop("workers")
-    digest = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
+    h = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode())
+    package = Path(__file__).resolve().parents[1]
+    for name in _TRIAL_CODE:
+        h.update((package / name).read_bytes())
+    digest = h.hexdigest()[:8]
     return f"{cfg.model}-{method}-{granularity}-{digest}"
 
 
@@ -86,7 +96,10 @@ def _objective(cfg: Config, method: str, granularity: str, baseline: Path):  # n
     lo, hi = cfg.search.weight_sparsity if granularity == "weight" else cfg.search.neuron_sparsity
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
-        target = trial.suggest_float("sparsity", lo, hi)
+        # Density (1 - sparsity) log-uniform: compression ratios 2x, 4x, 8x... get equal
+        # room, so trials crowd where accuracy starts to fall, not at easy low sparsity.
+        target = 1.0 - trial.suggest_float("density", 1.0 - hi, 1.0 - lo, log=True)
+        trial.set_user_attr("sparsity", target)
         settings = finetune_settings(cfg)
         if cfg.search.finetune_lr is not None:
             lr = trial.suggest_float("lr", *cfg.search.finetune_lr, log=True)
@@ -156,9 +169,36 @@ def _reset_orphans(study: optuna.Study, storage: optuna.storages.BaseStorage) ->
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
 
 
+def _bracket(study: optuna.Study) -> tuple[float, float] | None:
+    """Densities of the sparsest feasible and the densest infeasible complete trial, when
+    the infeasible one is sparser (the boundary lies between them)."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ok = [t.params["density"] for t in done if t.user_attrs["constraint"] <= 1e-12]
+    bad = [t.params["density"] for t in done if t.user_attrs["constraint"] > 1e-12]
+    if not ok or not bad or max(bad) >= min(ok):
+        return None
+    return min(ok), max(bad)
+
+
+def refine(study: optuna.Study, objective: Any, steps: int) -> None:
+    """Bisect the accuracy-drop boundary: TPE spreads trials along the whole Pareto front,
+    while the choice needs the front's edge. Refinement trials are ordinary trials of the
+    study (user attr `refine`), so a resumed search runs only the missing ones."""
+    done = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("refine")]
+    for _ in range(steps - len(done)):
+        bracket = _bracket(study)
+        if bracket is None:
+            return
+        study.enqueue_trial({"density": (bracket[0] * bracket[1]) ** 0.5},
+                            user_attrs={"refine": True})
+        study.optimize(objective, n_trials=1, catch=())
+
+
 def remaining_trials(study: optuna.Study, wanted: int) -> int:
-    """Trials still to start: finished or running (on any machine) ones count as started."""
-    started = study.get_trials(deepcopy=False, states=(*DONE, TrialState.RUNNING))
+    """Trials still to start: finished or running (on any machine) ones count as started;
+    refinement trials come on top of `wanted`."""
+    started = [t for t in study.get_trials(deepcopy=False, states=(*DONE, TrialState.RUNNING))
+               if not t.user_attrs.get("refine")]
     return max(wanted - len(started), 0)
 
 
@@ -177,7 +217,7 @@ def choose(study: optuna.Study, max_drop: float) -> dict[str, Any]:
         best = max(ok, key=lambda t: (t.values[1], t.values[0]))
     return {
         "study": study.study_name, "trial": best.number,
-        "sparsity": best.params["sparsity"], "lr": best.params.get("lr"),
+        "sparsity": best.user_attrs["sparsity"], "lr": best.params.get("lr"),
         "val_accuracy": best.values[0], "weight_sparsity": best.values[1],
         "baseline_val_accuracy": best.user_attrs["baseline_val_accuracy"],
         "within_allowed_drop": bool(ok),
@@ -213,6 +253,8 @@ def run(cfg: Config, params: Path, method: str, granularity: str, baseline: Path
             raise RuntimeError(f"a search worker failed (exit codes {codes}); run the same "
                                "command again to resume the study")
     study = open_study(cfg, method, granularity, storage)
+    if cfg.search.refine and cfg.search.finetune_lr is None:
+        refine(study, _objective(cfg, method, granularity, baseline), cfg.search.refine)
     choice = choose(study, cfg.search.max_accuracy_drop)
     choice["storage"] = storage_url(cfg) or str(JOURNAL)
     log_study(cfg, study, choice, method, granularity)

@@ -1,0 +1,73 @@
+"""Trials per minute of a default search study with 1 and 2 workers on PostgreSQL.
+
+Run from the project root after `make pipeline` (it needs data/ and the baseline):
+
+    .venv/bin/python benchmarks/search_throughput.py [--storage URL] [--workers 1 2]
+
+Each measurement is a fresh study (params.yaml as is, but a unique search.seed, so the
+study name is new), run by the real command `prunelab search --workers N`. Reported:
+the command's wall time and trials per minute between the first trial's start and the
+last trial's end (start-up excluded). MLflow logs go to a throw-away store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import yaml
+
+from prunelab.config import parse_config
+from prunelab.stages.search import study_name
+
+
+def measure(storage: str, workers: int, seed: int, tmp: Path) -> dict[str, float]:
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["search"]["seed"] = seed
+    params_path = tmp / f"params-{seed}.yaml"
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PRUNELAB_OPTUNA_STORAGE": storage,
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    cmd = ["prunelab", "--params", str(params_path), "search", "--method", "magnitude",
+           "--granularity", "weight", "--baseline", "models/baseline/model.safetensors",
+           "--out", str(tmp / "choice.json"), "--workers", str(workers)]
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    cfg = parse_config(params)
+    name = study_name(cfg, "magnitude", "weight")
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials = study.trials
+    span = (max(t.datetime_complete for t in trials)
+            - min(t.datetime_start for t in trials)).total_seconds()
+    optuna.delete_study(study_name=name, storage=storage)
+    return {"trials": len(trials), "wall_s": wall, "trials_per_min": 60 * len(trials) / span}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--storage", default="postgresql://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeats", type=int, default=1)
+    args = ap.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as d:
+        for workers in args.workers:
+            for r in range(args.repeats):
+                seed = int(time.time()) % 10**6 + 1000 * workers + r
+                m = measure(args.storage, workers, seed, Path(d))
+                print(f"workers={workers}: {m['trials']} trials, {m['trials_per_min']:.1f} "
+                      f"trials/min (first start to last end), command {m['wall_s']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

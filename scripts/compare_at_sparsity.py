@@ -1,0 +1,82 @@
+"""Every method at one fixed sparsity, over several seeds: mean and spread of the test drop.
+
+    .venv/bin/python scripts/compare_at_sparsity.py --weight 0.9 --neuron 0.5 --seeds 0 1 2
+
+For each seed: train a baseline (params.yaml's train section, that seed), prune it with
+each method at the given sparsity, fine-tune (params.yaml's finetune section), evaluate on
+the test split. Prints a Markdown table of test accuracy before and after fine-tuning and
+the drop from that seed's baseline, as mean ± sample standard deviation over the seeds.
+A check of the study's claims at fixed operating points; the sweep over a ladder of
+ratios is the comparison stage's job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import warnings
+
+from prunelab.config import load_config
+from prunelab.models import build_model
+from prunelab.pruning import calibration_batches, finetune, prune_once
+from prunelab.stages.common import (
+    finetune_settings,
+    prune_settings,
+    test_split,
+    train_settings,
+    train_val_splits,
+)
+from prunelab.training import evaluate, fit, seed_everything
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--weight", type=float, default=0.9, help="weight sparsity")
+    ap.add_argument("--neuron", type=float, default=0.5, help="neuron sparsity")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = ap.parse_args()
+    cfg = load_config(args.params)
+    train, val = train_val_splits(cfg)
+    test = test_split(cfg)
+    rows: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    base_accs = []
+    for seed in args.seeds:
+        seed_everything(seed)
+        base = build_model(cfg.model).to(train.x.device)
+        fit(base, train, val, train_settings(cfg), seed)
+        base_acc = evaluate(base, test)[1]
+        base_accs.append(base_acc)
+        p = cfg.prune
+        calib = calibration_batches(train, p.calibration_batches, p.calibration_batch_size, seed)
+        for method in p.methods:
+            for granularity in p.granularities:
+                target = args.weight if granularity == "weight" else args.neuron
+                s = prune_settings(cfg, method, granularity, {"sparsity": target})
+                s = type(s)(**{**s.__dict__, "seed": seed})
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    pruned = prune_once(base, calib, s)
+                before = evaluate(pruned.model, test)[1]
+                finetune(pruned.model, train, val, finetune_settings(cfg), seed)
+                after = evaluate(pruned.model, test)[1]
+                rows.setdefault((method, granularity), []).append((before, after, base_acc - after))
+                print(f"seed {seed} {method}-{granularity}: {before:.4f} -> {after:.4f}",
+                      flush=True)
+
+    def ms(values: list[float], scale: float = 100) -> str:
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{scale * statistics.mean(values):.2f} ± {scale * sd:.2f}"
+
+    print(f"\nbaseline test accuracy (%): {ms(base_accs)} over seeds {args.seeds}\n")
+    print("| method | granularity | sparsity | test acc before FT (%) | test acc after FT (%) "
+          "| drop from baseline (pp) |")
+    print("|---|---|---|---|---|---|")
+    for (method, granularity), vals in rows.items():
+        target = args.weight if granularity == "weight" else args.neuron
+        print(f"| {method} | {granularity} | {target} | {ms([v[0] for v in vals])} | "
+              f"{ms([v[1] for v in vals])} | {ms([v[2] for v in vals])} |")
+
+
+if __name__ == "__main__":
+    main()
