@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from prunelab.stages.search import study_name
 def measure(storage: str, workers: int, seed: int, tmp: Path) -> dict[str, float]:
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["search"]["seed"] = seed
+    params["search"]["refine"] = 0  # bisection trials run one at a time: not worker-bound
     params_path = tmp / f"params-{seed}.yaml"
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PRUNELAB_OPTUNA_STORAGE": storage,
@@ -56,17 +58,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--storage", default="postgresql://postgres@127.0.0.1:5432/test")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as d:
         for workers in args.workers:
+            runs = []
             for r in range(args.repeats):
                 seed = int(time.time()) % 10**6 + 1000 * workers + r
-                m = measure(args.storage, workers, seed, Path(d))
-                print(f"workers={workers}: {m['trials']} trials, {m['trials_per_min']:.1f} "
-                      f"trials/min (first start to last end), command {m['wall_s']:.1f} s")
+                runs.append(measure(args.storage, workers, seed, Path(d)))
+                m = runs[-1]
+                print(f"  workers={workers} run {r}: {m['trials']} trials, "
+                      f"{m['trials_per_min']:.1f} trials/min, command {m['wall_s']:.1f} s")
+            tpm = statistics.median(m["trials_per_min"] for m in runs)
+            wall = statistics.median(m["wall_s"] for m in runs)
+            print(f"workers={workers}: median {tpm:.1f} trials/min (first trial start to last "
+                  f"trial end), median command {wall:.1f} s, {len(runs)} runs")
 
 
 if __name__ == "__main__":
