@@ -64,8 +64,11 @@ def test_saved_pruned_models_are_what_their_metrics_claim(
 ) -> None:
     name = f"{method}-{granularity}"
     m = metrics(project, f"finetune/{name}.json")
-    chosen = json.loads((project / f"search/{name}.json").read_text())["sparsity"]
+    choice = json.loads((project / f"search/{name}.json").read_text())
+    chosen = choice["sparsity"]
     assert m["target_sparsity"] == chosen  # prune used the searched sparsity
+    # ... and finetune repeated the chosen trial exactly (same masks, same seed).
+    assert m["val_accuracy"] == choice["val_accuracy"]
     model = load_model(project / f"models/{name}/finetuned.safetensors")
     weights = [mod.weight for mod in model.body if hasattr(mod, "weight")]
     if granularity == "weight":

@@ -35,7 +35,8 @@ def run(cfg: Config, method: str, granularity: str, pruned_dir: Path, baseline: 
         apply_masks(model, masks)
     before = read_json(prune_metrics)
     base = load_model(baseline)
-    settings = finetune_settings(cfg, read_choice(choice_path))
+    choice = read_choice(choice_path)
+    settings = finetune_settings(cfg, choice)
 
     mlflow.set_experiment(cfg.model)
     with mlflow.start_run(run_name=f"{method}-{granularity}",
@@ -54,7 +55,9 @@ def run(cfg: Config, method: str, granularity: str, pruned_dir: Path, baseline: 
             mlflow.log_metrics({"val_accuracy": r.val_accuracy, "val_loss": r.val_loss,
                                 "train_loss": r.train_loss}, step=r.epoch)
 
-        finetune(model, train, val, settings, cfg.seed, on_epoch=log_epoch)
+        # The chosen search trial's seed: the stage then repeats that trial's fine-tuning.
+        seed = choice.get("finetune_seed", cfg.seed)
+        finetune(model, train, val, settings, seed, on_epoch=log_epoch)
         save_model(model, pruned_dir / FINETUNED)
         eval_bs = settings.eval_batch_size
         metrics = {

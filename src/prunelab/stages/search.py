@@ -116,6 +116,8 @@ def _objective(cfg: Config, method: str, granularity: str, baseline: Path):  # n
         opt = make_optimizer(pruned.model, settings)
         import torch
 
+        # Recorded so that the finetune stage can repeat the chosen trial's fine-tuning.
+        trial.set_user_attr("finetune_seed", cfg.seed + trial.number)
         g = torch.Generator().manual_seed(cfg.seed + trial.number)
         acc = evaluate(pruned.model, val, settings.eval_batch_size)[1]
         trial.set_user_attr("val_accuracy_epoch0", acc)
@@ -218,6 +220,7 @@ def choose(study: optuna.Study, max_drop: float) -> dict[str, Any]:
     return {
         "study": study.study_name, "trial": best.number,
         "sparsity": best.user_attrs["sparsity"], "lr": best.params.get("lr"),
+        "finetune_seed": best.user_attrs["finetune_seed"],
         "val_accuracy": best.values[0], "weight_sparsity": best.values[1],
         "baseline_val_accuracy": best.user_attrs["baseline_val_accuracy"],
         "within_allowed_drop": bool(ok),
