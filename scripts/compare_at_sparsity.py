@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import warnings
+from dataclasses import replace
 
 from prunelab.config import load_config
 from prunelab.models import build_model
@@ -53,7 +54,7 @@ def main() -> None:
             for granularity in p.granularities:
                 target = args.weight if granularity == "weight" else args.neuron
                 s = prune_settings(cfg, method, granularity, {"sparsity": target})
-                s = type(s)(**{**s.__dict__, "seed": seed})
+                s = replace(s, seed=seed)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     pruned = prune_once(base, calib, s)

@@ -7,7 +7,7 @@ Neuron granularity: unit scores -> keep-vectors -> a smaller dense model (`surge
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -110,21 +110,17 @@ def prune_iteratively(
         target = 1 - (1 - s.sparsity) ** (r / rounds)
         calib = calibration_batches(train, calib_batches, calib_batch_size, s.seed + r)
         if s.granularity == "weight":
-            pruned = prune_once(pruned.model, calib, _with(s, sparsity=target))
+            pruned = prune_once(pruned.model, calib, replace(s, sparsity=target))
         else:
             # Express the round's target over the original units as a fraction of what is left.
             current = list(pruned.model.spec.widths)
             n_cut = round(target * sum(n_units)) - (sum(n_units) - sum(current))
-            step = prune_once(pruned.model, calib, _with(s, sparsity=n_cut / sum(current)))
+            step = prune_once(pruned.model, calib, replace(s, sparsity=n_cut / sum(current)))
             kept_units = _compose(kept_units, step.unit_keep)
             pruned = Pruned(step.model, unit_keep=kept_units)
         if r < rounds:
             finetune_round(pruned.model, r)
     return pruned
-
-
-def _with(s: PruneSettings, **changes: object) -> PruneSettings:
-    return PruneSettings(**{**s.__dict__, **changes})  # type: ignore[arg-type]
 
 
 def _compose(before: list[Tensor], now: list[Tensor]) -> list[Tensor]:

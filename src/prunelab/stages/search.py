@@ -24,10 +24,13 @@ import multiprocessing
 import os
 import socket
 import warnings
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -83,7 +86,8 @@ def study_name(cfg: Config, method: str, granularity: str) -> str:
     return f"{cfg.model}-{method}-{granularity}-{digest}"
 
 
-def _objective(cfg: Config, method: str, granularity: str, baseline: Path):  # noqa: ANN202
+def _objective(cfg: Config, method: str, granularity: str,
+               baseline: Path) -> Callable[[optuna.Trial], tuple[float, float]]:
     """Builds the trial function; data and baseline are loaded once per worker."""
     device = resolve_device(cfg.device)
     train, val = train_val_splits(cfg)  # never the test split
@@ -103,9 +107,8 @@ def _objective(cfg: Config, method: str, granularity: str, baseline: Path):  # n
         settings = finetune_settings(cfg)
         if cfg.search.finetune_lr is not None:
             lr = trial.suggest_float("lr", *cfg.search.finetune_lr, log=True)
-            settings = type(settings)(**{**settings.__dict__, "lr": lr})
-        s = prune_settings(cfg, method, granularity)
-        s = type(s)(**{**s.__dict__, "sparsity": target, "threshold": None})
+            settings = replace(settings, lr=lr)
+        s = replace(prune_settings(cfg, method, granularity), sparsity=target, threshold=None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pruned = prune_once(base, calib, s)
@@ -114,8 +117,6 @@ def _objective(cfg: Config, method: str, granularity: str, baseline: Path):  # n
         trial.set_user_attr("baseline_val_accuracy", base_val)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         opt = make_optimizer(pruned.model, settings)
-        import torch
-
         # Recorded so that the finetune stage can repeat the chosen trial's fine-tuning.
         trial.set_user_attr("finetune_seed", cfg.seed + trial.number)
         g = torch.Generator().manual_seed(cfg.seed + trial.number)
