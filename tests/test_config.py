@@ -39,6 +39,7 @@ BAD = [
     ("prune.neuron_sparsity", -0.1, ["prune.neuron_sparsity", "greater than or equal to 0"]),
     ("train.lr", -0.01, ["train.lr", "greater than 0"]),
     ("train.lr", "fast", ["train.lr", "valid number"]),
+    ("train.lr", float("inf"), ["train.lr", "finite number"]),
     ("train.epochs", 2.5, ["train.epochs", "valid integer"]),
     ("train.epochs", True, ["train.epochs", "valid integer"]),
     ("train.learning_rate", 0.1, ["train.learning_rate", "unknown key"]),

@@ -32,7 +32,7 @@ class ConfigError(PrunelabError, ValueError):
 class _Strict(BaseModel):
     # extra="forbid" turns a misspelt key into an error instead of a silently ignored knob;
     # strict=True stops "0.1" (a string) or true (a bool) passing as a number.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):

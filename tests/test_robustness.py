@@ -1,0 +1,71 @@
+"""Mistakes cost a clear message, not a traceback, a hang or a wrong result."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prunelab.config import ConfigError, parse_config
+
+from helpers import copy_project, run, small_params
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                    st.floats(allow_nan=True), st.text(max_size=12))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values)
+def test_random_yaml_documents_give_only_config_errors(doc: object) -> None:
+    try:
+        parse_config(yaml.safe_load(yaml.safe_dump(doc)))
+    except ConfigError as exc:
+        assert str(exc).startswith("params.yaml")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(BASE)), st.data())
+def test_random_values_in_real_params_give_only_config_errors(section: str, data) -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if isinstance(raw[section], dict):
+        key = data.draw(st.sampled_from(sorted(raw[section])))
+        raw[section][key] = data.draw(values)
+        where = f"{section}.{key}"
+    else:
+        raw[section] = data.draw(values)
+        where = section
+    try:
+        parse_config(raw)
+    except ConfigError as exc:
+        assert where in str(exc), (where, str(exc))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_tracking_server_fails_fast_naming_it(tmp_path: Path, mirror: Path) -> None:
+    proj = copy_project(tmp_path, small_params(mirror))
+    run(["prunelab", "download"], proj)
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    start = time.monotonic()
+    proc = run(["prunelab", "train", "--model-out", "models/m.safetensors",
+                "--metrics-out", "metrics/m.json"], proj, MLFLOW_TRACKING_URI=uri,
+               _EXPECT_FAIL="1")
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 1, proc.stderr
+    assert uri in proc.stderr and "Traceback" not in proc.stderr
+    assert elapsed < 30, elapsed  # seconds, not minutes of retries (includes imports)
+    assert not (proj / "models").exists() and not (proj / "metrics").exists()
