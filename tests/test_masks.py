@@ -186,3 +186,20 @@ def test_iterative_neuron_rounds_track_the_original_units(trained, small_splits)
     # The kept original units' incoming weights are the ones in the small model.
     torch.testing.assert_close(pruned.model.body[2].weight,
                                trained.body[2].weight[keep].detach())
+
+
+@pytest.mark.parametrize("method", ["gradient", "taylor", "magnitude", "activation", "random"])
+def test_same_seed_same_masks_other_seed_other_masks(trained, small_splits, method) -> None:
+    train = small_splits[0]
+
+    def masks(seed: int) -> dict[str, torch.Tensor]:
+        calib = calibration_batches(train, 2, 64, seed=seed)
+        s = PruneSettings(method, "weight", sparsity=0.8, seed=seed)
+        return prune_once(trained, calib, s).masks
+
+    a, b, c = masks(1), masks(1), masks(2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    if method == "magnitude":  # uses no data and no randomness: the seed cannot matter
+        assert all(torch.equal(a[k], c[k]) for k in a)
+    else:
+        assert any(not torch.equal(a[k], c[k]) for k in a)
