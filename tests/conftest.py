@@ -10,8 +10,26 @@ import pytest
 from prunelab.data import Split, fetch_mnist, load_test, load_train_val
 
 ROOT = Path(__file__).resolve().parents[1]
+# The PostgreSQL that the distributed-mode tests use for real; overridable.
+PG_URL = os.environ.get("PRUNELAB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 # The local mirror beside the checkout (see params.yaml data.sources); overridable.
 MIRROR = Path(os.environ.get("PRUNELAB_MNIST_MIRROR", ROOT.parent / "shared" / "data" / "mnist"))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The real PostgreSQL; skipped where absent unless PRUNELAB_REQUIRE_POSTGRES=1 (CI)."""
+    import sqlalchemy
+
+    try:
+        with sqlalchemy.create_engine(PG_URL).connect() as conn:
+            conn.execute(sqlalchemy.text("select 1"))
+    except Exception as exc:  # noqa: BLE001 (any failure means: no usable server)
+        reason = f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}"
+        if os.environ.get("PRUNELAB_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{reason} (PRUNELAB_REQUIRE_POSTGRES=1 makes this a failure)")
+        pytest.skip(f"{reason}; set PRUNELAB_TEST_POSTGRES to a server URL to run these")
+    return PG_URL
 
 
 @pytest.fixture(scope="session")

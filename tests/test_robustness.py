@@ -69,3 +69,61 @@ def test_unreachable_tracking_server_fails_fast_naming_it(tmp_path: Path, mirror
     assert uri in proc.stderr and "Traceback" not in proc.stderr
     assert elapsed < 30, elapsed  # seconds, not minutes of retries (includes imports)
     assert not (proj / "models").exists() and not (proj / "metrics").exists()
+
+
+def test_a_real_mlflow_server_on_postgres_gets_what_the_default_store_gets(
+    tmp_path: Path, mirror: Path, request
+) -> None:
+    """`mlflow server` (PostgreSQL backend store, local artifact root) started here; the
+    train stage logs params, per-epoch metrics and the model to it."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+    import uuid
+
+    import sqlalchemy
+
+    pg_url = request.getfixturevalue("pg_url")
+    db = f"prunelab_mlflow_{uuid.uuid4().hex[:8]}"  # its own database: MLflow and Optuna
+    admin = sqlalchemy.create_engine(pg_url, isolation_level="AUTOCOMMIT")  # both use alembic
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {db}"))
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+         "--port", str(port), "--backend-store-uri", pg_url.rsplit("/", 1)[0] + f"/{db}",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow server did not come up in 90 s"
+                time.sleep(0.5)
+        (tmp_path / "proj").mkdir()
+        proj = copy_project(tmp_path / "proj", small_params(mirror))
+        run(["prunelab", "download"], proj)
+        run(["prunelab", "train", "--model-out", "models/m.safetensors",
+             "--metrics-out", "metrics/m.json"], proj, MLFLOW_TRACKING_URI=uri)
+
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name("mlp")
+        (found,) = client.search_runs([exp.experiment_id])
+        metrics = yaml.safe_load((proj / "metrics/m.json").read_text())
+        assert found.data.metrics["test_accuracy"] == metrics["test_accuracy"]
+        assert found.data.params["train.lr"] == str(BASE["train"]["lr"])
+        assert len(client.get_metric_history(found.info.run_id, "val_accuracy")) == 3
+        assert len(client.search_logged_models([exp.experiment_id])) == 1
+        assert any((tmp_path / "artifacts").rglob("MLmodel"))  # stored behind the server
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))

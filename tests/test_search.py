@@ -19,25 +19,8 @@ from prunelab.fileio import read_json
 
 from helpers import copy_project, run, small_params
 
-PG_URL = os.environ.get("PRUNELAB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 SEARCH = ["prunelab", "search", "--method", "magnitude", "--granularity", "weight",
           "--baseline", "models/baseline/model.safetensors", "--out", "search/mw.json"]
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> str:
-    """The real PostgreSQL; skipped where absent unless PRUNELAB_REQUIRE_POSTGRES=1 (CI)."""
-    import sqlalchemy
-
-    try:
-        with sqlalchemy.create_engine(PG_URL).connect() as conn:
-            conn.execute(sqlalchemy.text("select 1"))
-    except Exception as exc:  # noqa: BLE001 (any failure means: no usable server)
-        reason = f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}"
-        if os.environ.get("PRUNELAB_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{reason} (PRUNELAB_REQUIRE_POSTGRES=1 makes this a failure)")
-        pytest.skip(f"{reason}; set PRUNELAB_TEST_POSTGRES to a server URL to run these")
-    return PG_URL
 
 
 @pytest.fixture(scope="module")
