@@ -127,3 +127,58 @@ def test_a_real_mlflow_server_on_postgres_gets_what_the_default_store_gets(
         server.wait(timeout=30)
         with admin.connect() as conn:
             conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+
+
+def test_a_writer_killed_midway_leaves_the_previous_file_whole(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from prunelab.fileio import write_json
+
+    target = tmp_path / "metrics.json"
+    write_json(target, {"accuracy": 0.9})
+    before = target.read_bytes()
+    code = (
+        "import os, signal; from prunelab.fileio import atomic_path\n"
+        f"with atomic_path({str(target)!r}) as tmp:\n"
+        "    tmp.write_text('{\"accuracy\": 0.')\n"  # half a file ...
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"  # ... and a real SIGKILL
+    )
+    proc = subprocess.run([sys.executable, "-c", code])
+    assert proc.returncode == -9
+    assert target.read_bytes() == before  # the previous output is whole
+    assert len(list(tmp_path.glob(".metrics.json.*.tmp"))) == 1  # the killed writer's temp
+    write_json(target, {"accuracy": 0.95})
+    assert not list(tmp_path.glob("*.tmp")) and "0.95" in target.read_text()
+
+
+def test_a_stage_killed_midway_then_repro_completes(tmp_path: Path, mirror: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    params = small_params(mirror, **{"data.train_limit": None, "train.epochs": 30})
+    # 30 epochs of 55k images: half a minute, so the kill lands inside training.
+    proj = copy_project(tmp_path, params)
+    run(["dvc", "repro", "download"], proj)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    repro = subprocess.Popen(["dvc", "repro", "train"], cwd=proj, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (proj / "mlflow.db").exists():  # created as the stage starts its MLflow run
+        assert time.monotonic() < deadline, "the train stage never started"
+        time.sleep(0.2)
+    time.sleep(4.0)
+    os.killpg(repro.pid, signal.SIGKILL)  # dvc and the stage command, mid-training
+    repro.wait()
+    assert not (proj / "metrics/baseline.json").exists()  # nothing claims to be done
+    with_small_training = small_params(mirror)  # finish quickly this time
+    (proj / "params.yaml").write_text(yaml.safe_dump(with_small_training, sort_keys=False))
+    run(["dvc", "repro", "train"], proj)
+    assert (proj / "metrics/baseline.json").is_file()
+    assert not list(proj.rglob(".*.tmp"))
+    status = run(["dvc", "status", "train"], proj).stdout
+    assert "changed" not in status, status
