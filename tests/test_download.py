@@ -104,3 +104,33 @@ def test_unreachable_url_is_reported(tmp_path: Path) -> None:
     with http_server(tmp_path) as url:  # serves an empty folder: 404 for every file
         with pytest.raises(DownloadError, match="404"):
             fetch_mnist([url], tmp_path / "out", timeout=5)
+
+
+def test_a_download_cut_off_midway_is_not_taken_for_a_file(mirror: Path, tmp_path: Path) -> None:
+    """The server promises the whole file (Content-Length) and closes after half of it."""
+    from http.server import BaseHTTPRequestHandler
+
+    class CutOff(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            data = (mirror / Path(self.path).name).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CutOff)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        with pytest.raises(DownloadError, match="IncompleteRead"):
+            fetch_mnist([url], tmp_path, timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    out = raw_dir(tmp_path)
+    assert not out.exists() or not any(out.iterdir())  # nothing written, not even a temp

@@ -182,3 +182,19 @@ def test_a_stage_killed_midway_then_repro_completes(tmp_path: Path, mirror: Path
     assert not list(proj.rglob(".*.tmp"))
     status = run(["dvc", "status", "train"], proj).stdout
     assert "changed" not in status, status
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_random_params_text_gives_only_config_errors(text: str) -> None:
+    import tempfile
+
+    from prunelab.config import load_config
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "params.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            assert str(path) in str(exc)
