@@ -152,36 +152,44 @@ def test_a_writer_killed_midway_leaves_the_previous_file_whole(tmp_path: Path) -
     assert not list(tmp_path.glob("*.tmp")) and "0.95" in target.read_text()
 
 
-def test_a_stage_killed_midway_then_repro_completes(tmp_path: Path, mirror: Path) -> None:
+def test_a_stage_killed_midway_keeps_previous_outputs_then_repro_completes(
+    tmp_path: Path, mirror: Path
+) -> None:
     import os
     import signal
     import subprocess
     import sys
 
-    params = small_params(mirror, **{"data.train_limit": None, "train.epochs": 30})
-    # 30 epochs of 55k images: half a minute, so the kill lands inside training.
-    proj = copy_project(tmp_path, params)
-    run(["dvc", "repro", "download"], proj)
+    proj = copy_project(tmp_path, small_params(mirror))
+    run(["dvc", "repro", "train"], proj)
+    outputs = [proj / "models/baseline/model.safetensors", proj / "metrics/baseline.json"]
+    before = [p.read_bytes() for p in outputs]
+
+    # A change that makes training run half a minute (30 epochs of 55k images), killed
+    # with SIGKILL (dvc and the stage command) a few seconds into it.
+    long = small_params(mirror, **{"data.train_limit": None, "train.epochs": 30})
+    (proj / "params.yaml").write_text(yaml.safe_dump(long, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     repro = subprocess.Popen(["dvc", "repro", "train"], cwd=proj, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not (proj / "mlflow.db").exists():  # created as the stage starts its MLflow run
-        assert time.monotonic() < deadline, "the train stage never started"
-        time.sleep(0.2)
-    time.sleep(4.0)
-    os.killpg(repro.pid, signal.SIGKILL)  # dvc and the stage command, mid-training
+    assert repro.stdout is not None
+    for line in repro.stdout:  # wait until the stage command is running
+        if line.startswith("> prunelab train"):
+            break
+    time.sleep(6.0)
+    assert repro.poll() is None, "the stage finished before it could be killed"
+    os.killpg(repro.pid, signal.SIGKILL)
     repro.wait()
-    assert not (proj / "metrics/baseline.json").exists()  # nothing claims to be done
-    with_small_training = small_params(mirror)  # finish quickly this time
-    (proj / "params.yaml").write_text(yaml.safe_dump(with_small_training, sort_keys=False))
-    run(["dvc", "repro", "train"], proj)
-    assert (proj / "metrics/baseline.json").is_file()
+
+    assert [p.read_bytes() for p in outputs] == before  # previous outputs whole
     assert not list(proj.rglob(".*.tmp"))
-    status = run(["dvc", "status", "train"], proj).stdout
-    assert "changed" not in status, status
+    (proj / "params.yaml").write_text(yaml.safe_dump(small_params(mirror, **{
+        "train.epochs": 2}), sort_keys=False))
+    run(["dvc", "repro", "train"], proj)  # completes cleanly after the kill
+    assert [p.read_bytes() for p in outputs] != before
+    assert "changed" not in run(["dvc", "status", "train"], proj).stdout
 
 
 @settings(max_examples=200, deadline=None)
