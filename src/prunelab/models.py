@@ -185,7 +185,9 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> Net:
 
 
 def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in baked(model).parameters())  # type: ignore[arg-type]
+    # Under torch.nn.utils.prune, weight_orig is the parameter and the mask a buffer, so
+    # this counts the same for a masked model as for its baked copy.
+    return sum(p.numel() for p in model.parameters())
 
 
 def resolve_device(name: str) -> torch.device:

@@ -103,7 +103,7 @@ def prune_iteratively(
     """
     if s.sparsity is None:
         raise ValueError("iterative pruning needs a target sparsity, not a threshold")
-    n_units = [int(k) for k in getattr(model.spec, "widths", ())]
+    total_units = sum(model.spec.widths)
     pruned = Pruned(model)
     kept_units: list[Tensor] = []
     for r in range(1, rounds + 1):
@@ -113,9 +113,9 @@ def prune_iteratively(
             pruned = prune_once(pruned.model, calib, replace(s, sparsity=target))
         else:
             # Express the round's target over the original units as a fraction of what is left.
-            current = list(pruned.model.spec.widths)
-            n_cut = round(target * sum(n_units)) - (sum(n_units) - sum(current))
-            step = prune_once(pruned.model, calib, replace(s, sparsity=n_cut / sum(current)))
+            current = sum(pruned.model.spec.widths)
+            n_cut = round(target * total_units) - (total_units - current)
+            step = prune_once(pruned.model, calib, replace(s, sparsity=n_cut / current))
             kept_units = _compose(kept_units, step.unit_keep)
             pruned = Pruned(step.model, unit_keep=kept_units)
         if r < rounds:
