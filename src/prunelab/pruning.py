@@ -135,6 +135,25 @@ def _compose(before: list[Tensor], now: list[Tensor]) -> list[Tensor]:
     return out
 
 
+def prune_model(
+    base: Net, train: Split, val: Split, s: PruneSettings, rounds: int, calib_batches: int,
+    calib_batch_size: int, ft: FitSettings, ft_seed: int,
+) -> Pruned:
+    """One-shot (`rounds` = 1) or iterative pruning of `base`, as every stage does it:
+    calibration batches from the training split drawn with `s.seed`, and between rounds
+    the fine-tuning loop `ft` seeded with `ft_seed + round`. The final fine-tuning is the
+    caller's."""
+    if rounds == 1:
+        calib = calibration_batches(train, calib_batches, calib_batch_size, s.seed)
+        return prune_once(base, calib, s)
+
+    def between_rounds(model: Net, r: int) -> None:
+        finetune(model, train, val, ft, seed=ft_seed + r)
+
+    return prune_iteratively(base, train, s, rounds, calib_batches, calib_batch_size,
+                             between_rounds)
+
+
 def finetune(
     model: Net, train: Split, val: Split, s: FitSettings, seed: int,
     on_epoch: Callable[[EpochResult], None] | None = None,

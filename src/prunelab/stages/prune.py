@@ -15,8 +15,8 @@ from prunelab.config import Config
 from prunelab.fileio import atomic_path, write_bytes, write_json
 from prunelab.masks import prunable_names
 from prunelab.metrics import file_size, pruning_metrics
-from prunelab.models import Net, load_model, resolve_device, save_model
-from prunelab.pruning import Pruned, calibration_batches, finetune, prune_iteratively, prune_once
+from prunelab.models import load_model, resolve_device, save_model
+from prunelab.pruning import Pruned, prune_model
 from prunelab.stages.common import (
     finetune_settings,
     prune_settings,
@@ -36,17 +36,8 @@ def run(cfg: Config, method: str, granularity: str, baseline: Path, out_dir: Pat
     base = load_model(baseline, resolve_device(cfg.device))
     s = prune_settings(cfg, method, granularity, choice)
     p = cfg.prune
-    if cfg.finetune.rounds > 1:
-        ft = finetune_settings(cfg, choice)
-
-        def between_rounds(model: Net, r: int) -> None:
-            finetune(model, train, val, ft, seed=cfg.seed + r)
-
-        pruned = prune_iteratively(base, train, s, cfg.finetune.rounds, p.calibration_batches,
-                                   p.calibration_batch_size, between_rounds)
-    else:
-        calib = calibration_batches(train, p.calibration_batches, p.calibration_batch_size, p.seed)
-        pruned = prune_once(base, calib, s)
+    pruned = prune_model(base, train, val, s, cfg.finetune.rounds, p.calibration_batches,
+                         p.calibration_batch_size, finetune_settings(cfg, choice), cfg.seed)
 
     save_outputs(pruned, out_dir)
     eval_bs = cfg.train.eval_batch_size
