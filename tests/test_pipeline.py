@@ -5,7 +5,9 @@ One repro (module fixture) serves several tests: each inspects a different promi
 
 from __future__ import annotations
 
+import csv
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from helpers import copy_project, run, small_params
 
 METHODS = ["magnitude", "random"]
 GRANULARITIES = ["weight", "neuron"]
+RATIOS, SEEDS = [2, 8], [0, 1]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
     params = small_params(mirror, **{"prune.methods": METHODS,
                                      "prune.granularities": GRANULARITIES,
                                      "prune.calibration_batches": 4, "finetune.epochs": 1,
-                                     "search.trials": 3, "search.epochs": 1})
+                                     "search.trials": 3, "search.epochs": 1,
+                                     "sweep.ratios": RATIOS, "sweep.seeds": SEEDS})
     proj = copy_project(tmp_path_factory.mktemp("proj"), params)
     run(["dvc", "repro"], proj)
     return proj
@@ -53,7 +57,8 @@ def test_second_repro_changes_nothing_and_metrics_show(project: Path) -> None:
     files = shown[""]["data"]
     assert files["metrics/baseline.json"]["data"]["test_accuracy"] == (
         metrics(project, "baseline.json")["test_accuracy"])
-    assert len(files) == 1 + 3 * len(METHODS) * len(GRANULARITIES)  # baseline, search, prune, ft
+    # baseline, search, prune, finetune, the comparison's summary
+    assert len(files) == 1 + 3 * len(METHODS) * len(GRANULARITIES) + 1
 
 
 @pytest.mark.slow
@@ -107,9 +112,12 @@ def test_each_pruned_run_is_in_mlflow_with_mask_and_model(project: Path) -> None
             "test_accuracy"]
         assert r.data.params["method"] == name.split("-")[0]
         assert "mask.safetensors" in [a.path for a in client.list_artifacts(r.info.run_id)]
-    (baseline,) = client.search_runs([exp.experiment_id], "tags.stage = 'train'")
+    trained = client.search_runs([exp.experiment_id], "tags.stage = 'train'")
+    assert sorted(r.info.run_name for r in trained) == ["mlp-baseline"] + [
+        f"mlp-baseline-seed{s}" for s in SEEDS]
+    baseline = next(r for r in trained if r.info.run_name == "mlp-baseline")
     assert len(client.get_metric_history(baseline.info.run_id, "val_accuracy")) == 3
-    assert len(client.search_logged_models([exp.experiment_id])) == 1 + len(runs)
+    assert len(client.search_logged_models([exp.experiment_id])) == len(trained) + len(runs)
 
 
 def test_stage_stops_on_bad_params_before_any_work(tmp_path: Path, mirror: Path) -> None:
@@ -119,3 +127,109 @@ def test_stage_stops_on_bad_params_before_any_work(tmp_path: Path, mirror: Path)
     proc = run(["prunelab", "download"], proj, _EXPECT_FAIL="1")
     assert proc.returncode == 2 and "train.lr" in proc.stderr and "greater than 0" in proc.stderr
     assert not (proj / "data").exists()
+
+
+def sweep_points(proj: Path, name: str) -> list[dict]:
+    return json.loads((proj / f"sweep/{name}.json").read_text())["points"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+def test_sweep_covers_every_ratio_and_seed_at_the_sparsity_it_claims(
+    project: Path, granularity: str
+) -> None:
+    for method in METHODS:
+        points = sweep_points(project, f"{method}-{granularity}")
+        assert sorted((p["seed"], p["ratio"]) for p in points) == [
+            (s, r) for s in SEEDS for r in RATIOS]
+        for p in points:
+            # Ratio r cuts 1 - 1/r of the prunable weights (the mlp's first layer): exactly,
+            # to one weight, or to one of its 128 hidden units.
+            step = 1 / (784 * 128) if granularity == "weight" else 1 / 128
+            assert p["sparsity"] == pytest.approx(1 - 1 / p["ratio"], abs=step)
+            seed_metrics = json.loads((project / f"models/seeds/{p['seed']}.json").read_text())
+            assert p["baseline_test_accuracy"] == seed_metrics["test_accuracy"]
+    # Seeds are different baselines, not one model evaluated twice.
+    accs = {json.loads((project / f"models/seeds/{s}.json").read_text())["test_accuracy"]
+            for s in SEEDS}
+    assert len(accs) == len(SEEDS)
+    # The random control is clearly worse before fine-tuning at the highest ratio.
+    def before(method: str) -> float:
+        pts = sweep_points(project, f"{method}-{granularity}")
+        return statistics.fmean(p["test_accuracy_before"] for p in pts
+                                if p["ratio"] == max(RATIOS))
+    assert before("magnitude") > before("random") + 0.02
+
+
+@pytest.mark.slow
+def test_report_table_is_the_mean_and_sd_of_the_points_and_names_the_best(
+    project: Path,
+) -> None:
+    rows = list(csv.DictReader((project / "reports/summary.csv").open()))
+    assert len(rows) == len(METHODS) * len(GRANULARITIES) * len(RATIOS)
+    text = (project / "reports/report.md").read_text()
+    for row in rows:
+        accs = [p["test_accuracy"] for p in sweep_points(project, f"{row['method']}-"
+                                                                  f"{row['granularity']}")
+                if p["ratio"] == float(row["ratio"])]
+        assert len(accs) == len(SEEDS) == int(row["seeds"])
+        assert float(row["test_accuracy"]) == pytest.approx(statistics.fmean(accs))
+        assert float(row["test_accuracy_sd"]) == pytest.approx(statistics.stdev(accs))
+    for g in GRANULARITIES:
+        for r in RATIOS:
+            cell = [row for row in rows if row["granularity"] == g and float(row["ratio"]) == r]
+            best = max(cell, key=lambda row: float(row["test_accuracy"]))["method"]
+            assert f"- **{g}, {r}×**: {best} (" in text
+    for png in ("accuracy_vs_compression", "accuracy_vs_flops", "layer_sparsity"):
+        assert (project / f"reports/figures/{png}.png").read_bytes()[:4] == b"\x89PNG"
+        assert f"(figures/{png}.png)" in text
+    assert "not `mlp`" in text  # the paper check says the tables are for the LeNets
+
+
+@pytest.mark.slow
+def test_dvc_plots_show_renders_the_curves(project: Path) -> None:
+    out = project / "dvc_plots"
+    shown = json.loads(run(["dvc", "plots", "show", "--json", "-o", str(out)],
+                           project).stdout)["data"]
+    series = {f"{m}-{g}" for m in METHODS for g in GRANULARITIES}
+    for name, y in (("after_vs_ratio", "test_accuracy"), ("after_vs_flops", "test_accuracy"),
+                    ("before_vs_ratio", "test_accuracy_before"),
+                    ("before_vs_flops", "test_accuracy_before")):
+        (plot,) = shown[f"reports/plots/{name}.json"]
+        content = plot["content"]
+        assert content["layer"][1]["encoding"]["y"]["field"] == y  # the template was filled
+        values = content["data"]["values"]
+        assert {v["series"] for v in values} == series
+        assert len(values) == len(series) * len(RATIOS)
+        assert all(v["lo"] <= v[y] <= v["hi"] for v in values)  # a band around each mean
+    for png in ("accuracy_vs_compression", "accuracy_vs_flops", "layer_sparsity"):
+        (image,) = shown[f"reports/figures/{png}.png"]
+        assert Path(image["url"]).read_bytes()[:4] == b"\x89PNG"
+    run(["dvc", "plots", "show", "-o", str(out)], project)
+    html = (out / "index.html").read_text()
+    assert "Test accuracy after fine-tuning vs compression" in html
+
+
+@pytest.mark.slow
+def test_sweep_points_and_the_comparison_are_in_mlflow(project: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("mlp-sweep")
+    points = client.search_runs([exp.experiment_id], "tags.stage = 'sweep'",
+                                max_results=1000)
+    nested = [r for r in points if "mlflow.parentRunId" in r.data.tags]
+    assert len(nested) == len(METHODS) * len(GRANULARITIES) * len(RATIOS) * len(SEEDS)
+    # Same param and metric names as the finetune stage's runs: one compare view for all.
+    (ft,) = client.search_runs([client.get_experiment_by_name("mlp").experiment_id],
+                               "tags.stage = 'finetune' and tags.method = 'magnitude' and "
+                               "tags.granularity = 'weight'")
+    for r in nested:
+        assert set(ft.data.params) - {"threshold"} <= set(r.data.params)
+        assert {"test_accuracy", "test_accuracy_before", "compression_ratio",
+                "effective_flops", "sparsity"} <= set(r.data.metrics) & set(ft.data.metrics)
+    (comparison,) = client.search_runs([exp.experiment_id], "tags.stage = 'report'")
+    artifacts = {a.path for a in client.list_artifacts(comparison.info.run_id)}
+    assert {"summary.json", "report.md", "figures"} <= artifacts
+    figures = {a.path for a in client.list_artifacts(comparison.info.run_id, "figures")}
+    assert "figures/accuracy_vs_compression.png" in figures

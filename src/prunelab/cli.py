@@ -18,6 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the baseline model")
     t.add_argument("--model-out", type=Path, required=True)
     t.add_argument("--metrics-out", type=Path, required=True)
+    t.add_argument("--seed", type=int, help="training seed (default: params' seed)")
     se = sub.add_parser("search", help="Optuna study choosing a method's sparsity on val")
     se.add_argument("--method", required=True, choices=list(Method.__args__))
     se.add_argument("--granularity", required=True, choices=list(Granularity.__args__))
@@ -37,6 +38,18 @@ def _parser() -> argparse.ArgumentParser:
                        help="search result whose sparsity (and lr) replace params.yaml's")
         if name == "finetune":
             s.add_argument("--prune-metrics", type=Path, required=True)
+    sw = sub.add_parser("sweep", help="one method over sweep.ratios x sweep.seeds")
+    sw.add_argument("--method", required=True, choices=list(Method.__args__))
+    sw.add_argument("--granularity", required=True, choices=list(Granularity.__args__))
+    sw.add_argument("--baselines", type=Path, required=True,
+                    help="folder of <seed>.safetensors and <seed>.json from `train --seed`")
+    sw.add_argument("--out", type=Path, required=True, help="JSON file of every point")
+    sw.add_argument("--workers", type=int,
+                    help="local worker processes (default: sweep.workers)")
+    r = sub.add_parser("report", help="table, curves, verdicts and MLflow comparison run")
+    r.add_argument("--sweep-dir", type=Path, required=True)
+    r.add_argument("--prune-metrics-dir", type=Path, required=True)
+    r.add_argument("--out-dir", type=Path, required=True)
     return p
 
 
@@ -62,7 +75,7 @@ def _run_stage(args: argparse.Namespace, cfg: Config) -> int:
     elif args.stage == "train":
         from prunelab.stages import train
 
-        train.run(cfg, args.model_out, args.metrics_out)
+        train.run(cfg, args.model_out, args.metrics_out, args.seed)
     elif args.stage == "search":
         from prunelab.stages import search
 
@@ -82,6 +95,18 @@ def _run_stage(args: argparse.Namespace, cfg: Config) -> int:
 
         finetune.run(cfg, args.method, args.granularity, args.out_dir, args.baseline,
                      args.prune_metrics, args.metrics_out, args.choice)
+    elif args.stage == "sweep":
+        from prunelab.stages import sweep
+
+        workers = cfg.sweep.workers if args.workers is None else args.workers
+        if workers < 1:
+            print("prunelab sweep: --workers must be at least 1", file=sys.stderr)
+            return 2
+        sweep.run(cfg, args.method, args.granularity, args.baselines, args.out, workers)
+    elif args.stage == "report":
+        from prunelab.stages import report
+
+        report.run(cfg, args.sweep_dir, args.prune_metrics_dir, args.out_dir)
     return 0
 
 

@@ -134,6 +134,25 @@ class SearchConfig(_Strict):
         return self
 
 
+class SweepConfig(_Strict):
+    """The comparison stage: every method over a ladder of compression ratios × seeds."""
+
+    # Compression ratios r: cut 1 - 1/r of the prunable weights, or of the hidden units.
+    ratios: Annotated[list[Annotated[float, Field(gt=1)]], Field(min_length=1)]
+    # One baseline per seed (trained with it); at least 2 for a standard deviation.
+    seeds: Annotated[list[int], Field(min_length=1)]
+    # Local processes computing points in parallel, each on its share of the cores.
+    workers: Annotated[int, Field(ge=1)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> SweepConfig:
+        for name in ("ratios", "seeds"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise ValueError(f"sweep.{name} lists a value twice: {values}")
+        return self
+
+
 class OptunaConfig(_Strict):
     # null: a journal file in studies/ (safe for several local processes). A database URL
     # (postgresql://user@host/db) makes the study shared by workers on many machines.
@@ -157,6 +176,7 @@ class Config(_Strict):
     prune: PruneConfig
     finetune: FinetuneConfig
     search: SearchConfig
+    sweep: SweepConfig
     optuna: OptunaConfig
     mlflow: MlflowConfig
 

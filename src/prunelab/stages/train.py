@@ -13,7 +13,10 @@ from prunelab.stages.common import test_split, train_settings, train_val_splits
 from prunelab.training import EpochResult, evaluate, fit, seed_everything
 
 
-def run(cfg: Config, model_path: Path, metrics_path: Path) -> None:
+def run(cfg: Config, model_path: Path, metrics_path: Path, seed: int | None = None) -> None:
+    """Train the baseline with `seed` (default: params' seed; the sweep trains one per seed)."""
+    name = f"{cfg.model}-baseline" + ("" if seed is None else f"-seed{seed}")
+    seed = cfg.seed if seed is None else seed
     tracking.configure(cfg.mlflow.tracking_uri)  # before any work: fail fast if unreachable
     import mlflow
 
@@ -21,14 +24,14 @@ def run(cfg: Config, model_path: Path, metrics_path: Path) -> None:
     train, val = train_val_splits(cfg)
     test = test_split(cfg)
 
-    seed_everything(cfg.seed)
+    seed_everything(seed)
     model = build_model(cfg.model).to(device)
     settings = train_settings(cfg)
 
     mlflow.set_experiment(cfg.model)
-    with mlflow.start_run(run_name=f"{cfg.model}-baseline", tags={"stage": "train"}):
+    with mlflow.start_run(run_name=name, tags={"stage": "train", "seed": str(seed)}):
         mlflow.log_params(tracking.flat_params(
-            {"model": cfg.model, "seed": cfg.seed, "device": str(device),
+            {"model": cfg.model, "seed": seed, "device": str(device),
              "train": cfg.train.model_dump(), "data": cfg.data.model_dump(exclude={"sources"})}
         ))
 
@@ -37,7 +40,7 @@ def run(cfg: Config, model_path: Path, metrics_path: Path) -> None:
                                 "val_accuracy": r.val_accuracy, "epoch_seconds": r.seconds},
                                step=r.epoch)
 
-        history = fit(model, train, val, settings, cfg.seed, on_epoch=log_epoch, desc=cfg.model)
+        history = fit(model, train, val, settings, seed, on_epoch=log_epoch, desc=cfg.model)
         val_loss, val_acc = evaluate(model, val, settings.eval_batch_size)
         test_loss, test_acc = evaluate(model, test, settings.eval_batch_size)
         metrics = {

@@ -1,0 +1,90 @@
+"""`prunelab report`: the sweep's summary table (CSV + JSON metrics), DVC plot series, PNG
+figures, the paper check and reports/report.md, and one MLflow comparison run holding the
+table and the figures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from pathlib import Path
+from typing import Any
+
+from prunelab import report, tracking
+from prunelab.config import Config
+from prunelab.errors import PrunelabError
+from prunelab.fileio import read_json, write_bytes, write_json
+from prunelab.sweep import summarize, verdicts
+
+FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
+           "accuracy vs effective FLOPs": "figures/accuracy_vs_flops.png",
+           "per-layer sparsity (searched)": "figures/layer_sparsity.png"}
+
+
+def _inputs(cfg: Config, sweep_dir: Path, prune_dir: Path) -> tuple[list[dict], dict]:
+    series = [f"{m}-{g}" for m in cfg.prune.methods for g in cfg.prune.granularities]
+    missing = [str(d / f"{s}.json") for d in (sweep_dir, prune_dir) for s in series
+               if not (d / f"{s}.json").is_file()]
+    if missing:
+        raise PrunelabError(f"missing input(s) {missing}; run `dvc repro` (the sweep and "
+                            "prune stages write them)")
+    points = [p for s in series for p in read_json(sweep_dir / f"{s}.json")["points"]]
+    return points, {s: read_json(prune_dir / f"{s}.json") for s in series}
+
+
+def _csv(rows: list[dict[str, Any]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def run(cfg: Config, sweep_dir: Path, prune_dir: Path, out: Path) -> None:
+    points, prune_metrics = _inputs(cfg, sweep_dir, prune_dir)  # before any work
+    tracking.configure(cfg.mlflow.tracking_uri)
+    import mlflow
+
+    rows = summarize(points)
+    verdict = verdicts(rows)
+    base_by_seed = {p["seed"]: p["baseline_test_accuracy"] for p in points}
+    accs = list(base_by_seed.values())
+    baseline = (statistics.fmean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0)
+    papers = report.paper_check(cfg.model, rows, baseline[0])
+    ft = cfg.finetune
+    settings = (f"Fine-tuning: {ft.epochs} epoch(s) at lr {ft.lr:g}, "
+                f"{ft.rounds} prune round(s); scope {cfg.prune.scope}, normalised scores "
+                f"{cfg.prune.normalize}, output layer pruned {cfg.prune.prune_output_layer}.")
+
+    write_bytes(out / "summary.csv", _csv(rows))
+    # DVC metrics: series -> ratio -> mean and sd of every measured quantity.
+    nested: dict[str, Any] = {"baseline_test_accuracy": baseline[0],
+                              "baseline_test_accuracy_sd": baseline[1]}
+    for r in rows:
+        nested.setdefault(report.series_name(r), {})[f"r{r['ratio']:g}"] = {
+            k: v for k, v in r.items() if isinstance(v, (int, float)) and k != "ratio"}
+    write_json(out / "summary.json", nested)
+    for x in report.X_AXES:
+        for y, stage in (("test_accuracy", "after"), ("test_accuracy_before", "before")):
+            write_json(out / "plots" / f"{stage}_vs_{x.split('_')[-1]}.json",
+                       report.curve_records(rows, x, y))
+    figs = {
+        FIGURES["accuracy vs compression"]: report.curves_figure(rows, "compression_ratio"),
+        FIGURES["accuracy vs effective FLOPs"]: report.curves_figure(rows, "effective_flops"),
+        FIGURES["per-layer sparsity (searched)"]: report.layer_sparsity_figure(prune_metrics),
+    }
+    mlflow.set_experiment(f"{cfg.model}-sweep")
+    with mlflow.start_run(run_name="comparison", tags={"stage": "report"}):
+        mlflow.log_params({"model": cfg.model, "ratios": str(cfg.sweep.ratios),
+                           "seeds": str(cfg.sweep.seeds), "finetune.epochs": ft.epochs,
+                           "finetune.lr": ft.lr, "rounds": ft.rounds})
+        mlflow.log_table({k: [r[k] for r in rows] for k in rows[0]}, "summary.json")
+        for path, fig in figs.items():
+            mlflow.log_figure(fig, path)
+            report.save_figure(fig, out / path)
+        text = report.markdown(cfg.model, rows, verdict, papers, baseline, cfg.sweep.seeds,
+                               FIGURES, settings)
+        write_bytes(out / "report.md", text.encode())
+        mlflow.log_artifact(str(out / "report.md"))
+        mlflow.log_metrics({"baseline_test_accuracy": baseline[0]})
+    print(f"report: {out / 'report.md'} ({len(rows)} rows over {len(cfg.sweep.seeds)} seeds)")

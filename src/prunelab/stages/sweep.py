@@ -1,0 +1,121 @@
+"""`prunelab sweep`: one method at one granularity over every ratio in `sweep.ratios` and
+every seed in `sweep.seeds`, each point its own MLflow run (nested under one run per
+method) with the same param and metric names as the finetune stage's runs."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prunelab import tracking
+from prunelab.config import Config
+from prunelab.errors import PrunelabError
+from prunelab.fileio import read_json, write_json
+from prunelab.models import load_model, resolve_device
+from prunelab.stages.common import finetune_settings, prune_settings, test_split, train_val_splits
+from prunelab.sweep import sweep_point
+
+
+def baseline_files(folder: Path, seeds: list[int]) -> dict[int, tuple[Path, Path]]:
+    """The per-seed baselines (`train --seed s` writes <s>.safetensors and <s>.json)."""
+    files = {s: (folder / f"{s}.safetensors", folder / f"{s}.json") for s in seeds}
+    missing = [str(p) for pair in files.values() for p in pair if not p.is_file()]
+    if missing:
+        raise PrunelabError(f"missing per-seed baseline file(s) {missing}; run "
+                            "`dvc repro train_seed` (one baseline per seed in sweep.seeds)")
+    return files
+
+
+class _Points:
+    """Computes sweep points; one instance per worker process, holding data and baselines."""
+
+    def __init__(self, cfg: Config, method: str, granularity: str,
+                 files: dict[int, tuple[Path, Path]], threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)  # workers on one machine share its cores
+        self.cfg = cfg
+        device = resolve_device(cfg.device)
+        self.train, self.val = train_val_splits(cfg)
+        self.test = test_split(cfg)
+        self.bases = {s: (load_model(m, device), read_json(j)["test_accuracy"])
+                      for s, (m, j) in files.items()}
+        self.settings = prune_settings(cfg, method, granularity)
+
+    def __call__(self, task: tuple[int, float]) -> dict[str, Any]:
+        seed, ratio = task
+        base, base_acc = self.bases[seed]
+        p, cfg = self.cfg.prune, self.cfg
+        with warnings.catch_warnings():  # "cuts nothing" cannot happen for r > 1
+            warnings.simplefilter("ignore")
+            return sweep_point(base, self.train, self.val, self.test, self.settings, ratio,
+                               seed, cfg.finetune.rounds, p.calibration_batches,
+                               p.calibration_batch_size, finetune_settings(cfg), base_acc)
+
+
+_worker: _Points | None = None
+
+
+def _init_worker(*args: Any) -> None:
+    global _worker
+    _worker = _Points(*args)
+
+
+def _run_task(task: tuple[int, float]) -> dict[str, Any]:
+    assert _worker is not None
+    return _worker(task)
+
+
+def run(cfg: Config, method: str, granularity: str, baselines: Path, out: Path,
+        workers: int) -> None:
+    files = baseline_files(baselines, cfg.sweep.seeds)  # before any work
+    tracking.configure(cfg.mlflow.tracking_uri)
+    import mlflow
+
+    tasks = [(seed, ratio) for seed in cfg.sweep.seeds for ratio in cfg.sweep.ratios]
+    workers = max(1, min(workers, len(tasks)))
+    points = []
+    mlflow.set_experiment(f"{cfg.model}-sweep")
+    with mlflow.start_run(run_name=f"sweep-{method}-{granularity}",
+                          tags={"stage": "sweep", "method": method, "granularity": granularity}):
+        with contextlib.ExitStack() as stack:
+            if workers == 1:
+                results = map(_Points(cfg, method, granularity, files), tasks)
+            else:
+                # Each point is seeded on its own and each worker runs one thread per core
+                # share, so a point's result does not depend on which worker ran it.
+                threads = max(1, (os.cpu_count() or 1) // workers)
+                pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(
+                    workers, _init_worker, (cfg, method, granularity, files, threads)))
+                results = pool.imap(_run_task, tasks)
+            for point in results:  # in task order, logged as they arrive
+                points.append(point)
+                _log_point(mlflow, cfg, point)
+                print(f"{method}-{granularity} seed {point['seed']} ratio {point['ratio']:g}: "
+                      f"test {point['test_accuracy_before']:.4f} -> {point['test_accuracy']:.4f}"
+                      f" ({point['compression_ratio']:.1f}x of parameters)", flush=True)
+    write_json(out, {"method": method, "granularity": granularity, "points": points})
+
+
+def _log_point(mlflow, cfg: Config, point: dict) -> None:  # noqa: ANN001 (module)
+    name = f"{point['method']}-{point['granularity']}-r{point['ratio']:g}-s{point['seed']}"
+    with mlflow.start_run(run_name=name, nested=True,
+                          tags={"stage": "sweep", "method": point["method"],
+                                "granularity": point["granularity"]}):
+        mlflow.log_params({
+            "method": point["method"], "granularity": point["granularity"],
+            "scope": cfg.prune.scope, "target_sparsity": point["target_sparsity"],
+            "ratio": point["ratio"], "normalize": cfg.prune.normalize,
+            "rounds": cfg.finetune.rounds, "finetune.lr": cfg.finetune.lr,
+            "finetune.epochs": cfg.finetune.epochs, "finetune.penalty": cfg.finetune.penalty,
+            "seed": point["seed"],
+        })
+        mlflow.log_metrics({k: float(v) for k, v in point.items()
+                            if isinstance(v, (int, float)) and k not in
+                            ("ratio", "seed", "target_sparsity")})
+        mlflow.log_metrics({f"layer_sparsity.{k}": v for k, v in point["layer_sparsity"].items()})
