@@ -15,7 +15,8 @@ Run from the project root after `dvc repro download` (it needs data/):
 - masked fine-tuning: the same loop on a copy with 90% of the weights cut by magnitude
   and held by torch.nn.utils.prune (the forward pass multiplies weight_orig by the mask).
 
-Every figure is the median over `--repeats` epochs after one warm-up epoch.
+Every figure is the median over `--repeats` rounds (after one warm-up epoch each); in a
+round each loop runs one epoch in turn.
 """
 
 from __future__ import annotations
@@ -38,14 +39,30 @@ from prunelab.stages.common import train_settings
 from prunelab.training import make_optimizer, train_epoch
 
 
-def median_seconds(run_epoch: Callable[[], None], repeats: int) -> float:
-    run_epoch()  # warm-up: allocator, kernels, DataLoader workers' first start
+def interleaved_medians(loops: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median seconds per epoch of each loop. The loops take turns, one epoch each per
+    round, so that this machine's drifting speed (a shared VM) hits them alike."""
+    for run_epoch in loops.values():
+        run_epoch()  # warm-up: allocator, kernels, DataLoader workers' first start
+    times: dict[str, list[float]] = {name: [] for name in loops}
+    for _ in range(repeats):
+        for name, run_epoch in loops.items():
+            start = time.perf_counter()
+            run_epoch()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def sgemm_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """This machine's fp32 matmul rate right now (median of `repeats` n×n products)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        run_epoch()
+        (a @ b).sum().item()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def document_loop(root: str, indices: torch.Tensor, device: torch.device) -> Callable[[], None]:
@@ -86,7 +103,7 @@ def prunelab_loop(model: nn.Module, train, settings) -> Callable[[], None]:  # n
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip-document", action="store_true", help="only prunelab's loops")
     args = ap.parse_args()
@@ -107,20 +124,26 @@ def main() -> None:
     names = prunable_names(masked, include_output=False)
     apply_masks(masked, select({k: scores[k] for k in names}, sparsity=0.9, scope="global"))
 
-    rows = []
+    loops = {}
     if not args.skip_document:
-        rows.append(("document loop (DataLoader + ToTensor)",
-                     median_seconds(document_loop(cfg.data.root, train_idx, device),
-                                    args.repeats)))
-    rows.append(("prunelab train_epoch (in-memory)",
-                 median_seconds(prunelab_loop(plain, train, settings), args.repeats)))
-    rows.append(("prunelab fine-tuning epoch, 90% masked",
-                 median_seconds(prunelab_loop(masked, train, settings), args.repeats)))
+        loops["document loop (DataLoader + ToTensor)"] = document_loop(cfg.data.root,
+                                                                       train_idx, device)
+    loops["prunelab train_epoch (in-memory)"] = prunelab_loop(plain, train, settings)
+    loops["prunelab fine-tuning epoch, 90% masked"] = prunelab_loop(masked, train, settings)
+    peak_before = sgemm_gflops(device)
+    rows = list(interleaved_medians(loops, args.repeats).items())
+    peak = (peak_before + sgemm_gflops(device)) / 2
+    # Forward, input-gradient-free backward and weight gradient: 3 matmuls of 2·in·out
+    # FLOPs per image and layer (the first layer's input needs no gradient: 2 there).
+    macs = 784 * 128 + 128 * 10
+    floor = len(train) * 2 * (3 * macs - 784 * 128) / (peak * 1e9)
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, device {gpu or 'cpu'}; {len(train)} images/epoch, "
-          f"batch {settings.batch_size}; median of {args.repeats} epochs\n")
+          f"batch {settings.batch_size}; median of {args.repeats} interleaved rounds\n")
+    print(f"sgemm rate now (2048², before/after, mean): {peak:.0f} GFLOP/s, which puts an "
+          f"epoch's matmuls at {floor:.2f} s\n")
     print("| loop | s/epoch | images/s |")
     print("|---|---|---|")
     for name, sec in rows:
