@@ -4,9 +4,12 @@
 # rounds, run as a DVC experiment in a clone beside this project so that this workspace
 # keeps its mlp results. The comparison with the papers is in the clone's reports/report.md.
 #
-#   scripts/lenet_study.sh lenet300|lenet5      (after `make pipeline` set up .venv)
+#   scripts/lenet_study.sh lenet300|lenet5 [-S key=value ...]   (after `make pipeline`)
+#
+# Extra -S overrides are passed on to `dvc exp run` after the study's own.
 set -euo pipefail
-model=${1:?usage: scripts/lenet_study.sh lenet300|lenet5}
+model=${1:?usage: scripts/lenet_study.sh lenet300|lenet5 [-S key=value ...]}
+shift
 here=$(cd "$(dirname "$0")/.." && pwd)
 clone="$here/../$(basename "$here")-$model"
 case $model in
@@ -21,6 +24,6 @@ export PATH="$here/.venv/bin:$PATH" PYTHONPATH="$clone/src"
 dvc exp run -n "han-$model" -S model="$model" \
   -S 'prune.methods=[magnitude]' -S 'prune.granularities=[weight]' \
   -S prune.prune_output_layer=true -S finetune.rounds=4 -S finetune.epochs=3 \
-  -S search.trials=4 -S search.refine=0 "${extra[@]}"
+  -S search.trials=4 -S search.refine=0 "${extra[@]}" "$@"
 echo "report: $clone/reports/report.md"
 sed -n '/## Check against the papers/,$p' reports/report.md
