@@ -88,6 +88,33 @@ def test_threshold_keeps_at_or_above_and_names_the_range() -> None:
                   normalize=False)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 200), min_size=1, max_size=3), st.floats(0.01, 0.95),
+       st.sampled_from([8, 16]), st.integers(0, 10**6), st.sampled_from(["global", "layer"]))
+def test_round_to_keeps_the_top_units_in_multiples(
+    widths: list[int], sparsity: float, round_to: int, seed: int, scope: str
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    scores = [torch.rand(w, generator=g) for w in widths]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            plain = unit_keep(scores, sparsity=sparsity, scope=scope)
+        except PruningError:
+            return  # a layer would lose everything: rounding never sees it
+        rounded = unit_keep(scores, round_to, sparsity=sparsity, scope=scope)
+    for s, p, r in zip(scores, plain, rounded, strict=True):
+        n_plain, n = int(p.sum()), int(r.sum())
+        if n_plain < round_to or n_plain == s.numel():
+            assert torch.equal(p, r)  # small or whole layers are left alone
+            continue
+        assert n % round_to == 0 or n == s.numel()
+        assert abs(n - n_plain) <= round_to / 2
+        assert n >= round_to
+        if n < s.numel():  # the kept are the layer's best-scoring units
+            assert float(s[r].min()) >= float(s[~r].max())
+
+
 def test_matched_random_has_the_same_per_layer_sparsity() -> None:
     scores = random_scores([(10, 10), (4, 7)], 0, ties=False)
     ref = select(scores, sparsity=0.7, normalize=False)

@@ -76,6 +76,9 @@ class PruneConfig(_Strict):
     calibration_batches: Annotated[int, Field(ge=1)]
     calibration_batch_size: Annotated[int, Field(ge=1)]
     neuron_norm: Literal["l1", "l2"]
+    # Neuron granularity: each layer's kept units rounded to the nearest multiple of this
+    # (layers kept whole or below it are left), so the smaller model runs fast; 1 = off.
+    round_to: Annotated[int, Field(ge=1)]
     activation_stat: Literal["mean", "apoz"]
     seed: int
 

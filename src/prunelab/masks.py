@@ -98,10 +98,31 @@ def select(
     return keep
 
 
-def unit_keep(unit_scores: UnitScores, **how: float | str | bool | None) -> list[Tensor]:
-    """One bool vector per hidden layer: which neurons/channels stay."""
+def unit_keep(unit_scores: UnitScores, round_to: int = 1,
+              **how: float | str | bool | None) -> list[Tensor]:
+    """One bool vector per hidden layer: which neurons/channels stay.
+
+    With `round_to` > 1, each layer keeps its top units in a number rounded to the nearest
+    multiple of `round_to` (Torch-Pruning's `round_to`): dense kernels are fast only at
+    such widths (on this project's CPU a 784→51 layer ran slower than 784→64). A layer
+    left whole, or keeping fewer than `round_to` units, is not rounded.
+    """
     keyed = {f"layer{i}": s for i, s in enumerate(unit_scores)}
-    return list(select(keyed, **how, unit="unit").values())  # type: ignore[arg-type]
+    keep = list(select(keyed, **how, unit="unit").values())  # type: ignore[arg-type]
+    if round_to == 1:
+        return keep
+    out = []
+    for k, scores in zip(keep, unit_scores, strict=True):
+        n, width = int(k.sum()), k.numel()
+        if n < round_to or n == width:
+            out.append(k)
+            continue
+        n = min(width, round_to * round(n / round_to))
+        top = torch.argsort(scores.float(), descending=True, stable=True)[:n]
+        rounded = torch.zeros_like(k)
+        rounded[top] = True
+        out.append(rounded)
+    return out
 
 
 def unit_masks(model: Net, keep: list[Tensor]) -> Masks:

@@ -39,6 +39,7 @@ class PruneSettings:
     include_output: bool = False
     seed: int = 0
     neuron_norm: str = "l1"
+    round_to: int = 1  # neuron granularity: kept units per layer rounded to a multiple
     activation_stat: str = "mean"
 
 
@@ -86,7 +87,7 @@ def prune_once(model: Net, calib: Batches, s: PruneSettings) -> Pruned:
         masks = select(ranked, sparsity=s.sparsity, threshold=s.threshold, scope=s.scope,
                        normalize=False)
         return Pruned(apply_masks(model, masks), masks=masks)
-    keep = unit_keep(scores, **how)  # type: ignore[arg-type]
+    keep = unit_keep(scores, s.round_to, **how)  # type: ignore[arg-type]
     return Pruned(remove_units(model, keep), unit_keep=keep)
 
 

@@ -65,4 +65,5 @@ def prune_settings(cfg: Config, method: str, granularity: str,
         sparsity=None if threshold is not None else sparsity, threshold=threshold,
         scope=p.scope, normalize=p.normalize, include_output=p.prune_output_layer,
         seed=p.seed, neuron_norm=p.neuron_norm, activation_stat=p.activation_stat,
+        round_to=p.round_to,
     )
