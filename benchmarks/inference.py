@@ -12,8 +12,9 @@ depend on the weights' values):
   FLOPs are executed, so no gain is expected;
 - weight-pruned, sparse CSR: the same 90%-sparse weights as torch.sparse_csr_tensor,
   multiplied with torch.sparse.mm (what "effective FLOPs" assume a kernel could skip);
-- neuron-pruned: 50%, 75% and 90% of the hidden units removed (`surgery.remove_units`), a
-  smaller dense model whose FLOPs really fall.
+- neuron-pruned: 50%, 75% and 90% of the hidden units removed (`surgery.remove_units`,
+  counts rounded as params.yaml's prune.round_to says), a smaller dense model whose FLOPs
+  really fall; and the pipeline's searched neuron-pruned models.
 The FLOP reduction is dense FLOPs / FLOPs (effective FLOPs for the sparse version), from
 `prunelab.metrics.pruning_metrics`. Figures are medians of `blocked_autorange`.
 """
@@ -30,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils import benchmark
 
+from prunelab.config import load_config
 from prunelab.criteria import compute_scores
 from prunelab.masks import apply_masks, prunable_names, select, unit_keep
 from prunelab.metrics import pruning_metrics
@@ -68,6 +70,7 @@ def timed(model: nn.Module, batch: int, device: torch.device, min_run_time: floa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml", help="for prune.round_to")
     ap.add_argument("--model", default="models/baseline/model.safetensors")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--min-run-time", type=float, default=0.5, help="seconds per timing")
@@ -79,6 +82,7 @@ def main() -> None:
     ap.add_argument("--neuron-sparsity", type=float, nargs="+", default=[0.5, 0.75, 0.9])
     args = ap.parse_args()
     device = torch.device(args.device)
+    round_to = load_config(args.params).prune.round_to  # widths as the pipeline prunes
     base = load_model(args.model, device).eval()
     names = prunable_names(base)
 
@@ -99,7 +103,8 @@ def main() -> None:
         versions.append((f"weight-pruned {args.weight_sparsity:.0%}, sparse CSR",
                          with_sparse_linears(masked), reduction(masked, effective=True)))
     for s in args.neuron_sparsity:
-        small = remove_units(base, unit_keep(unit_scores, sparsity=s)).eval()
+        keep = unit_keep(unit_scores, round_to, sparsity=s)
+        small = remove_units(base, keep).eval()
         versions.append((f"neuron-pruned {s:.0%} {small.spec.widths}", small, reduction(small)))
     for path in args.searched:
         small = load_model(path, device).eval()
