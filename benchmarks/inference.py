@@ -12,7 +12,7 @@ depend on the weights' values):
   FLOPs are executed, so no gain is expected;
 - weight-pruned, sparse CSR: the same 90%-sparse weights as torch.sparse_csr_tensor,
   multiplied with torch.sparse.mm (what "effective FLOPs" assume a kernel could skip);
-- neuron-pruned: 50%, 75% and 90% of the hidden units removed (`surgery.remove_units`,
+- neuron-pruned: 50%, 60%, 75% and 90% of the hidden units removed (`surgery.remove_units`,
   counts rounded as params.yaml's prune.round_to says), a smaller dense model whose FLOPs
   really fall; and the pipeline's searched neuron-pruned models.
 The FLOP reduction is dense FLOPs / FLOPs (effective FLOPs for the sparse version), from
@@ -79,7 +79,7 @@ def main() -> None:
         str(p) for p in Path("models").glob("*-neuron/finetuned.safetensors")),
         help="also time these neuron-pruned model files (default: the pipeline's)")
     ap.add_argument("--weight-sparsity", type=float, default=0.9)
-    ap.add_argument("--neuron-sparsity", type=float, nargs="+", default=[0.5, 0.75, 0.9])
+    ap.add_argument("--neuron-sparsity", type=float, nargs="+", default=[0.5, 0.6, 0.75, 0.9])
     args = ap.parse_args()
     device = torch.device(args.device)
     round_to = load_config(args.params).prune.round_to  # widths as the pipeline prunes
@@ -103,9 +103,14 @@ def main() -> None:
         versions.append((f"weight-pruned {args.weight_sparsity:.0%}, sparse CSR",
                          with_sparse_linears(masked), reduction(masked, effective=True)))
     for s in args.neuron_sparsity:
-        keep = unit_keep(unit_scores, round_to, sparsity=s)
-        small = remove_units(base, keep).eval()
-        versions.append((f"neuron-pruned {s:.0%} {small.spec.widths}", small, reduction(small)))
+        # Exact unit counts, and the counts rounded as the pipeline does when that differs.
+        for r in dict.fromkeys((1, round_to)):
+            small = remove_units(base, unit_keep(unit_scores, r, sparsity=s)).eval()
+            if r > 1 and small.spec.widths == versions[-1][1].spec.widths:
+                continue
+            label = f"neuron-pruned {s:.0%} {small.spec.widths}" + (
+                f", rounded to {r}" if r > 1 else "")
+            versions.append((label, small, reduction(small)))
     for path in args.searched:
         small = load_model(path, device).eval()
         versions.append((f"{path} {small.spec.widths}", small, reduction(small)))
