@@ -67,3 +67,15 @@ def prune_settings(cfg: Config, method: str, granularity: str,
         seed=p.seed, neuron_norm=p.neuron_norm, activation_stat=p.activation_stat,
         round_to=p.round_to,
     )
+
+
+def run_params(cfg: Config, method: str, granularity: str, target_sparsity: float | None,
+               ft: FitSettings, seed: int) -> dict[str, Any]:
+    """The MLflow params every pruned-model run logs (finetune stage, sweep points), so that
+    the MLflow UI's compare view lines them all up under the same names."""
+    return {
+        "method": method, "granularity": granularity, "scope": cfg.prune.scope,
+        "target_sparsity": target_sparsity, "normalize": cfg.prune.normalize,
+        "rounds": cfg.finetune.rounds, "finetune.lr": ft.lr, "finetune.epochs": ft.epochs,
+        "finetune.penalty": ft.penalty, "seed": seed,
+    }

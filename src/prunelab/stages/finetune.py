@@ -14,7 +14,13 @@ from prunelab.masks import apply_masks, prunable_names
 from prunelab.metrics import file_size, pruning_metrics
 from prunelab.models import baked, load_model, resolve_device, save_model
 from prunelab.pruning import finetune
-from prunelab.stages.common import finetune_settings, read_choice, test_split, train_val_splits
+from prunelab.stages.common import (
+    finetune_settings,
+    read_choice,
+    run_params,
+    test_split,
+    train_val_splits,
+)
 from prunelab.stages.prune import MASK, MODEL
 from prunelab.training import EpochResult, evaluate
 
@@ -43,11 +49,9 @@ def run(cfg: Config, method: str, granularity: str, pruned_dir: Path, baseline: 
                           tags={"stage": "finetune", "method": method,
                                 "granularity": granularity}):
         mlflow_params = {
-            "method": method, "granularity": granularity, "scope": cfg.prune.scope,
-            "target_sparsity": before["target_sparsity"], "threshold": before["threshold"],
-            "normalize": cfg.prune.normalize, "rounds": cfg.finetune.rounds,
-            "finetune.lr": settings.lr, "finetune.epochs": settings.epochs,
-            "finetune.penalty": settings.penalty, "seed": cfg.seed,
+            **run_params(cfg, method, granularity, before["target_sparsity"], settings,
+                         cfg.seed),
+            "threshold": before["threshold"],
         }
         mlflow.log_params(mlflow_params)
 

@@ -18,7 +18,13 @@ from prunelab.config import Config
 from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json, write_json
 from prunelab.models import load_model, resolve_device
-from prunelab.stages.common import finetune_settings, prune_settings, test_split, train_val_splits
+from prunelab.stages.common import (
+    finetune_settings,
+    prune_settings,
+    run_params,
+    test_split,
+    train_val_splits,
+)
 from prunelab.sweep import sweep_point
 
 
@@ -46,6 +52,7 @@ class _Points:
         self.bases = {s: (load_model(m, device), read_json(j)["test_accuracy"])
                       for s, (m, j) in files.items()}
         self.settings = prune_settings(cfg, method, granularity)
+        self.ft = finetune_settings(cfg)
 
     def __call__(self, task: tuple[int, float]) -> dict[str, Any]:
         seed, ratio = task
@@ -55,7 +62,7 @@ class _Points:
             warnings.simplefilter("ignore")
             return sweep_point(base, self.train, self.val, self.test, self.settings, ratio,
                                seed, cfg.finetune.rounds, p.calibration_batches,
-                               p.calibration_batch_size, finetune_settings(cfg), base_acc)
+                               p.calibration_batch_size, self.ft, base_acc)
 
 
 _worker: _Points | None = None
@@ -108,12 +115,9 @@ def _log_point(mlflow, cfg: Config, point: dict) -> None:  # noqa: ANN001 (modul
                           tags={"stage": "sweep", "method": point["method"],
                                 "granularity": point["granularity"]}):
         mlflow.log_params({
-            "method": point["method"], "granularity": point["granularity"],
-            "scope": cfg.prune.scope, "target_sparsity": point["target_sparsity"],
-            "ratio": point["ratio"], "normalize": cfg.prune.normalize,
-            "rounds": cfg.finetune.rounds, "finetune.lr": cfg.finetune.lr,
-            "finetune.epochs": cfg.finetune.epochs, "finetune.penalty": cfg.finetune.penalty,
-            "seed": point["seed"],
+            **run_params(cfg, point["method"], point["granularity"], point["target_sparsity"],
+                         finetune_settings(cfg), point["seed"]),
+            "ratio": point["ratio"],
         })
         mlflow.log_metrics({k: float(v) for k, v in point.items()
                             if isinstance(v, (int, float)) and k not in
