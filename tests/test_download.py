@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from prunelab.data import MNIST_MD5, DownloadError, fetch_mnist, md5_hex, raw_dir
+from prunelab.data import MNIST_MD5, DownloadError, fetch_mnist, md5_hex, raw_dir, verify_mnist
+
+from helpers import small_params
 
 
 @contextmanager
@@ -134,3 +136,19 @@ def test_a_download_cut_off_midway_is_not_taken_for_a_file(mirror: Path, tmp_pat
         server.server_close()
     out = raw_dir(tmp_path)
     assert not out.exists() or not any(out.iterdir())  # nothing written, not even a temp
+
+
+def test_the_mirror_variable_serves_the_download_stage(mirror: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from prunelab.config import parse_config
+    from prunelab.stages import download
+
+    params = small_params(mirror, **{"data.sources": ["/nonexistent/mnist"],
+                                     "data.root": str(tmp_path / "data")})
+    cfg = parse_config(params)
+    monkeypatch.delenv("PRUNELAB_MNIST_MIRROR", raising=False)
+    with pytest.raises(DownloadError, match="/nonexistent/mnist"):
+        download.run(cfg)
+    monkeypatch.setenv("PRUNELAB_MNIST_MIRROR", str(mirror))
+    download.run(cfg)
+    verify_mnist(tmp_path / "data")
