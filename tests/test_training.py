@@ -37,3 +37,18 @@ def test_same_seed_same_weights_other_seed_differs(small_splits: tuple[Split, ..
         assert torch.equal(va, vb), ka
         assert not torch.equal(va, vc), ka
     assert acc_a == acc_b
+
+
+def test_cosine_schedule_anneals_per_epoch_and_still_learns(
+    small_splits: tuple[Split, ...],
+) -> None:
+    train, val, test = small_splits
+    seed_everything(0)
+    model = build_model("mlp")
+    cosine = FitSettings(lr=0.1, epochs=4, batch_size=64, lr_schedule="cosine")
+    history = fit(model, train, val, cosine, seed=0)
+    # lr_e = 0.1 · (1 + cos(π e / 4)) / 2 for e = 0..3, worked by hand.
+    assert [round(r.lr, 5) for r in history] == [0.1, 0.08536, 0.05, 0.01464]
+    assert evaluate(model, test)[1] > 0.88
+    constant = fit(build_model("mlp"), train, val, SETTINGS, seed=0)
+    assert [r.lr for r in constant] == [SETTINGS.lr] * SETTINGS.epochs

@@ -22,6 +22,7 @@ from prunelab.errors import PrunelabError
 Method = Literal["gradient", "taylor", "magnitude", "activation", "random"]
 Granularity = Literal["weight", "neuron"]
 ModelName = Literal["mlp", "lenet300", "lenet5"]
+LrSchedule = Literal["constant", "cosine"]  # cosine: annealed to ~0 over the run's epochs
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
@@ -54,6 +55,7 @@ class TrainConfig(_Strict):
     momentum: Annotated[float, Field(ge=0, lt=1)]
     weight_decay: Annotated[float, Field(ge=0)]
     epochs: Annotated[int, Field(ge=1)]
+    lr_schedule: LrSchedule
     batch_size: Annotated[int, Field(ge=1)]
     eval_batch_size: Annotated[int, Field(ge=1)]
 
@@ -101,6 +103,10 @@ class FinetuneConfig(_Strict):
     epochs: Annotated[int, Field(ge=0)]
     penalty: Literal["none", "l1", "l2"]
     penalty_weight: Annotated[float, Field(ge=0)]
+    # Per fine-tuning run (every round's and the last): cosine anneals `lr` to ~0 over
+    # `epochs`, which with a training-sized lr retrains rather than nudges (Renda et al.
+    # 2020, learning-rate rewinding).
+    lr_schedule: LrSchedule
     # 1 is one-shot; k > 1 reaches the target in k prune/fine-tune rounds.
     rounds: Annotated[int, Field(ge=1)]
 

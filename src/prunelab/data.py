@@ -177,4 +177,5 @@ def batches(
     order = torch.randperm(n, generator=generator).to(split.x.device)
     for i in range(0, n, batch_size):
         idx = order[i : i + batch_size]
-        yield split.x[idx], split.y[idx]
+        # index_select, not x[idx]: 6 us instead of 22 us a batch of 64 (a step is ~0.6 ms).
+        yield split.x.index_select(0, idx), split.y.index_select(0, idx)

@@ -30,6 +30,7 @@ class FitSettings:
     penalty: str = "none"  # "l1" | "l2" | "none": added to the loss on the (masked) weights
     penalty_weight: float = 0.0
     eval_batch_size: int = 2000
+    lr_schedule: str = "constant"  # "constant" | "cosine": annealed to 0 over the epochs
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class EpochResult:
     val_loss: float
     val_accuracy: float
     seconds: float
+    lr: float  # the learning rate the epoch ran at
 
 
 def make_optimizer(model: nn.Module, s: FitSettings) -> torch.optim.Optimizer:
@@ -95,14 +97,20 @@ def fit(
     """Train for `s.epochs` epochs, evaluating on `val` after each; deterministic per seed."""
     generator = torch.Generator().manual_seed(seed)
     opt = make_optimizer(model, s)
+    # Stepped once per epoch: the first epoch runs at `s.lr`, the last near 0.
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.epochs)
+                if s.lr_schedule == "cosine" else None)
     history: list[EpochResult] = []
     bar = tqdm(range(1, s.epochs + 1), desc=desc, unit="epoch", leave=False, disable=None)
     for epoch in bar:
+        lr = float(opt.param_groups[0]["lr"])
         start = time.perf_counter()
         train_loss = train_epoch(model, train, opt, s, generator)
         seconds = time.perf_counter() - start
+        if schedule is not None:
+            schedule.step()
         val_loss, val_acc = evaluate(model, val, s.eval_batch_size)
-        result = EpochResult(epoch, train_loss, val_loss, val_acc, seconds)
+        result = EpochResult(epoch, train_loss, val_loss, val_acc, seconds, lr)
         history.append(result)
         bar.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}")
         if on_epoch is not None:

@@ -32,6 +32,7 @@ def train_settings(cfg: Config) -> FitSettings:
     return FitSettings(
         lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, momentum=t.momentum,
         weight_decay=t.weight_decay, optimizer=t.optimizer, eval_batch_size=t.eval_batch_size,
+        lr_schedule=t.lr_schedule,
     )
 
 
@@ -47,7 +48,7 @@ def finetune_settings(cfg: Config, choice: dict[str, Any] | None = None) -> FitS
     return FitSettings(
         lr=lr, epochs=f.epochs, batch_size=t.batch_size, momentum=f.momentum,
         weight_decay=t.weight_decay, optimizer=t.optimizer, eval_batch_size=t.eval_batch_size,
-        penalty=f.penalty, penalty_weight=f.penalty_weight,
+        penalty=f.penalty, penalty_weight=f.penalty_weight, lr_schedule=f.lr_schedule,
     )
 
 
@@ -77,5 +78,6 @@ def run_params(cfg: Config, method: str, granularity: str, target_sparsity: floa
         "method": method, "granularity": granularity, "scope": cfg.prune.scope,
         "target_sparsity": target_sparsity, "normalize": cfg.prune.normalize,
         "rounds": cfg.finetune.rounds, "finetune.lr": ft.lr, "finetune.epochs": ft.epochs,
-        "finetune.penalty": ft.penalty, "seed": seed,
+        "finetune.penalty": ft.penalty, "finetune.lr_schedule": ft.lr_schedule,
+        "finetune.weight_decay": ft.weight_decay, "seed": seed,
     }

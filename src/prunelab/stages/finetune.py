@@ -57,7 +57,7 @@ def run(cfg: Config, method: str, granularity: str, pruned_dir: Path, baseline: 
 
         def log_epoch(r: EpochResult) -> None:
             mlflow.log_metrics({"val_accuracy": r.val_accuracy, "val_loss": r.val_loss,
-                                "train_loss": r.train_loss}, step=r.epoch)
+                                "train_loss": r.train_loss, "lr": r.lr}, step=r.epoch)
 
         # The chosen search trial's seed: the stage then repeats that trial's fine-tuning.
         seed = choice.get("finetune_seed", cfg.seed)

@@ -37,7 +37,8 @@ def run(cfg: Config, model_path: Path, metrics_path: Path, seed: int | None = No
 
         def log_epoch(r: EpochResult) -> None:
             mlflow.log_metrics({"train_loss": r.train_loss, "val_loss": r.val_loss,
-                                "val_accuracy": r.val_accuracy, "epoch_seconds": r.seconds},
+                                "val_accuracy": r.val_accuracy, "epoch_seconds": r.seconds,
+                                "lr": r.lr},
                                step=r.epoch)
 
         history = fit(model, train, val, settings, seed, on_epoch=log_epoch, desc=cfg.model)
