@@ -12,6 +12,9 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# The longest command of the suite (a whole pipeline on slices) takes ~2 min; a stuck one
+# must fail with its output, not eat the CI budget.
+RUN_TIMEOUT_S = 600
 
 
 def copy_project(dest: Path, params: dict[str, Any]) -> Path:
@@ -45,7 +48,16 @@ def run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[st
     full_env = {**os.environ, **env}
     full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
     full_env.pop("MLFLOW_TRACKING_URI", None) if "MLFLOW_TRACKING_URI" not in env else None
-    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:  # a hang fails here, with what it printed
+        raise AssertionError(f"{cmd} still running after {RUN_TIMEOUT_S} s:\n"
+                             f"{_text(exc.stdout)}\n{_text(exc.stderr)}") from None
     if proc.returncode != 0 and not env.get("_EXPECT_FAIL"):
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def _text(out: str | bytes | None) -> str:
+    return out.decode(errors="replace") if isinstance(out, bytes) else out or ""

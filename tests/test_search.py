@@ -173,6 +173,35 @@ def test_a_killed_search_resumes_and_its_trial_fails(
         optuna.delete_study(study_name=study.study_name, storage=storage)
 
 
+# Takes the journal's lock the way a search does (through open_storage) and holds it.
+HOLD_JOURNAL_LOCK = """
+import time
+from prunelab.config import load_config
+from prunelab.stages.search import open_storage
+open_storage(load_config())._backend._lock.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_journal_lock_left_by_a_killed_run_is_broken(project: Path) -> None:
+    """SIGKILL during a journal write leaves Optuna's lock file behind. The next search must
+    break it once Optuna's grace period (30 s) has passed, not wait on it forever."""
+    with_params(project, **{"search.seed": 30})
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_JOURNAL_LOCK], cwd=project,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = project / "studies/optuna-journal.log.lock"
+    assert os.path.lexists(lock)  # stale: its holder is dead
+    run(SEARCH, project)  # helpers.run fails it if it is still waiting after 10 min
+    assert not os.path.lexists(lock)
+    assert read_json(project / "search/mw.json")["trials_complete"] >= 1
+
+
 def test_two_workers_share_one_postgres_study_exactly(project: Path, pg_url: str) -> None:
     with_params(project, **{"search.seed": int(uuid.uuid4().int % 10**6), "search.trials": 6,
                             "search.epochs": 3})

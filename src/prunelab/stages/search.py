@@ -57,7 +57,10 @@ def open_storage(cfg: Config) -> optuna.storages.BaseStorage:
     url = storage_url(cfg)
     if not url:
         JOURNAL.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(JOURNAL)))
+        # Absolute, because Optuna's lock is a symlink to this path: a relative target
+        # dangles (it resolves from studies/), so a lock left by a killed run is never
+        # recognised as stale and the next search waits on it forever.
+        return JournalStorage(JournalFileBackend(str(JOURNAL.resolve())))
     hb = cfg.optuna.heartbeat_s
     return RDBStorage(
         url, heartbeat_interval=hb, grace_period=2 * hb,
