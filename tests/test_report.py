@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prunelab.report import paper_check
+from prunelab.report import markdown, paper_check
 from prunelab.sweep import ratio_sparsity, summarize, verdicts
 
 
@@ -47,3 +47,17 @@ def test_paper_check_uses_the_lowest_ratio_at_or_above_the_papers() -> None:
     # SNIP: 20x -> our 32x row (realised 28.8x); no tolerance is claimed for it.
     assert snip["our_ratio"] == pytest.approx(28.8) and "within_tolerance" not in snip
     assert paper_check("mlp", rows, 0.98) == []
+
+
+def test_one_seed_shows_no_sd_and_judges_no_gap() -> None:
+    rows = summarize([point("magnitude", 16, 0, 0.9926), point("random", 16, 0, 0.9800)])
+    (v,) = verdicts(rows)
+    # A 1.26 pp gap with zero "spread" is not evidence when the spread was never measured.
+    assert v["best"] == "magnitude" and v["significant"] is None
+    text = markdown("lenet5", rows, [v], paper_check("lenet5", rows, 0.9929), (0.9929, 0.0),
+                    [0], {}, "")
+    data_lines = [ln for ln in text.splitlines() if ln.startswith(("| magnitude", "| random",
+                                                                    "- **", "| Han"))]
+    assert len(data_lines) == 4 and not any("±" in ln for ln in data_lines)
+    assert "one seed, so no spread to judge the gap against" in text
+    assert "| Han et al. 2015 | 0.80 → 0.77 | 12× | 0.71 → 0.74 | 14.4× | yes |" in text

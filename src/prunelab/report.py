@@ -123,8 +123,9 @@ def paper_check(model: str, rows: list[dict[str, Any]],
     return out
 
 
-def _pct(mean: float, sd: float) -> str:
-    return f"{100 * mean:.2f} ± {100 * sd:.2f}"
+def _pct(mean: float, sd: float, n: int) -> str:
+    """mean ± sd in %; a single seed has no sample sd, so none is shown."""
+    return f"{100 * mean:.2f} ± {100 * sd:.2f}" if n > 1 else f"{100 * mean:.2f}"
 
 
 def markdown(model: str, rows: list[dict[str, Any]], verdicts: list[dict[str, Any]],
@@ -132,15 +133,18 @@ def markdown(model: str, rows: list[dict[str, Any]], verdicts: list[dict[str, An
              figures: dict[str, str], settings: str) -> str:
     """reports/report.md: verdicts first, then the table, the figures, the paper check."""
     lines = [f"# Pruning criteria compared on `{model}`", "",
-             f"Baseline test accuracy {_pct(*baseline)} % (mean ± sample sd over seeds "
-             f"{seeds}). {settings}", "", "## Verdicts", "",
+             f"Baseline test accuracy {_pct(*baseline, len(seeds))} % (mean ± sample sd "
+             f"over seeds {seeds}; with one seed, no sd). {settings}", "", "## Verdicts", "",
              "Best method by mean test accuracy after fine-tuning at each ratio; the gap to "
              "the runner-up counts as real when it exceeds the sum of their seed sds (the "
              "±1 sd bands do not overlap).", ""]
     for v in verdicts:
         text = (f"- **{v['granularity']}, {v['ratio']:g}×**: {v['best']} "
-                f"({_pct(v['best_mean'], v['best_sd'])} %)")
-        if "runner_up" in v:
+                f"({_pct(v['best_mean'], v['best_sd'], v['seeds'])} %)")
+        if "runner_up" in v and v["significant"] is None:
+            text += (f", ahead of {v['runner_up']} by {100 * v['gap']:.2f} pp — one seed, "
+                     "so no spread to judge the gap against")
+        elif "runner_up" in v:
             real = "larger than" if v["significant"] else "within"
             text += (f", ahead of {v['runner_up']} by {100 * v['gap']:.2f} pp — {real} the "
                      f"seed spread ({100 * v['spread']:.2f} pp)")
@@ -159,9 +163,9 @@ def markdown(model: str, rows: list[dict[str, Any]], verdicts: list[dict[str, An
             f"| {r['method']} | {r['granularity']} | {r['ratio']:g} | "
             f"{r['compression_ratio']:.1f}× | {100 * r['sparsity']:.1f} % | "
             f"{r['effective_flops'] / 1e6:.3f} | "
-            f"{_pct(r['test_accuracy_before'], r['test_accuracy_before_sd'])} | "
-            f"{_pct(r['test_accuracy'], r['test_accuracy_sd'])} | "
-            f"{100 * r['test_accuracy_drop']:.2f} ± {100 * r['test_accuracy_drop_sd']:.2f} |")
+            f"{_pct(r['test_accuracy_before'], r['test_accuracy_before_sd'], r['seeds'])} | "
+            f"{_pct(r['test_accuracy'], r['test_accuracy_sd'], r['seeds'])} | "
+            f"{_pct(r['test_accuracy_drop'], r['test_accuracy_drop_sd'], r['seeds'])} |")
     lines += ["", "## Figures", ""]
     lines += [f"![{title}]({path})" for title, path in figures.items()]
     lines += ["", "## Check against the papers", ""]
@@ -175,8 +179,9 @@ def markdown(model: str, rows: list[dict[str, Any]], verdicts: list[dict[str, An
             base = f"{p['base_error']:.2f} → " if p["base_error"] is not None else ""
             within = {True: "yes", False: "no"}.get(p.get("within_tolerance"), "—")
             lines.append(f"| {p['paper']} | {base}{p['error']:.2f} | {p['ratio']:g}× | "
-                         f"{p['our_base_error']:.2f} → {p['our_error']:.2f} ± "
-                         f"{p['our_error_sd']:.2f} | {p['our_ratio']:.1f}× | {within} |")
+                         f"{p['our_base_error']:.2f} → "
+                         f"{_pct(p['our_error'] / 100, p['our_error_sd'] / 100, p['seeds'])} | "
+                         f"{p['our_ratio']:.1f}× | {within} |")
     return "\n".join(lines) + "\n"
 
 

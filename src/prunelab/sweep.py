@@ -84,7 +84,8 @@ def summarize(points: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def verdicts(rows: list[dict[str, Any]], key: str = "test_accuracy") -> list[dict[str, Any]]:
     """For each (granularity, ratio): the best method by mean `key`, the runner-up, and
     whether the gap exceeds the seed spread (sd of best + sd of runner-up, i.e. the ±1 sd
-    bands do not overlap); also the best method's margin over the random control."""
+    bands do not overlap; None with a single seed); also the best method's margin over the
+    random control."""
     out = []
     cells: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for r in rows:
@@ -94,13 +95,16 @@ def verdicts(rows: list[dict[str, Any]], key: str = "test_accuracy") -> list[dic
         ranked = sorted(rs, key=lambda r: r[key], reverse=True)
         best = ranked[0]
         v: dict[str, Any] = {"granularity": granularity, "ratio": ratio, "best": best["method"],
-                             "best_mean": best[key], "best_sd": best[f"{key}_sd"]}
+                             "best_mean": best[key], "best_sd": best[f"{key}_sd"],
+                             "seeds": best["seeds"]}
         if len(ranked) > 1:
             second = ranked[1]
             gap = best[key] - second[key]
             spread = best[f"{key}_sd"] + second[f"{key}_sd"]
+            # With one seed there is no spread to weigh the gap against: undecided (None).
+            judged = min(best["seeds"], second["seeds"]) > 1
             v.update(runner_up=second["method"], gap=gap, spread=spread,
-                     significant=bool(gap > spread))
+                     significant=bool(gap > spread) if judged else None)
         random = next((r for r in rs if r["method"] == "random"), None)
         if random is not None and random not in ranked[:2]:
             v["margin_over_random"] = best[key] - random[key]
