@@ -141,13 +141,13 @@ def markdown(model: str, rows: list[dict[str, Any]], verdicts: list[dict[str, An
     for v in verdicts:
         text = (f"- **{v['granularity']}, {v['ratio']:g}×**: {v['best']} "
                 f"({_pct(v['best_mean'], v['best_sd'], v['seeds'])} %)")
-        if "runner_up" in v and v["significant"] is None:
-            text += (f", ahead of {v['runner_up']} by {100 * v['gap']:.2f} pp — one seed, "
-                     "so no spread to judge the gap against")
-        elif "runner_up" in v:
-            real = "larger than" if v["significant"] else "within"
-            text += (f", ahead of {v['runner_up']} by {100 * v['gap']:.2f} pp — {real} the "
-                     f"seed spread ({100 * v['spread']:.2f} pp)")
+        if "runner_up" in v:
+            if v["significant"] is None:
+                judged = "one seed, so no spread to judge the gap against"
+            else:
+                real = "larger than" if v["significant"] else "within"
+                judged = f"{real} the seed spread ({100 * v['spread']:.2f} pp)"
+            text += f", ahead of {v['runner_up']} by {100 * v['gap']:.2f} pp — {judged}"
         if "margin_over_random" in v:
             text += f"; {100 * v['margin_over_random']:.2f} pp above random"
         lines.append(text + ".")
