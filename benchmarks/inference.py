@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from torch.utils import benchmark
 
 from prunelab.config import load_config
-from prunelab.criteria import compute_scores
-from prunelab.masks import apply_masks, prunable_names, select, unit_keep
+from prunelab.criteria import magnitude_scores, magnitude_unit_scores
+from prunelab.masks import apply_masks, prunable_names, select, select_units
 from prunelab.metrics import pruning_metrics
 from prunelab.models import Net, baked, load_model
 from prunelab.surgery import remove_units
@@ -84,12 +84,12 @@ def main() -> None:
     device = torch.device(args.device)
     round_to = load_config(args.params).prune.round_to  # widths as the pipeline prunes
     base = load_model(args.model, device).eval()
-    names = prunable_names(base)
+    names = prunable_names(base, prune_output_layer=False)
 
-    scores = compute_scores("magnitude", "weight", base, [])
+    scores = magnitude_scores(base)
     masks = select({k: scores[k] for k in names}, sparsity=args.weight_sparsity)  # type: ignore[call-overload]
     masked = baked(apply_masks(baked(base), masks)).eval()
-    unit_scores = compute_scores("magnitude", "neuron", base, [])
+    unit_scores = magnitude_unit_scores(base)
 
     def reduction(model: Net, effective: bool = False) -> float:
         m = pruning_metrics(model, base.spec, names)
@@ -105,7 +105,7 @@ def main() -> None:
     for s in args.neuron_sparsity:
         # Exact unit counts, and the counts rounded as the pipeline does when that differs.
         for r in dict.fromkeys((1, round_to)):
-            small = remove_units(base, unit_keep(unit_scores, r, sparsity=s)).eval()
+            small = remove_units(base, select_units(unit_scores, r, sparsity=s)).eval()
             if r > 1 and small.spec.widths == versions[-1][1].spec.widths:
                 continue
             label = f"neuron-pruned {s:.0%} {small.spec.widths}" + (

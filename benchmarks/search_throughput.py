@@ -26,7 +26,7 @@ import optuna
 import yaml
 
 from prunelab.config import parse_config
-from prunelab.stages.search import study_name
+from prunelab.search import study_name
 
 
 def measure(storage: str, workers: int, seed: int, tmp: Path) -> dict[str, float]:

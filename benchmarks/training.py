@@ -34,11 +34,11 @@ import torch
 from torch import nn
 
 from prunelab.config import load_config
-from prunelab.criteria import compute_scores
+from prunelab.criteria import magnitude_scores
 from prunelab.data import load_train_val
 from prunelab.masks import apply_masks, prunable_names, select
 from prunelab.models import build_model
-from prunelab.stages.common import train_settings
+from prunelab.settings import train_settings
 from prunelab.training import make_optimizer, train_epoch
 
 
@@ -156,8 +156,8 @@ def main() -> None:
     plain = build_model("mlp").to(device)
     masked = build_model("mlp").to(device)
     masked.load_state_dict(plain.state_dict())
-    scores = compute_scores("magnitude", "weight", masked, [], seed=0)
-    names = prunable_names(masked, include_output=False)
+    scores = magnitude_scores(masked)
+    names = prunable_names(masked, prune_output_layer=False)
     apply_masks(masked, select({k: scores[k] for k in names}, sparsity=0.9, scope="global"))
 
     loops = {}

@@ -19,8 +19,8 @@ from dataclasses import replace
 
 from prunelab.config import load_config
 from prunelab.models import build_model
-from prunelab.pruning import calibration_batches, finetune, prune_once
-from prunelab.stages.common import (
+from prunelab.pruning import Pruned, prune_and_finetune
+from prunelab.settings import (
     finetune_settings,
     prune_settings,
     test_split,
@@ -46,21 +46,23 @@ def main() -> None:
         seed_everything(seed)
         base = build_model(cfg.model).to(train.x.device)
         fit(base, train, val, train_settings(cfg), seed)
-        base_acc = evaluate(base, test)[1]
+        base_acc = evaluate(base, test).accuracy
         base_accs.append(base_acc)
-        p = cfg.prune
-        calib = calibration_batches(train, p.calibration_batches, p.calibration_batch_size, seed)
-        for method in p.methods:
-            for granularity in p.granularities:
+        for method in cfg.prune.methods:
+            for granularity in cfg.prune.granularities:
                 target = args.weight if granularity == "weight" else args.neuron
                 s = prune_settings(cfg, method, granularity, {"sparsity": target})
                 s = replace(s, seed=seed)
+                before_ft: list[float] = []
+
+                def measure(pruned: Pruned) -> None:
+                    before_ft.append(evaluate(pruned.model, test).accuracy)  # noqa: B023
+
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    pruned = prune_once(base, calib, s)
-                before = evaluate(pruned.model, test)[1]
-                finetune(pruned.model, train, val, finetune_settings(cfg), seed)
-                after = evaluate(pruned.model, test)[1]
+                    pruned = prune_and_finetune(base, train, val, s, finetune_settings(cfg),
+                                                seed, on_pruned=measure)
+                before, after = before_ft[0], evaluate(pruned.model, test).accuracy
                 rows.setdefault((method, granularity), []).append((before, after, base_acc - after))
                 print(f"seed {seed} {method}-{granularity}: {before:.4f} -> {after:.4f}",
                       flush=True)

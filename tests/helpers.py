@@ -61,3 +61,24 @@ def run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[st
 
 def _text(out: str | bytes | None) -> str:
     return out.decode(errors="replace") if isinstance(out, bytes) else out or ""
+
+
+def shipped_fit(**changes: Any) -> Any:
+    """params.yaml's fine-tuning settings with `changes` (the dataclass has no defaults)."""
+    from dataclasses import replace
+
+    from prunelab.config import load_config
+    from prunelab.settings import finetune_settings
+
+    return replace(finetune_settings(load_config(ROOT / "params.yaml")), **changes)
+
+
+def shipped_prune(method: str, granularity: str, **changes: Any) -> Any:
+    """params.yaml's pruning settings for one criterion with `changes`."""
+    from dataclasses import replace
+
+    from prunelab.config import load_config
+    from prunelab.settings import prune_settings
+
+    s = prune_settings(load_config(ROOT / "params.yaml"), method, granularity)
+    return replace(s, **{"round_to": 1, **changes})

@@ -147,3 +147,15 @@ def test_conv_channel_scores_average_over_examples_and_positions() -> None:
     torch.testing.assert_close(grad1, g1.abs().mean((0, 2, 3)))
     (tay1, _, _) = taylor_unit_scores(net, [(x, y)])
     torch.testing.assert_close(tay1, (a1 * g1).mean((2, 3)).mean(0).abs())
+
+
+def test_every_configurable_method_has_a_scorer_at_both_granularities(tiny: Net) -> None:
+    from prunelab.config import Method
+    from prunelab.criteria import CRITERIA, CriterionSettings, build_scorer
+
+    for granularity, table in CRITERIA.items():
+        assert set(table) == set(Method.__args__), granularity
+        for method in table:
+            scores = build_scorer(method, granularity, CriterionSettings(0, "l1", "mean"))(
+                tiny, BATCHES)
+            assert len(scores) == (2 if granularity == "weight" else 1)

@@ -16,13 +16,14 @@ from prunelab.masks import (
     apply_masks,
     matched_random_masks,
     select,
-    unit_keep,
+    select_units,
     unit_masks,
 )
 from prunelab.models import build_model
-from prunelab.pruning import PruneSettings, calibration_batches, finetune, prune_once
+from prunelab.pruning import calibration_batches, finetune, prune_once
 from prunelab.surgery import remove_units
-from prunelab.training import FitSettings
+
+from helpers import shipped_fit, shipped_prune
 
 shapes = st.lists(st.tuples(st.integers(1, 12), st.integers(1, 12)), min_size=1, max_size=4)
 
@@ -84,7 +85,7 @@ def test_threshold_keeps_at_or_above_and_names_the_range() -> None:
     with pytest.warns(UserWarning, match="cuts nothing"):
         select(scores, threshold=0.0, normalize=False)
     with pytest.raises(PruningError, match="every unit of layer1"):
-        unit_keep([torch.tensor([5.0, 6.0]), torch.tensor([0.1, 0.2])], sparsity=0.5,
+        select_units([torch.tensor([5.0, 6.0]), torch.tensor([0.1, 0.2])], sparsity=0.5,
                   normalize=False)
 
 
@@ -99,10 +100,10 @@ def test_round_to_keeps_the_top_units_in_multiples(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            plain = unit_keep(scores, sparsity=sparsity, scope=scope)
+            plain = select_units(scores, sparsity=sparsity, scope=scope)
         except PruningError:
             return  # a layer would lose everything: rounding never sees it
-        rounded = unit_keep(scores, round_to, sparsity=sparsity, scope=scope)
+        rounded = select_units(scores, round_to, sparsity=sparsity, scope=scope)
     for s, p, r in zip(scores, plain, rounded, strict=True):
         n_plain, n = int(p.sum()), int(r.sum())
         if n_plain < round_to or n_plain == s.numel():
@@ -149,7 +150,7 @@ def trained(small_splits: tuple[Split, ...]):
     train, val, _ = small_splits
     seed_everything(0)
     model = build_model("mlp")
-    fit(model, train, val, FitSettings(lr=0.05, epochs=2, batch_size=64), seed=0)
+    fit(model, train, val, shipped_fit(lr=0.05, epochs=2, batch_size=64), seed=0)
     return model
 
 
@@ -164,9 +165,9 @@ def test_cut_weights_stay_exactly_zero_through_finetuning(
     calib = calibration_batches(train, 2, 64, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pruned = prune_once(trained, calib, PruneSettings(method, "weight", sparsity=sparsity))
+        pruned = prune_once(trained, calib, shipped_prune(method, "weight", sparsity=sparsity))
     # Weight decay and momentum would move a merely zeroed weight; the held mask must not.
-    s = FitSettings(lr=0.05, epochs=1, batch_size=64, optimizer=optimizer, weight_decay=1e-3,
+    s = shipped_fit(lr=0.05, epochs=1, batch_size=64, optimizer=optimizer, weight_decay=1e-3,
                     penalty="l1", penalty_weight=1e-5)
     finetune(pruned.model, Split(train.x[:640], train.y[:640]), val, s, seed=0)
     for name, mask in pruned.masks.items():
@@ -182,15 +183,15 @@ def test_iterative_rounds_reach_the_target_and_never_revive_a_weight(
 
     train, val, _ = small_splits
     seen: list[torch.Tensor] = []
-    s = FitSettings(lr=0.05, epochs=1, batch_size=64)
+    s = shipped_fit(lr=0.05, epochs=1, batch_size=64)
 
     def between(model, r):
         seen.append(model.body[2].weight.detach() == 0)
         finetune(model, Split(train.x[:640], train.y[:640]), val, s, seed=r)
 
-    pruned = prune_iteratively(trained, train, PruneSettings("taylor", "weight", sparsity=0.9),
-                               rounds=3, calib_batches=2, calib_batch_size=64,
-                               finetune_round=between)
+    s3 = shipped_prune("taylor", "weight", sparsity=0.9, rounds=3, calibration_batches=2,
+                       calibration_batch_size=64)
+    pruned = prune_iteratively(trained, train, s3, finetune_round=between)
     final = pruned.model.body[2].weight == 0
     # 1 - 0.1^(r/3): 53.6% after round 1, 78.5% after round 2, 90% at the end.
     assert [round(float(z.float().mean()), 3) for z in seen] == [0.536, 0.785]
@@ -204,8 +205,9 @@ def test_iterative_neuron_rounds_track_the_original_units(trained, small_splits)
 
     train, val, _ = small_splits
     widths: list[tuple[int, ...]] = []
-    pruned = prune_iteratively(trained, train, PruneSettings("magnitude", "neuron", sparsity=0.75),
-                               rounds=2, calib_batches=1, calib_batch_size=64,
+    s2 = shipped_prune("magnitude", "neuron", sparsity=0.75, rounds=2, calibration_batches=1,
+                       calibration_batch_size=64)
+    pruned = prune_iteratively(trained, train, s2,
                                finetune_round=lambda m, r: widths.append(m.spec.widths))
     assert widths == [(64,)] and pruned.model.spec.widths == (32,)
     (keep,) = pruned.unit_keep
@@ -221,7 +223,7 @@ def test_same_seed_same_masks_other_seed_other_masks(trained, small_splits, meth
 
     def masks(seed: int) -> dict[str, torch.Tensor]:
         calib = calibration_batches(train, 2, 64, seed=seed)
-        s = PruneSettings(method, "weight", sparsity=0.8, seed=seed)
+        s = shipped_prune(method, "weight", sparsity=0.8, seed=seed)
         return prune_once(trained, calib, s).masks
 
     a, b, c = masks(1), masks(1), masks(2)

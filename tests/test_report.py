@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from prunelab.report import markdown, paper_check
-from prunelab.sweep import ratio_sparsity, summarize, verdicts
+from prunelab.stats import summarize, verdicts
+from prunelab.sweep import ratio_sparsity
 
 
 def point(method: str, ratio: float, seed: int, acc: float) -> dict:

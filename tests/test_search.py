@@ -27,7 +27,7 @@ SEARCH = ["prunelab", "search", "--method", "magnitude", "--granularity", "weigh
 def project(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
     """A project copy with a trained baseline on a slice."""
     params = small_params(mirror, **{"prune.calibration_batches": 4, "search.trials": 4,
-                                     "search.refine": 0, "search.epochs": 1,
+                                     "search.refine": 0, "finetune.epochs": 1,
                                      "optuna.heartbeat_s": 1})
     proj = copy_project(tmp_path_factory.mktemp("search"), params)
     run(["dvc", "repro", "train"], proj)
@@ -50,7 +50,7 @@ def with_params(proj: Path, **changes: object) -> None:
 def load_study(proj: Path, storage: str | None) -> optuna.Study:
     import yaml
 
-    from prunelab.stages.search import open_storage, study_name
+    from prunelab.search import open_storage, study_name
 
     os.chdir(proj)  # the journal path is relative to the project root
     cfg = parse_config(yaml.safe_load((proj / "params.yaml").read_text()))
@@ -65,14 +65,14 @@ def test_search_meets_the_constraint_without_reading_test(
     import yaml
 
     import prunelab.data
-    import prunelab.stages.common
+    import prunelab.settings
     from prunelab.stages import search
 
     def forbidden(*a: object, **k: object) -> None:
         raise AssertionError("the search read the test split")
 
     monkeypatch.setattr(prunelab.data, "load_test", forbidden)
-    monkeypatch.setattr(prunelab.stages.common, "load_test", forbidden)
+    monkeypatch.setattr(prunelab.settings, "load_test", forbidden)
     monkeypatch.chdir(project)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
     monkeypatch.delenv("PRUNELAB_OPTUNA_STORAGE", raising=False)
@@ -98,7 +98,7 @@ def test_search_meets_the_constraint_without_reading_test(
     # The choice is the sparsest trial within the allowed drop.
     ok = [t for t in finished if t.state == TrialState.COMPLETE
           and t.values[0] >= choice["baseline_val_accuracy"] - 0.005]
-    assert choice["weight_sparsity"] == max(t.values[1] for t in ok)
+    assert choice["realised_sparsity"] == max(t.values[1] for t in ok)
 
     from mlflow.tracking import MlflowClient
 
@@ -157,7 +157,7 @@ def test_a_killed_search_resumes_and_its_trial_fails(
 ) -> None:
     storage = request.getfixturevalue("pg_url") if backend == "postgresql" else None
     # Long trials, so that the kill lands inside one.
-    with_params(project, **{"search.seed": 20 + (backend == "journal"), "search.epochs": 30,
+    with_params(project, **{"search.seed": 20 + (backend == "journal"), "finetune.epochs": 30,
                             "search.stop_margin": 0.99})
     killed = kill_mid_trial(project, storage)
     assert load_study(project, storage).trials[killed].state == TrialState.RUNNING
@@ -177,7 +177,7 @@ def test_a_killed_search_resumes_and_its_trial_fails(
 HOLD_JOURNAL_LOCK = """
 import time
 from prunelab.config import load_config
-from prunelab.stages.search import open_storage
+from prunelab.search import open_storage
 open_storage(load_config())._backend._lock.acquire()
 print("held", flush=True)
 time.sleep(600)
@@ -204,7 +204,7 @@ def test_a_journal_lock_left_by_a_killed_run_is_broken(project: Path) -> None:
 
 def test_two_workers_share_one_postgres_study_exactly(project: Path, pg_url: str) -> None:
     with_params(project, **{"search.seed": int(uuid.uuid4().int % 10**6), "search.trials": 6,
-                            "search.epochs": 3})
+                            "finetune.epochs": 3})
     run([*SEARCH, "--workers", "2"], project, PRUNELAB_OPTUNA_STORAGE=pg_url)
     study = load_study(project, pg_url)
     try:

@@ -10,6 +10,13 @@ from prunelab.config import Config, ConfigError, Granularity, Method, load_confi
 from prunelab.errors import PrunelabError
 
 
+def _method_args(p: argparse.ArgumentParser, baseline: str = "--baseline") -> None:
+    """The arguments of every per-(method, granularity) stage."""
+    p.add_argument("--method", required=True, choices=list(Method.__args__))
+    p.add_argument("--granularity", required=True, choices=list(Granularity.__args__))
+    p.add_argument(baseline, type=Path, required=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prunelab", description=__doc__)
     p.add_argument("--params", default="params.yaml", help="parameters file (default: %(default)s)")
@@ -20,18 +27,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--metrics-out", type=Path, required=True)
     t.add_argument("--seed", type=int, help="training seed (default: params' seed)")
     se = sub.add_parser("search", help="Optuna study choosing a method's sparsity on val")
-    se.add_argument("--method", required=True, choices=list(Method.__args__))
-    se.add_argument("--granularity", required=True, choices=list(Granularity.__args__))
-    se.add_argument("--baseline", type=Path, required=True)
+    _method_args(se)
     se.add_argument("--out", type=Path, required=True, help="JSON file for the chosen sparsity")
     se.add_argument("--workers", type=int,
                     help="local worker processes on the one study (default: search.workers)")
     for name, text in [("prune", "prune the baseline with one method at one granularity"),
                        ("finetune", "fine-tune a pruned model with its cut weights held at 0")]:
         s = sub.add_parser(name, help=text)
-        s.add_argument("--method", required=True, choices=list(Method.__args__))
-        s.add_argument("--granularity", required=True, choices=list(Granularity.__args__))
-        s.add_argument("--baseline", type=Path, required=True)
+        _method_args(s)
         s.add_argument("--out-dir", type=Path, required=True)
         s.add_argument("--metrics-out", type=Path, required=True)
         s.add_argument("--choice", type=Path,
@@ -39,10 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "finetune":
             s.add_argument("--prune-metrics", type=Path, required=True)
     sw = sub.add_parser("sweep", help="one method over sweep.ratios x sweep.seeds")
-    sw.add_argument("--method", required=True, choices=list(Method.__args__))
-    sw.add_argument("--granularity", required=True, choices=list(Granularity.__args__))
-    sw.add_argument("--baselines", type=Path, required=True,
-                    help="folder of <seed>.safetensors and <seed>.json from `train --seed`")
+    _method_args(sw, "--baselines")
     sw.add_argument("--out", type=Path, required=True, help="JSON file of every point")
     sw.add_argument("--workers", type=int,
                     help="local worker processes (default: sweep.workers)")

@@ -118,10 +118,10 @@ class SearchConfig(_Strict):
     # Extra trials after those, each bisecting (in log density) between the sparsest trial
     # within the allowed drop and the least sparse one beyond it.
     refine: Annotated[int, Field(ge=0)]
-    epochs: Annotated[int, Field(ge=1)]  # fine-tuning epochs inside one trial
-    # Search ranges of the target sparsity (fraction of weights / of hidden units).
-    weight_sparsity: Annotated[list[Fraction], Field(min_length=2, max_length=2)]
-    neuron_sparsity: Annotated[list[Fraction], Field(min_length=2, max_length=2)]
+    # Search ranges of the target sparsity (fraction of prunable weights / of hidden
+    # units). A trial prunes and fine-tunes exactly as the prune and finetune stages do.
+    weight_sparsity_range: Annotated[list[Fraction], Field(min_length=2, max_length=2)]
+    neuron_sparsity_range: Annotated[list[Fraction], Field(min_length=2, max_length=2)]
     # Also search the fine-tuning lr (log-uniform in this range); null keeps finetune.lr.
     finetune_lr: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2,
                                                                        max_length=2)] | None
@@ -136,7 +136,7 @@ class SearchConfig(_Strict):
 
     @model_validator(mode="after")
     def _ranges(self) -> SearchConfig:
-        for name in ("weight_sparsity", "neuron_sparsity", "finetune_lr"):
+        for name in ("weight_sparsity_range", "neuron_sparsity_range", "finetune_lr"):
             lo_hi = getattr(self, name)
             if lo_hi is not None and not lo_hi[0] < lo_hi[1]:
                 raise ValueError(f"search.{name} must be [low, high] with low < high, got {lo_hi}")

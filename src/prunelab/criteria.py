@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +29,15 @@ from prunelab.models import Net, unit_groups, weighted_layers
 Scores = dict[str, Tensor]
 UnitScores = list[Tensor]
 Batches = Sequence[tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class CriterionSettings:
+    """What some criteria need beyond the model and the batches."""
+
+    seed: int  # random: the generator's seed
+    neuron_norm: str  # magnitude, neuron granularity: "l1" | "l2"
+    activation_stat: str  # activation, neuron granularity: "mean" | "apoz"
 
 
 def _weights(model: Net) -> dict[str, nn.Parameter]:
@@ -185,35 +196,31 @@ def random_unit_scores(model: Net, batches: Batches = (), seed: int = 0) -> Unit
     ]
 
 
-WEIGHT_CRITERIA: dict[str, Callable[..., Scores]] = {
-    "gradient": gradient_scores,
-    "taylor": taylor_scores,
-    "magnitude": magnitude_scores,
-    "activation": activation_weight_scores,
-    "random": random_scores,
+Scorer = Callable[[Net, Batches], "Scores | UnitScores"]
+
+# name -> builder of a scorer with its settings bound (Torch-Pruning's importance objects),
+# so that scoring is one call, `scorer(model, batches)`, whatever the criterion.
+WEIGHT_CRITERIA: dict[str, Callable[[CriterionSettings], Scorer]] = {
+    "gradient": lambda c: gradient_scores,
+    "taylor": lambda c: taylor_scores,
+    "magnitude": lambda c: magnitude_scores,
+    "activation": lambda c: activation_weight_scores,
+    "random": lambda c: partial(random_scores, seed=c.seed),
 }
-UNIT_CRITERIA: dict[str, Callable[..., UnitScores]] = {
-    "gradient": gradient_unit_scores,
-    "taylor": taylor_unit_scores,
-    "magnitude": magnitude_unit_scores,
-    "activation": activation_unit_scores,
-    "random": random_unit_scores,
+UNIT_CRITERIA: dict[str, Callable[[CriterionSettings], Scorer]] = {
+    "gradient": lambda c: gradient_unit_scores,
+    "taylor": lambda c: taylor_unit_scores,
+    "magnitude": lambda c: partial(magnitude_unit_scores, norm=c.neuron_norm),
+    "activation": lambda c: partial(activation_unit_scores, stat=c.activation_stat),
+    "random": lambda c: partial(random_unit_scores, seed=c.seed),
 }
+CRITERIA = {"weight": WEIGHT_CRITERIA, "neuron": UNIT_CRITERIA}
 
 
-def compute_scores(
-    method: str, granularity: str, model: Net, batches: Batches,
-    *, seed: int = 0, norm: str = "l1", stat: str = "mean",
-) -> Scores | UnitScores:
-    """Dispatch to the criterion named in params.yaml (`prune.methods` × `granularities`)."""
-    table = WEIGHT_CRITERIA if granularity == "weight" else UNIT_CRITERIA
+def build_scorer(method: str, granularity: str, settings: CriterionSettings) -> Scorer:
+    """The criterion named in params.yaml (`prune.methods` × `granularities`), its
+    settings bound: call it with (model, calibration batches)."""
+    table = CRITERIA[granularity]
     if method not in table:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(table)}")
-    extra: dict[str, object] = {}
-    if method == "random":
-        extra["seed"] = seed
-    elif method == "magnitude" and granularity == "neuron":
-        extra["norm"] = norm
-    elif method == "activation" and granularity == "neuron":
-        extra["stat"] = stat
-    return table[method](model, batches, **extra)
+    return table[method](settings)

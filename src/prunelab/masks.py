@@ -27,9 +27,9 @@ class PruningError(PrunelabError, ValueError):
     """A threshold or target that would leave a layer with nothing."""
 
 
-def prunable_names(model: Net, include_output: bool = False) -> list[str]:
+def prunable_names(model: Net, prune_output_layer: bool) -> list[str]:
     names = [f"{prefix}.weight" for prefix, _ in weighted_layers(model)]
-    return names if include_output else names[:-1]
+    return names if prune_output_layer else names[:-1]
 
 
 def normalized(scores: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -98,8 +98,8 @@ def select(
     return keep
 
 
-def unit_keep(unit_scores: UnitScores, round_to: int = 1,
-              **how: float | str | bool | None) -> list[Tensor]:
+def select_units(unit_scores: UnitScores, round_to: int = 1,
+                 **how: float | str | bool | None) -> list[Tensor]:
     """One bool vector per hidden layer: which neurons/channels stay.
 
     With `round_to` > 1, each layer keeps its top units in a number rounded to the nearest
@@ -155,15 +155,6 @@ def apply_masks(model: Net, masks: Masks) -> Net:
         prefix, param = name.rsplit(".", 1)
         prune.custom_from_mask(modules[prefix], param, mask.to(modules[prefix].weight.device))
     return model
-
-
-def current_masks(model: Net) -> Masks:
-    """The masks held on `model` (bool), keyed like `Masks`."""
-    return {
-        f"{prefix}.weight": m.weight_mask.bool()
-        for prefix, m in weighted_layers(model)
-        if hasattr(m, "weight_mask")
-    }
 
 
 def matched_random_masks(reference: Masks, seed: int = 0) -> Masks:

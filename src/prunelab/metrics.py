@@ -14,7 +14,11 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from prunelab.data import Split
+from prunelab.masks import prunable_names
 from prunelab.models import ModelSpec, Net, baked, build_model, weighted_layers
+from prunelab.settings import PruneSettings
+from prunelab.training import evaluate
 
 
 def _layer_flops(model: Net) -> dict[str, int]:
@@ -58,6 +62,24 @@ def pruning_metrics(model: Net, baseline_spec: ModelSpec, prunable: list[str]) -
         "flops": sum(flops.values()),
         "effective_flops": int(effective),
     }
+
+
+def accuracies(model: Net, splits: dict[str, Split], batch_size: int,
+               suffix: str = "") -> dict[str, float]:
+    """{"val_accuracy<suffix>": ..., "test_accuracy<suffix>": ...} for the splits given."""
+    return {f"{name}_accuracy{suffix}": evaluate(model, split, batch_size).accuracy
+            for name, split in splits.items()}
+
+
+def point_record(model: Net, baseline_spec: ModelSpec, s: PruneSettings,
+                 measured: dict[str, Any]) -> dict[str, Any]:
+    """The metrics record of one pruned model (prune and finetune stages, sweep points):
+    what was asked (method, granularity, target), what it costs (`pruning_metrics`) and
+    what it scores (`measured`: accuracies and the caller's own labels)."""
+    prunable = prunable_names(build_model(baseline_spec), s.prune_output_layer)
+    return {"method": s.method, "granularity": s.granularity,
+            "target_sparsity": s.sparsity, "threshold": s.threshold,
+            **pruning_metrics(model, baseline_spec, prunable), **measured}
 
 
 def file_size(path: str | Path) -> int:

@@ -2,6 +2,10 @@
 
 Weight granularity: scores -> keep-masks -> held on the model by torch.nn.utils.prune.
 Neuron granularity: unit scores -> keep-vectors -> a smaller dense model (`surgery`).
+
+`prune_and_finetune` is the one procedure: a search trial, the sweep and the scripts call
+it; the `prune` and `finetune` stages call its two halves (`prune_model`, `finetune`)
+with the same settings and seed, so a stage pair repeats a search trial exactly.
 """
 
 from __future__ import annotations
@@ -12,35 +16,13 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
-from prunelab.criteria import Batches, compute_scores
+from prunelab.criteria import Batches, CriterionSettings, build_scorer
 from prunelab.data import Split, batches
-from prunelab.masks import (
-    Masks,
-    apply_masks,
-    current_masks,
-    normalized,
-    prunable_names,
-    select,
-    unit_keep,
-)
+from prunelab.masks import Masks, apply_masks, normalized, prunable_names, select, select_units
 from prunelab.models import Net, baked
+from prunelab.settings import PruneSettings
 from prunelab.surgery import remove_units
 from prunelab.training import EpochResult, FitSettings, fit
-
-
-@dataclass(frozen=True)
-class PruneSettings:
-    method: str
-    granularity: str  # "weight" | "neuron"
-    sparsity: float | None = None  # fraction of prunable weights / hidden units to cut
-    threshold: float | None = None  # or an absolute score threshold (exactly one of the two)
-    scope: str = "global"
-    normalize: bool = True
-    include_output: bool = False
-    seed: int = 0
-    neuron_norm: str = "l1"
-    round_to: int = 1  # neuron granularity: kept units per layer rounded to a multiple
-    activation_stat: str = "mean"
 
 
 @dataclass
@@ -69,57 +51,54 @@ def calibration_batches(train: Split, n_batches: int, batch_size: int, seed: int
     return out
 
 
-def prune_once(model: Net, calib: Batches, s: PruneSettings) -> Pruned:
-    """One-shot pruning of a copy of `model` (the original is left untouched)."""
-    held = current_masks(model)  # weights cut in an earlier round stay cut
+def prune_once(model: Net, calib: Batches, s: PruneSettings, held: Masks | None = None) -> Pruned:
+    """One-shot pruning of a copy of `model` (the original is left untouched). `held`: the
+    weight masks of earlier rounds; what they cut stays cut."""
+    held = held or {}
     model = baked(model)
-    scores = compute_scores(s.method, s.granularity, model, calib, seed=s.seed,
-                            norm=s.neuron_norm, stat=s.activation_stat)
-    how = {"sparsity": s.sparsity, "threshold": s.threshold, "scope": s.scope,
-           "normalize": s.normalize}
-    if s.granularity == "weight":
-        names = prunable_names(model, s.include_output)
-        ranked = {k: scores[k] for k in names}  # type: ignore[call-overload]
-        if s.normalize:
-            ranked = normalized(ranked)
-        # Weights cut in an earlier round rank below everything, so they stay cut.
-        ranked = {k: torch.where(held[k], v, -1.0) if k in held else v for k, v in ranked.items()}
-        masks = select(ranked, sparsity=s.sparsity, threshold=s.threshold, scope=s.scope,
-                       normalize=False)
-        return Pruned(apply_masks(model, masks), masks=masks)
-    keep = unit_keep(scores, s.round_to, **how)  # type: ignore[arg-type]
-    return Pruned(remove_units(model, keep), unit_keep=keep)
+    criterion = CriterionSettings(s.seed, s.neuron_norm, s.activation_stat)
+    scores = build_scorer(s.method, s.granularity, criterion)(model, calib)
+    if s.granularity == "neuron":
+        keep = select_units(scores, s.round_to, sparsity=s.sparsity,  # type: ignore[arg-type]
+                            threshold=s.threshold, scope=s.scope, normalize=s.normalize)
+        return Pruned(remove_units(model, keep), unit_keep=keep)
+    ranked = {k: scores[k] for k in prunable_names(model, s.prune_output_layer)}  # type: ignore[call-overload]
+    if s.normalize:
+        ranked = normalized(ranked)
+    # Weights cut in an earlier round rank below everything, so they stay cut.
+    ranked = {k: torch.where(held[k], v, -1.0) if k in held else v for k, v in ranked.items()}
+    masks = select(ranked, sparsity=s.sparsity, threshold=s.threshold, scope=s.scope,
+                   normalize=False)
+    return Pruned(apply_masks(model, masks), masks=masks)
 
 
-def prune_iteratively(
-    model: Net, train: Split, s: PruneSettings, rounds: int, calib_batches: int,
-    calib_batch_size: int, finetune_round: Callable[[Net, int], None],
-) -> Pruned:
-    """Reach `s.sparsity` in `rounds` prune/fine-tune rounds (Han et al. 2015).
+def round_targets(sparsity: float, rounds: int) -> list[float]:
+    """Cumulative target after each round: 1 − (1 − s)^(r/rounds), an equal fraction of
+    what remains each round (Han et al. 2015; 20% a round is the lottery-ticket schedule)."""
+    return [1 - (1 - sparsity) ** (r / rounds) for r in range(1, rounds + 1)]
 
-    Round r cuts down to 1 − (1 − s)^(r/rounds): an equal fraction of what remains each
-    round (20% a round gives the lottery-ticket schedule). Scores are recomputed on the
-    fine-tuned model each round; `finetune_round(model, r)` fine-tunes in place and is not
-    called after the last round (the caller's fine-tuning stage does that).
-    """
+
+def prune_iteratively(model: Net, train: Split, s: PruneSettings,
+                      finetune_round: Callable[[Net, int], None]) -> Pruned:
+    """Reach `s.sparsity` in `s.rounds` prune/fine-tune rounds. Scores are recomputed on the
+    fine-tuned model each round (calibration seeded `s.seed + r`); `finetune_round(model, r)`
+    fine-tunes in place and is not called after the last round (the caller fine-tunes)."""
     if s.sparsity is None:
         raise ValueError("iterative pruning needs a target sparsity, not a threshold")
     total_units = sum(model.spec.widths)
     pruned = Pruned(model)
-    kept_units: list[Tensor] = []
-    for r in range(1, rounds + 1):
-        target = 1 - (1 - s.sparsity) ** (r / rounds)
-        calib = calibration_batches(train, calib_batches, calib_batch_size, s.seed + r)
+    for r, target in enumerate(round_targets(s.sparsity, s.rounds), start=1):
+        calib = calibration_batches(train, s.calibration_batches, s.calibration_batch_size,
+                                    s.seed + r)
         if s.granularity == "weight":
-            pruned = prune_once(pruned.model, calib, replace(s, sparsity=target))
+            pruned = prune_once(pruned.model, calib, replace(s, sparsity=target), pruned.masks)
         else:
-            # Express the round's target over the original units as a fraction of what is left.
+            # The round's target over the original units, as a fraction of what is left.
             current = sum(pruned.model.spec.widths)
             n_cut = round(target * total_units) - (total_units - current)
             step = prune_once(pruned.model, calib, replace(s, sparsity=n_cut / current))
-            kept_units = _compose(kept_units, step.unit_keep)
-            pruned = Pruned(step.model, unit_keep=kept_units)
-        if r < rounds:
+            pruned = Pruned(step.model, unit_keep=_compose(pruned.unit_keep, step.unit_keep))
+        if r < s.rounds:
             finetune_round(pruned.model, r)
     return pruned
 
@@ -136,29 +115,41 @@ def _compose(before: list[Tensor], now: list[Tensor]) -> list[Tensor]:
     return out
 
 
-def prune_model(
-    base: Net, train: Split, val: Split, s: PruneSettings, rounds: int, calib_batches: int,
-    calib_batch_size: int, ft: FitSettings, ft_seed: int,
-) -> Pruned:
-    """One-shot (`rounds` = 1) or iterative pruning of `base`, as every stage does it:
-    calibration batches from the training split drawn with `s.seed`, and between rounds
-    the fine-tuning loop `ft` seeded with `ft_seed + round`. The final fine-tuning is the
-    caller's."""
-    if rounds == 1:
-        calib = calibration_batches(train, calib_batches, calib_batch_size, s.seed)
+def prune_model(base: Net, train: Split, val: Split, s: PruneSettings, ft: FitSettings,
+                seed: int) -> Pruned:
+    """The pruning half of the procedure: one-shot (calibration seeded `s.seed`) or in
+    `s.rounds` rounds with the fine-tuning `ft` between them, seeded `seed + round`."""
+    if s.rounds == 1:
+        calib = calibration_batches(train, s.calibration_batches, s.calibration_batch_size,
+                                    s.seed)
         return prune_once(base, calib, s)
 
     def between_rounds(model: Net, r: int) -> None:
-        finetune(model, train, val, ft, seed=ft_seed + r)
+        finetune(model, train, val, ft, seed=seed + r)
 
-    return prune_iteratively(base, train, s, rounds, calib_batches, calib_batch_size,
-                             between_rounds)
+    return prune_iteratively(base, train, s, between_rounds)
 
 
 def finetune(
     model: Net, train: Split, val: Split, s: FitSettings, seed: int,
     on_epoch: Callable[[EpochResult], None] | None = None,
 ) -> list[EpochResult]:
-    """The baseline's training loop on the pruned model. Masks held by torch.nn.utils.prune
-    keep cut weights at exactly zero; a smaller neuron-pruned model needs no mask."""
+    """The fine-tuning half: the baseline's training loop on the pruned model. Masks held by
+    torch.nn.utils.prune keep cut weights at exactly zero; a smaller neuron-pruned model
+    needs no mask."""
     return fit(model, train, val, s, seed, on_epoch=on_epoch, desc="finetune")
+
+
+def prune_and_finetune(
+    base: Net, train: Split, val: Split, s: PruneSettings, ft: FitSettings, seed: int,
+    on_pruned: Callable[[Pruned], None] | None = None,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+) -> Pruned:
+    """Prune `base` (a copy) as `s` says, then fine-tune it with `ft` seeded `seed`.
+    `on_pruned` sees the model before fine-tuning (to measure it), `on_epoch` each epoch
+    (to log, or to stop a hopeless search trial by raising)."""
+    pruned = prune_model(base, train, val, s, ft, seed)
+    if on_pruned is not None:
+        on_pruned(pruned)
+    finetune(pruned.model, train, val, ft, seed, on_epoch=on_epoch)
+    return pruned

@@ -9,12 +9,16 @@ seconds and a message naming the URI rather than minutes of silent retries.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
+from prunelab.config import Config
 from prunelab.errors import PrunelabError
+from prunelab.training import EpochResult, FitSettings
 
 
 class TrackingError(PrunelabError, RuntimeError):
@@ -41,6 +45,52 @@ def configure(default_uri: str) -> str:
             f"default {default_uri!r}."
         ) from None
     return uri
+
+
+@contextmanager
+def stage_run(experiment: str, run_name: str, tags: dict[str, str],
+              params: dict[str, Any] | None = None, nested: bool = False) -> Iterator[Any]:
+    """An MLflow run of `experiment` with its tags and params; `configure` first."""
+    import mlflow
+
+    if not nested:
+        mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=run_name, tags=tags, nested=nested) as run:
+        if params:
+            mlflow.log_params(params)
+        yield run
+
+
+def log_epoch(r: EpochResult) -> None:
+    """One fit epoch's numbers, at step = epoch (an `on_epoch` callback of `fit`)."""
+    import mlflow
+
+    mlflow.log_metrics({"train_loss": r.train_loss, "val_loss": r.val_loss,
+                        "val_accuracy": r.val_accuracy, "epoch_seconds": r.seconds,
+                        "lr": r.lr}, step=r.epoch)
+
+
+def log_record(record: dict[str, Any], skip: set[str] | dict[str, Any] = frozenset()) -> None:
+    """A metrics record's numbers (and its per-layer sparsity) as MLflow metrics."""
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in record.items()
+                        if isinstance(v, (int, float)) and k not in skip})
+    mlflow.log_metrics({f"layer_sparsity.{k}": v
+                        for k, v in record.get("layer_sparsity", {}).items()})
+
+
+def run_params(cfg: Config, method: str, granularity: str, target_sparsity: float | None,
+               ft: FitSettings, seed: int) -> dict[str, Any]:
+    """The MLflow params every pruned-model run logs (finetune stage, sweep points), so that
+    the MLflow UI's compare view lines them all up under the same names."""
+    return {
+        "method": method, "granularity": granularity, "scope": cfg.prune.scope,
+        "target_sparsity": target_sparsity, "normalize": cfg.prune.normalize,
+        "rounds": cfg.finetune.rounds, "finetune.lr": ft.lr, "finetune.epochs": ft.epochs,
+        "finetune.penalty": ft.penalty, "finetune.lr_schedule": ft.lr_schedule,
+        "finetune.weight_decay": ft.weight_decay, "seed": seed,
+    }
 
 
 def flat_params(obj: Any, prefix: str = "") -> dict[str, Any]:

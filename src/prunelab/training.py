@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -21,16 +22,19 @@ from prunelab.data import Split, batches
 
 @dataclass(frozen=True)
 class FitSettings:
+    """One training or fine-tuning run. No defaults: values come from params.yaml
+    (`prunelab.settings`), so nothing here can disagree with it."""
+
     lr: float
     epochs: int
     batch_size: int
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    optimizer: str = "sgd"
-    penalty: str = "none"  # "l1" | "l2" | "none": added to the loss on the (masked) weights
-    penalty_weight: float = 0.0
-    eval_batch_size: int = 2000
-    lr_schedule: str = "constant"  # "constant" | "cosine": annealed to 0 over the epochs
+    momentum: float
+    weight_decay: float
+    optimizer: str  # "sgd" | "adam"
+    penalty: str  # "l1" | "l2" | "none": added to the loss on the (masked) weights
+    penalty_weight: float
+    eval_batch_size: int
+    lr_schedule: str  # "constant" | "cosine": annealed to 0 over the epochs
 
 
 @dataclass(frozen=True)
@@ -78,16 +82,21 @@ def train_epoch(
     return float(total) / max(n, 1)
 
 
+class Evaluation(NamedTuple):
+    loss: float  # mean cross-entropy
+    accuracy: float  # in [0, 1]
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Split, batch_size: int = 2000) -> tuple[float, float]:
-    """(mean cross-entropy loss, accuracy in [0, 1]) over `data`."""
+def evaluate(model: nn.Module, data: Split, batch_size: int = 2000) -> Evaluation:
+    """Mean cross-entropy loss and accuracy over `data`."""
     model.eval()
     loss_sum, correct = 0.0, 0
     for x, y in batches(data, batch_size):
         logits = model(x)
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
-    return loss_sum / max(len(data), 1), correct / max(len(data), 1)
+    return Evaluation(loss_sum / max(len(data), 1), correct / max(len(data), 1))
 
 
 def fit(

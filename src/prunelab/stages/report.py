@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from prunelab import report, tracking
 from prunelab.config import Config
 from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json, write_bytes, write_json
-from prunelab.sweep import summarize, verdicts
+from prunelab.stats import mean_sd, summarize, verdicts
 
 FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
            "accuracy vs effective FLOPs": "figures/accuracy_vs_flops.png",
@@ -48,8 +47,7 @@ def run(cfg: Config, sweep_dir: Path, prune_dir: Path, out: Path) -> None:
     rows = summarize(points)
     verdict = verdicts(rows)
     base_by_seed = {p["seed"]: p["baseline_test_accuracy"] for p in points}
-    accs = list(base_by_seed.values())
-    baseline = (statistics.fmean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0)
+    baseline = mean_sd(list(base_by_seed.values()))
     papers = report.paper_check(cfg.model, rows, baseline[0])
     ft = cfg.finetune
     settings = (f"Fine-tuning: {ft.epochs} epoch(s) at lr {ft.lr:g}, "
@@ -73,11 +71,10 @@ def run(cfg: Config, sweep_dir: Path, prune_dir: Path, out: Path) -> None:
         FIGURES["accuracy vs effective FLOPs"]: report.curves_figure(rows, "effective_flops"),
         FIGURES["per-layer sparsity (searched)"]: report.layer_sparsity_figure(prune_metrics),
     }
-    mlflow.set_experiment(f"{cfg.model}-sweep")
-    with mlflow.start_run(run_name="comparison", tags={"stage": "report"}):
-        mlflow.log_params({"model": cfg.model, "ratios": str(cfg.sweep.ratios),
-                           "seeds": str(cfg.sweep.seeds), "finetune.epochs": ft.epochs,
-                           "finetune.lr": ft.lr, "rounds": ft.rounds})
+    params = {"model": cfg.model, "ratios": str(cfg.sweep.ratios),
+              "seeds": str(cfg.sweep.seeds), "finetune.epochs": ft.epochs,
+              "finetune.lr": ft.lr, "rounds": ft.rounds}
+    with tracking.stage_run(f"{cfg.model}-sweep", "comparison", {"stage": "report"}, params):
         mlflow.log_table({k: [r[k] for r in rows] for k in rows[0]}, "summary.json")
         for path, fig in figs.items():
             mlflow.log_figure(fig, path)

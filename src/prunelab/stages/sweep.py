@@ -18,13 +18,7 @@ from prunelab.config import Config
 from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json, write_json
 from prunelab.models import load_model, resolve_device
-from prunelab.stages.common import (
-    finetune_settings,
-    prune_settings,
-    run_params,
-    test_split,
-    train_val_splits,
-)
+from prunelab.settings import finetune_settings, prune_settings, test_split, train_val_splits
 from prunelab.sweep import sweep_point
 
 
@@ -45,10 +39,9 @@ class _Points:
                  files: dict[int, tuple[Path, Path]], threads: int | None = None) -> None:
         if threads:
             torch.set_num_threads(threads)  # workers on one machine share its cores
-        self.cfg = cfg
         device = resolve_device(cfg.device)
-        self.train, self.val = train_val_splits(cfg)
-        self.test = test_split(cfg)
+        train, val = train_val_splits(cfg)
+        self.splits = {"train": train, "val": val, "test": test_split(cfg)}
         self.bases = {s: (load_model(m, device), read_json(j)["test_accuracy"])
                       for s, (m, j) in files.items()}
         self.settings = prune_settings(cfg, method, granularity)
@@ -56,13 +49,10 @@ class _Points:
 
     def __call__(self, task: tuple[int, float]) -> dict[str, Any]:
         seed, ratio = task
-        base, base_acc = self.bases[seed]
-        p, cfg = self.cfg.prune, self.cfg
         with warnings.catch_warnings():  # "cuts nothing" cannot happen for r > 1
             warnings.simplefilter("ignore")
-            return sweep_point(base, self.train, self.val, self.test, self.settings, ratio,
-                               seed, cfg.finetune.rounds, p.calibration_batches,
-                               p.calibration_batch_size, self.ft, base_acc)
+            return sweep_point(*self.bases[seed], self.splits, self.settings, self.ft, ratio,
+                               seed)
 
 
 _worker: _Points | None = None
@@ -82,14 +72,11 @@ def run(cfg: Config, method: str, granularity: str, baselines: Path, out: Path,
         workers: int) -> None:
     files = baseline_files(baselines, cfg.sweep.seeds)  # before any work
     tracking.configure(cfg.mlflow.tracking_uri)
-    import mlflow
-
     tasks = [(seed, ratio) for seed in cfg.sweep.seeds for ratio in cfg.sweep.ratios]
     workers = max(1, min(workers, len(tasks)))
     points = []
-    mlflow.set_experiment(f"{cfg.model}-sweep")
-    with mlflow.start_run(run_name=f"sweep-{method}-{granularity}",
-                          tags={"stage": "sweep", "method": method, "granularity": granularity}):
+    tags = {"stage": "sweep", "method": method, "granularity": granularity}
+    with tracking.stage_run(f"{cfg.model}-sweep", f"sweep-{method}-{granularity}", tags):
         with contextlib.ExitStack() as stack:
             if workers == 1:
                 results = map(_Points(cfg, method, granularity, files), tasks)
@@ -102,24 +89,18 @@ def run(cfg: Config, method: str, granularity: str, baselines: Path, out: Path,
                 results = pool.imap(_run_task, tasks)
             for point in results:  # in task order, logged as they arrive
                 points.append(point)
-                _log_point(mlflow, cfg, point)
+                _log_point(cfg, point, tags)
                 print(f"{method}-{granularity} seed {point['seed']} ratio {point['ratio']:g}: "
                       f"test {point['test_accuracy_before']:.4f} -> {point['test_accuracy']:.4f}"
                       f" ({point['compression_ratio']:.1f}x of parameters)", flush=True)
     write_json(out, {"method": method, "granularity": granularity, "points": points})
 
 
-def _log_point(mlflow, cfg: Config, point: dict) -> None:  # noqa: ANN001 (module)
+def _log_point(cfg: Config, point: dict[str, Any], tags: dict[str, str]) -> None:
     name = f"{point['method']}-{point['granularity']}-r{point['ratio']:g}-s{point['seed']}"
-    with mlflow.start_run(run_name=name, nested=True,
-                          tags={"stage": "sweep", "method": point["method"],
-                                "granularity": point["granularity"]}):
-        mlflow.log_params({
-            **run_params(cfg, point["method"], point["granularity"], point["target_sparsity"],
-                         finetune_settings(cfg), point["seed"]),
-            "ratio": point["ratio"],
-        })
-        mlflow.log_metrics({k: float(v) for k, v in point.items()
-                            if isinstance(v, (int, float)) and k not in
-                            ("ratio", "seed", "target_sparsity")})
-        mlflow.log_metrics({f"layer_sparsity.{k}": v for k, v in point["layer_sparsity"].items()})
+    params = {**tracking.run_params(cfg, point["method"], point["granularity"],
+                                    point["target_sparsity"], finetune_settings(cfg),
+                                    point["seed"]),
+              "ratio": point["ratio"]}
+    with tracking.stage_run("", name, tags, params, nested=True):
+        tracking.log_record(point, skip={"ratio", "seed", "target_sparsity"})

@@ -9,8 +9,8 @@ from prunelab import tracking
 from prunelab.config import Config
 from prunelab.fileio import write_json
 from prunelab.models import build_model, count_parameters, resolve_device, save_model
-from prunelab.stages.common import test_split, train_settings, train_val_splits
-from prunelab.training import EpochResult, evaluate, fit, seed_everything
+from prunelab.settings import test_split, train_settings, train_val_splits
+from prunelab.training import evaluate, fit, seed_everything
 
 
 def run(cfg: Config, model_path: Path, metrics_path: Path, seed: int | None = None) -> None:
@@ -18,7 +18,6 @@ def run(cfg: Config, model_path: Path, metrics_path: Path, seed: int | None = No
     name = f"{cfg.model}-baseline" + ("" if seed is None else f"-seed{seed}")
     seed = cfg.seed if seed is None else seed
     tracking.configure(cfg.mlflow.tracking_uri)  # before any work: fail fast if unreachable
-    import mlflow
 
     device = resolve_device(cfg.device)
     train, val = train_val_splits(cfg)
@@ -28,20 +27,12 @@ def run(cfg: Config, model_path: Path, metrics_path: Path, seed: int | None = No
     model = build_model(cfg.model).to(device)
     settings = train_settings(cfg)
 
-    mlflow.set_experiment(cfg.model)
-    with mlflow.start_run(run_name=name, tags={"stage": "train", "seed": str(seed)}):
-        mlflow.log_params(tracking.flat_params(
-            {"model": cfg.model, "seed": seed, "device": str(device),
-             "train": cfg.train.model_dump(), "data": cfg.data.model_dump(exclude={"sources"})}
-        ))
-
-        def log_epoch(r: EpochResult) -> None:
-            mlflow.log_metrics({"train_loss": r.train_loss, "val_loss": r.val_loss,
-                                "val_accuracy": r.val_accuracy, "epoch_seconds": r.seconds,
-                                "lr": r.lr},
-                               step=r.epoch)
-
-        history = fit(model, train, val, settings, seed, on_epoch=log_epoch, desc=cfg.model)
+    params = tracking.flat_params(
+        {"model": cfg.model, "seed": seed, "device": str(device),
+         "train": cfg.train.model_dump(), "data": cfg.data.model_dump(exclude={"sources"})})
+    with tracking.stage_run(cfg.model, name, {"stage": "train", "seed": str(seed)}, params):
+        history = fit(model, train, val, settings, seed, on_epoch=tracking.log_epoch,
+                      desc=cfg.model)
         val_loss, val_acc = evaluate(model, val, settings.eval_batch_size)
         test_loss, test_acc = evaluate(model, test, settings.eval_batch_size)
         metrics = {
@@ -55,7 +46,7 @@ def run(cfg: Config, model_path: Path, metrics_path: Path, seed: int | None = No
         save_model(model, model_path)
         write_json(metrics_path, metrics)
         # val_* and train_loss already have a per-epoch history; log the rest once.
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()
-                            if k.startswith("test_") or k in ("parameters", "seconds_per_epoch")})
+        tracking.log_record({k: v for k, v in metrics.items()
+                             if k.startswith("test_") or k in ("parameters", "seconds_per_epoch")})
         tracking.log_torch_model(model)
     print(f"{cfg.model}: val {val_acc:.4f}  test {test_acc:.4f}  -> {model_path}")

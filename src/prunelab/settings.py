@@ -1,16 +1,42 @@
-"""What several stages share: data on the chosen device, and settings from the config."""
+"""From the validated `Config` to the library's settings, and the data splits it names.
+
+The one place where params.yaml's sections become `FitSettings` (training.py) and
+`PruneSettings` (here):
+stages, scripts and benchmarks all build them here, so they cannot drift apart.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from prunelab.config import Config
 from prunelab.data import Split, load_test, load_train_val, verify_mnist
 from prunelab.fileio import read_json
 from prunelab.models import resolve_device
-from prunelab.pruning import PruneSettings
 from prunelab.training import FitSettings
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """How one criterion prunes (OpenLTH-style: one dataclass per concern, no defaults)."""
+
+    method: str
+    granularity: str  # "weight" | "neuron"
+    # The target: the fraction of prunable weights (weight granularity) or of hidden units
+    # (neuron granularity) to cut, or an absolute score threshold; exactly one is set.
+    sparsity: float | None
+    threshold: float | None
+    scope: str  # "global" | "layer"
+    normalize: bool
+    prune_output_layer: bool
+    neuron_norm: str
+    activation_stat: str
+    round_to: int  # neuron granularity: kept units per layer rounded to a multiple
+    rounds: int  # 1 = one-shot; k > 1 reaches the target in k prune/fine-tune rounds
+    calibration_batches: int
+    calibration_batch_size: int
+    seed: int  # calibration batches and random scores
 
 
 def train_val_splits(cfg: Config) -> tuple[Split, Split]:
@@ -31,12 +57,12 @@ def train_settings(cfg: Config) -> FitSettings:
     t = cfg.train
     return FitSettings(
         lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, momentum=t.momentum,
-        weight_decay=t.weight_decay, optimizer=t.optimizer, eval_batch_size=t.eval_batch_size,
-        lr_schedule=t.lr_schedule,
+        weight_decay=t.weight_decay, optimizer=t.optimizer, penalty="none",
+        penalty_weight=0.0, eval_batch_size=t.eval_batch_size, lr_schedule=t.lr_schedule,
     )
 
 
-def read_choice(path: Path | None) -> dict[str, Any]:
+def read_choice(path: Any) -> dict[str, Any]:
     """The search stage's choice ({} without one): its sparsity and lr override params."""
     return read_json(path) if path is not None else {}
 
@@ -64,20 +90,8 @@ def prune_settings(cfg: Config, method: str, granularity: str,
     return PruneSettings(
         method=method, granularity=granularity,
         sparsity=None if threshold is not None else sparsity, threshold=threshold,
-        scope=p.scope, normalize=p.normalize, include_output=p.prune_output_layer,
-        seed=p.seed, neuron_norm=p.neuron_norm, activation_stat=p.activation_stat,
-        round_to=p.round_to,
+        scope=p.scope, normalize=p.normalize, prune_output_layer=p.prune_output_layer,
+        neuron_norm=p.neuron_norm, activation_stat=p.activation_stat, round_to=p.round_to,
+        rounds=cfg.finetune.rounds, calibration_batches=p.calibration_batches,
+        calibration_batch_size=p.calibration_batch_size, seed=p.seed,
     )
-
-
-def run_params(cfg: Config, method: str, granularity: str, target_sparsity: float | None,
-               ft: FitSettings, seed: int) -> dict[str, Any]:
-    """The MLflow params every pruned-model run logs (finetune stage, sweep points), so that
-    the MLflow UI's compare view lines them all up under the same names."""
-    return {
-        "method": method, "granularity": granularity, "scope": cfg.prune.scope,
-        "target_sparsity": target_sparsity, "normalize": cfg.prune.normalize,
-        "rounds": cfg.finetune.rounds, "finetune.lr": ft.lr, "finetune.epochs": ft.epochs,
-        "finetune.penalty": ft.penalty, "finetune.lr_schedule": ft.lr_schedule,
-        "finetune.weight_decay": ft.weight_decay, "seed": seed,
-    }
