@@ -52,3 +52,18 @@ def small_splits(mnist_root: Path) -> tuple[Split, Split, Split]:
     """3,000 training, 1,000 validation and 2,000 test images: real data, seconds to train."""
     train, val = load_train_val(mnist_root, val_size=1000, split_seed=0, train_limit=3000)
     return train, val, load_test(mnist_root, limit=2000)
+
+
+@pytest.fixture(scope="session")
+def trained_mlp(small_splits: tuple[Split, Split, Split]):  # noqa: ANN201 (a Net)
+    """The mlp trained for 2 epochs on the slice: a real, small, trained model."""
+    from prunelab.models import build_model
+    from prunelab.training import fit, seed_everything
+
+    from helpers import shipped_fit
+
+    train, val, _ = small_splits
+    seed_everything(0)
+    model = build_model("mlp")
+    fit(model, train, val, shipped_fit(lr=0.05, epochs=2, batch_size=64), seed=0)
+    return model

@@ -22,18 +22,22 @@ import torch
 from torch import nn
 
 from prunelab.criteria import (
-    activation_unit_scores,
     activation_weight_scores,
+    fisher_scores,
     gradient_scores,
-    gradient_unit_scores,
     magnitude_scores,
-    magnitude_unit_scores,
     random_scores,
-    random_unit_scores,
     taylor_scores,
-    taylor_unit_scores,
 )
 from prunelab.models import ModelSpec, Net
+from prunelab.unit_criteria import (
+    activation_unit_scores,
+    fisher_unit_scores,
+    gradient_unit_scores,
+    magnitude_unit_scores,
+    random_unit_scores,
+    taylor_unit_scores,
+)
 
 q = 1 / (1 + math.exp(-1))
 r = 1 / (1 + math.exp(-6))
@@ -106,18 +110,43 @@ def test_unit_gradient_is_mean_abs_dl_da(tiny: Net) -> None:
     close(s, [(q + r) / 2, (q + r) / 2, q + r])
 
 
-def test_unit_taylor_is_abs_mean_of_a_times_dl_da(tiny: Net) -> None:
+def test_unit_taylor_is_per_example_abs_of_a_times_dl_da_averaged(tiny: Net) -> None:
     # a·dL/da: ex1 [1·-q, 2·q, 0·-2q] = [-q, 2q, 0];  ex2 [0, 0, 3·2r] = [0, 0, 6r]
+    # |.| per example, then the mean over the two examples.
     (s,) = taylor_unit_scores(tiny, BATCHES)
     close(s, [q / 2, q, 3 * r])
 
 
-def test_unit_taylor_keeps_the_sign_inside_the_mean(tiny: Net) -> None:
-    # The same example twice with opposite-sign contributions would cancel: Molchanov's
-    # criterion averages a·dL/da before the absolute value, unlike the gradient criterion.
-    batches = [BATCHES[0], BATCHES[0]]
-    (s,) = taylor_unit_scores(tiny, batches)
-    close(s, [q, 2 * q, 0])
+def test_unit_taylor_takes_the_absolute_value_per_example(tiny: Net) -> None:
+    # Molchanov et al. 2017 average |a·dL/da| over examples. Example 1 with label 1 instead
+    # of 0: logits [1, 2], dL/dlogits = [1 - q, q - 1], dL/da = (1 - q)[1, -1, 2], so
+    # a·dL/da = (1 - q)[1, -2, 0], the opposite sign of the original's [-q, 2q, 0].
+    # Per example |.| then mean: [1/2, 1, 0]. The old |mean| gave |1 - 2q|/2 = 0.23 for unit 0.
+    flipped = (torch.tensor([[1.0, 0.0]]), torch.tensor([1]))
+    (s,) = taylor_unit_scores(tiny, [BATCHES[0], flipped])
+    one_minus = 1 - q  # dL/dlogit of class 0 for label 1 is softmax_0 = 1 - σ(1)
+    close(s, [(q + one_minus) / 2, (2 * q + 2 * one_minus) / 2, 0])
+
+
+def test_weight_fisher_is_mean_over_batches_of_squared_w_times_g(tiny: Net) -> None:
+    # w·dL/dw per batch (each batch one example): ex1 W1: [[-q, 0], [2q, 0], [0, 0]],
+    # ex2 W1: [[0, 0], [0, 0], [0, 6r]]; squared and averaged over the two batches.
+    s = fisher_scores(tiny, BATCHES)
+    close(s["body.0.weight"], [[q * q / 2, 0], [2 * q * q, 0], [0, 18 * r * r]])
+    # W2 = [[1, 0, 1], [0, 1, -1]]; dL/dW2: ex1 [[-q, -2q, 0], [q, 2q, 0]],
+    # ex2 [[0, 0, 3r], [0, 0, -3r]] -> w·g: ex1 [[-q, 0, 0], [0, 2q, 0]], ex2 [[0,0,3r],[0,0,3r]]
+    close(s["body.2.weight"], [[q * q / 2, 0, 9 * r * r / 2], [0, 2 * q * q, 9 * r * r / 2]])
+
+
+def test_unit_fisher_squares_the_batch_sum_of_a_times_dl_da(tiny: Net) -> None:
+    # One batch of both examples: G = (Σ a·dL/da) / 2 (batch-mean loss)
+    #   = ([-q, 2q, 0] + [0, 0, 6r]) / 2 = [-q/2, q, 3r];  score G².
+    both = [(torch.cat([BATCHES[0][0], BATCHES[1][0]]), torch.tensor([0, 1]))]
+    (s,) = fisher_unit_scores(tiny, both)
+    close(s, [q * q / 4, q * q, 9 * r * r])
+    # Two batches of one example each: mean of the squares, [q²/2, 2q², 18r²].
+    (s2,) = fisher_unit_scores(tiny, BATCHES)
+    close(s2, [q * q / 2, 2 * q * q, 18 * r * r])
 
 
 def test_random_is_seeded_and_uniform(tiny: Net) -> None:
@@ -146,7 +175,10 @@ def test_conv_channel_scores_average_over_examples_and_positions() -> None:
     (grad1, _, _) = gradient_unit_scores(net, [(x, y)])
     torch.testing.assert_close(grad1, g1.abs().mean((0, 2, 3)))
     (tay1, _, _) = taylor_unit_scores(net, [(x, y)])
-    torch.testing.assert_close(tay1, (a1 * g1).mean((2, 3)).mean(0).abs())
+    torch.testing.assert_close(tay1, (a1 * g1).mean((2, 3)).abs().mean(0))
+    # fisher: a channel's gate gradient sums its positions; batch-mean loss, squared.
+    (fis1, _, _) = fisher_unit_scores(net, [(x, y)])
+    torch.testing.assert_close(fis1, ((a1 * g1).sum((0, 2, 3)) / len(x)).pow(2))
 
 
 def test_every_configurable_method_has_a_scorer_at_both_granularities(tiny: Net) -> None:

@@ -57,8 +57,8 @@ def test_second_repro_changes_nothing_and_metrics_show(project: Path) -> None:
     files = shown[""]["data"]
     assert files["metrics/baseline.json"]["data"]["test_accuracy"] == (
         metrics(project, "baseline.json")["test_accuracy"])
-    # baseline, search, prune, finetune, the comparison's summary
-    assert len(files) == 1 + 3 * len(METHODS) * len(GRANULARITIES) + 1
+    # baseline, search, prune, finetune, the comparison's summary, the oracle
+    assert len(files) == 1 + 3 * len(METHODS) * len(GRANULARITIES) + 1 + 1
 
 
 @pytest.mark.slow
@@ -180,11 +180,32 @@ def test_report_table_is_the_mean_and_sd_of_the_points_and_names_the_best(
         for r in RATIOS:
             cell = [row for row in rows if row["granularity"] == g and float(row["ratio"]) == r]
             best = max(cell, key=lambda row: float(row["test_accuracy"]))["method"]
-            assert f"- **{g}, {r}×**: {best} (" in text
+            (line,) = [ln for ln in text.splitlines() if ln.startswith(f"- **{g}, {r}× (")]
+            assert f"**: {best} (" in line and "realised" in line
     for png in ("accuracy_vs_compression", "accuracy_vs_flops", "layer_sparsity"):
         assert (project / f"reports/figures/{png}.png").read_bytes()[:4] == b"\x89PNG"
         assert f"(figures/{png}.png)" in text
     assert "not `mlp`" in text  # the paper check says the tables are for the LeNets
+    assert "Decided cells:" in text and "## Criterion quality against the true damage" in text
+
+
+@pytest.mark.slow
+def test_points_keep_their_test_predictions_and_matched_controls(project: Path) -> None:
+    from prunelab.stats import unpack_correct
+
+    for method in METHODS:
+        for granularity in GRANULARITIES:
+            for p in sweep_points(project, f"{method}-{granularity}"):
+                bits = unpack_correct(p["test_correct"], p["test_images"])
+                assert p["test_images"] == 1000 and bits.mean() == p["test_accuracy"]
+                # A matched random control beside every criterion's weight point.
+                matched = granularity == "weight" and method != "random"
+                assert ("test_correct_matched_random" in p) == matched
+    oracle = json.loads((project / "oracle/oracle.json").read_text())
+    assert set(oracle) == set(METHODS)
+    rho = oracle["magnitude"]["neuron"]["layer0"]["spearman"]["mean"]
+    assert rho > oracle["random"]["neuron"]["layer0"]["spearman"]["mean"] + 0.1
+    assert (project / "oracle/scatter.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow

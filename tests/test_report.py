@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from prunelab.report import markdown, paper_check
-from prunelab.stats import summarize, verdicts
+from prunelab.papers import han_judgement, han_markdown
+from prunelab.report import markdown
+from prunelab.stats import holm, mcnemar, pack_correct, summarize, verdicts
 from prunelab.sweep import ratio_sparsity
 
+N = 10_000  # test images
 
-def point(method: str, ratio: float, seed: int, acc: float) -> dict:
+
+def point(method: str, ratio: float, seed: int, acc: float,
+          correct: np.ndarray | None = None) -> dict:
+    if correct is None:  # `acc` of the images right, the errors first
+        correct = np.arange(N) >= round((1 - acc) * N)
     return {"method": method, "granularity": "weight", "ratio": ratio, "seed": seed,
             "sparsity": ratio_sparsity(ratio), "compression_ratio": ratio * 0.9, "flops": 1,
             "effective_flops": 1, "val_accuracy_before": acc, "test_accuracy_before": acc,
-            "val_accuracy": acc, "test_accuracy": acc, "baseline_test_accuracy": 0.98,
-            "test_accuracy_drop": 0.98 - acc}
+            "val_accuracy": acc, "test_accuracy": float(correct.mean()),
+            "baseline_test_accuracy": 0.98, "test_accuracy_drop": 0.98 - acc,
+            "test_images": N, "test_correct": pack_correct(correct)}
+
+
+def wrong_at(seed: int, accuracy: float) -> np.ndarray:
+    """Correctness with (1 - accuracy)·N errors at seeded random places."""
+    correct = np.ones(N, dtype=bool)
+    errors = np.random.default_rng(seed).choice(N, round((1 - accuracy) * N), replace=False)
+    correct[errors] = False
+    return correct
 
 
 def test_ratio_sparsity_is_one_minus_inverse_ratio() -> None:
@@ -23,42 +39,97 @@ def test_ratio_sparsity_is_one_minus_inverse_ratio() -> None:
         ratio_sparsity(1)
 
 
-def test_summary_is_mean_and_sample_sd_and_verdict_weighs_the_spread() -> None:
+def test_summary_is_mean_and_sample_sd() -> None:
     points = [point("magnitude", 4, 0, 0.97), point("magnitude", 4, 1, 0.95),
-              point("taylor", 4, 0, 0.955), point("taylor", 4, 1, 0.955),
-              point("random", 4, 0, 0.90), point("random", 4, 1, 0.90)]
-    rows = summarize(points)
-    mag = next(r for r in rows if r["method"] == "magnitude")
+              point("taylor", 4, 0, 0.955), point("taylor", 4, 1, 0.955)]
+    mag = next(r for r in summarize(points) if r["method"] == "magnitude")
     assert mag["test_accuracy"] == pytest.approx(0.96)
     assert mag["test_accuracy_sd"] == pytest.approx(0.0141421356)  # sqrt(2e-4): n-1 = 1
-    (v,) = verdicts(rows)
-    # 0.96 vs 0.955: a 0.5 pp gap inside magnitude's 1.4 pp spread is not a real difference.
-    assert (v["best"], v["runner_up"], v["significant"]) == ("magnitude", "taylor", False)
-    assert v["gap"] == pytest.approx(0.005)
-    assert v["margin_over_random"] == pytest.approx(0.06)
 
 
-def test_paper_check_uses_the_lowest_ratio_at_or_above_the_papers() -> None:
-    rows = summarize([point("magnitude", r, s, acc) for r, acc in ((8, 0.985), (16, 0.983),
-                                                                   (32, 0.97)) for s in (0, 1)])
-    han, snip = paper_check("lenet300", rows, base_accuracy=0.9836)
-    # Han: 12x -> our 16x row (realised 14.4x), error 1.70 % <= 1.59 + 0.15: within.
-    assert han["our_ratio"] == pytest.approx(14.4) and han["our_error"] == pytest.approx(1.7)
-    assert han["within_tolerance"] is True
-    # SNIP: 20x -> our 32x row (realised 28.8x); no tolerance is claimed for it.
-    assert snip["our_ratio"] == pytest.approx(28.8) and "within_tolerance" not in snip
-    assert paper_check("mlp", rows, 0.98) == []
+def test_a_method_ahead_on_every_seed_is_decided_despite_the_baselines_spread() -> None:
+    """Baselines 0.5 pp apart between seeds; "a" gets 10 more images right than "b" on
+    every seed (0.1 pp). The old rule (gap > sd_a + sd_b ≈ 0.8 pp) called it within the
+    spread; the paired test sees the same 0.1 pp on every seed."""
+    bases = [0.975, 0.980, 0.970, 0.985, 0.9775]
+    points = []
+    for seed, acc in enumerate(bases):
+        b = wrong_at(seed, acc)
+        own = slice(10 * seed, 10 * seed + 10)  # 10 images per seed, no two seeds share one
+        b[own] = False
+        a = b.copy()
+        a[own] = True  # b's errors there put right
+        points += [point("a", 4, seed, acc, a), point("b", 4, seed, acc, b)]
+    sd = summarize(points)[0]["test_accuracy_sd"]
+    assert 0.001 < 2 * sd  # the old rule's "spread" swamps the 0.1 pp gap
+    (v,) = verdicts(points)
+    c = v["comparisons"]["b"]
+    assert v["best"] == "a" and c["diff"] == pytest.approx(0.001)
+    # By hand: the per-seed differences are all 0.001, so s² = 0; per image the difference
+    # averaged over seeds is 0.2 on 50 images (10 a seed, none shared), 0 elsewhere:
+    # var = (50·0.04 − N·0.001²) / (N − 1) = 1.99/9999, SE = sqrt(var / N).
+    se = (1.99 / 9999 / N) ** 0.5
+    assert c["se"] == pytest.approx(se)
+    # t quantile 0.975 at 4 degrees of freedom, from the table: 2.7764.
+    assert c["lo"] == pytest.approx(0.001 - 2.7764 * se, abs=1e-7)
+    assert c["p_holm"] < 0.01 and v["decided"] and v["ties"] == ["a"]
 
 
-def test_one_seed_shows_no_sd_and_judges_no_gap() -> None:
-    rows = summarize([point("magnitude", 16, 0, 0.9926), point("random", 16, 0, 0.9800)])
-    (v,) = verdicts(rows)
-    # A 1.26 pp gap with zero "spread" is not evidence when the spread was never measured.
-    assert v["best"] == "magnitude" and v["significant"] is None
-    text = markdown("lenet5", rows, [v], paper_check("lenet5", rows, 0.9929), (0.9929, 0.0),
-                    [0], {}, "")
-    data_lines = [ln for ln in text.splitlines() if ln.startswith(("| magnitude", "| random",
-                                                                    "- **", "| Han"))]
-    assert len(data_lines) == 4 and not any("±" in ln for ln in data_lines)
-    assert "one seed, so no spread to judge the gap against" in text
-    assert "| Han et al. 2015 | 0.80 → 0.77 | 12× | 0.71 → 0.74 | 14.4× | yes |" in text
+def test_identical_methods_are_not_decided() -> None:
+    points = [point(m, 8, seed, 0.97, wrong_at(seed, 0.97)) for m in ("x", "y")
+              for seed in range(3)]
+    (v,) = verdicts(points)
+    c = next(iter(v["comparisons"].values()))
+    assert c["diff"] == 0 and c["p"] == 1.0
+    assert not v["decided"] and sorted(v["ties"]) == ["x", "y"]
+
+
+def test_holm_by_hand() -> None:
+    # Sorted 0.01, 0.03, 0.04: × 3, × 2, × 1 = 0.03, 0.06, 0.04 -> monotone 0.03, 0.06, 0.06.
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_mcnemar_exact_on_a_hand_made_table() -> None:
+    # 8 images only a gets right, 2 only b, 90 both: p = 2·P(X ≤ 2 | 10, ½) = 2·56/1024.
+    a = np.array([True] * 8 + [False] * 2 + [True] * 90)
+    b = np.array([False] * 8 + [True] * 2 + [True] * 90)
+    result = mcnemar(a, b)
+    assert (result["only_a"], result["only_b"]) == (8, 2)
+    assert result["p"] == pytest.approx(112 / 1024)
+
+
+def test_paper_check_judges_absolute_error_and_the_per_seed_change() -> None:
+    def row(seed: int, base: float, at12: float) -> dict:
+        return {"seed": seed, "base_test_error": base / 100,
+                "ratios": {"12.5": {"compression_ratio": 12.3, "test_error": at12 / 100}}}
+
+    rows = [row(0, 1.50, 1.60), row(1, 1.40, 1.55), row(2, 1.60, 1.65)]
+    han, snip = han_judgement("lenet300", rows)
+    # Absolute: mean 1.60 % <= 1.59 + 0.15: within the tolerance.
+    assert han["our_error"][0] == pytest.approx(1.60) and han["within_tolerance"] is True
+    # Change: [+0.10, +0.15, +0.05] pp, mean 0.10, sd 0.05; t(0.975, 2) = 4.3027 by the
+    # table, half-width 4.3027·0.05/√3 = 0.1242: [-0.024, +0.224] lies above Han's -0.05.
+    mean, lo, hi = han["our_change"]
+    assert mean == pytest.approx(0.10) and lo == pytest.approx(0.10 - 0.1242, abs=1e-4)
+    assert han["their_change"] == pytest.approx(-0.05)
+    assert han["change_verdict"] == "worse than theirs"
+    # SNIP's 20x: no run of ours at that compression, so no fallback to another ratio.
+    assert snip["match"] is None
+    text = han_markdown("intro.", [han, snip])
+    assert "no matching point" in text and "different procedure" not in text  # kind shown
+    assert "other procedure" in text
+    assert han_judgement("mlp", rows) == []
+
+
+def test_one_seed_shows_no_sd_and_tests_on_the_test_images_alone() -> None:
+    points = [point("magnitude", 16, 0, 0.9926, wrong_at(0, 0.9926)),
+              point("random", 16, 0, 0.9800, wrong_at(1, 0.98))]
+    rows = summarize(points)
+    (v,) = verdicts(points)
+    # One seed: no spread over seeds, so the interval is the test set's noise alone (df ∞).
+    assert v["best"] == "magnitude" and v["comparisons"]["random"]["df"] == float("inf")
+    text = markdown("lenet5", rows, [v], "", (0.9929, 0.0), [0], {}, "",
+                    {"all": int(v["decided"])})
+    data_lines = [ln for ln in text.splitlines() if ln.startswith(("| magnitude", "| random"))]
+    assert len(data_lines) == 2 and not any("±" in ln for ln in data_lines)

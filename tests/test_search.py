@@ -215,3 +215,21 @@ def test_two_workers_share_one_postgres_study_exactly(project: Path, pg_url: str
         assert choice["trials_complete"] + choice["trials_pruned"] == 6
     finally:
         optuna.delete_study(study_name=study.study_name, storage=pg_url)
+
+
+def test_prune_and_finetune_stages_repeat_the_chosen_trial_with_rounds(project: Path) -> None:
+    """A trial runs the procedure the stages run: with 3 prune/fine-tune rounds and a cosine
+    schedule, prune + finetune on the chosen sparsity give the trial's val accuracy."""
+    with_params(project, **{"search.seed": 40, "search.trials": 3, "finetune.rounds": 3,
+                            "finetune.lr_schedule": "cosine", "finetune.epochs": 2})
+    run(SEARCH, project)
+    choice = read_json(project / "search/mw.json")
+    common = ["--method", "magnitude", "--granularity", "weight",
+              "--baseline", "models/baseline/model.safetensors", "--out-dir", "models/mw",
+              "--choice", "search/mw.json"]
+    run(["prunelab", "prune", *common, "--metrics-out", "metrics/prune/mw.json"], project)
+    run(["prunelab", "finetune", *common, "--prune-metrics", "metrics/prune/mw.json",
+         "--metrics-out", "metrics/finetune/mw.json"], project)
+    tuned = read_json(project / "metrics/finetune/mw.json")
+    assert tuned["target_sparsity"] == choice["sparsity"]
+    assert abs(tuned["val_accuracy"] - choice["val_accuracy"]) <= 0.001

@@ -46,9 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", type=Path, required=True, help="JSON file of every point")
     sw.add_argument("--workers", type=int,
                     help="local worker processes (default: sweep.workers)")
+    o = sub.add_parser("oracle", help="each criterion's scores against the true damage")
+    o.add_argument("--baselines", type=Path, required=True,
+                   help="folder of <seed>.safetensors and <seed>.json from `train --seed`")
+    o.add_argument("--out-dir", type=Path, required=True)
     r = sub.add_parser("report", help="table, curves, verdicts and MLflow comparison run")
     r.add_argument("--sweep-dir", type=Path, required=True)
     r.add_argument("--prune-metrics-dir", type=Path, required=True)
+    r.add_argument("--oracle", type=Path, required=True, help="oracle.json of `oracle`")
     r.add_argument("--out-dir", type=Path, required=True)
     return p
 
@@ -103,10 +108,14 @@ def _run_stage(args: argparse.Namespace, cfg: Config) -> int:
             print("prunelab sweep: --workers must be at least 1", file=sys.stderr)
             return 2
         sweep.run(cfg, args.method, args.granularity, args.baselines, args.out, workers)
+    elif args.stage == "oracle":
+        from prunelab.stages import oracle
+
+        oracle.run(cfg, args.baselines, args.out_dir)
     elif args.stage == "report":
         from prunelab.stages import report
 
-        report.run(cfg, args.sweep_dir, args.prune_metrics_dir, args.out_dir)
+        report.run(cfg, args.sweep_dir, args.prune_metrics_dir, args.oracle, args.out_dir)
     return 0
 
 

@@ -1,10 +1,6 @@
-"""One typed, validated configuration object built from `params.yaml`.
-
-params.yaml is the single source of every value: nothing here has a default, so a
-missing key is reported like a misspelt one.
-
-Every knob of the pipeline lives in `params.yaml`; this module is the only place that
-reads it. Validation happens before any stage does work: an unknown key, a wrong type
+"""One typed, validated configuration object built from `params.yaml`, the single source of
+every value and read only here: nothing has a default, so a missing key is reported like a
+misspelt one. Validation happens before any stage does work: an unknown key, a wrong type
 or an out-of-range value raises `ConfigError` naming the key and what is allowed.
 """
 
@@ -19,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from prunelab.errors import PrunelabError
 
-Method = Literal["gradient", "taylor", "magnitude", "activation", "random"]
+Method = Literal["gradient", "taylor", "fisher", "magnitude", "activation", "random"]
 Granularity = Literal["weight", "neuron"]
 ModelName = Literal["mlp", "lenet300", "lenet5"]
 LrSchedule = Literal["constant", "cosine"]  # cosine: annealed to ~0 over the run's epochs
@@ -152,6 +148,12 @@ class SweepConfig(_Strict):
     seeds: Annotated[list[int], Field(min_length=1)]
     # Local processes computing points in parallel, each on its share of the cores.
     workers: Annotated[int, Field(ge=1)]
+    # Neuron granularity: "layer" cuts the same fraction of units in every hidden layer, so
+    # every method keeps the same widths (equal realised compression); "global" lets the
+    # criterion allocate (points then differ in realised compression).
+    neuron_scope: Literal["layer", "global"]
+    # Also fine-tune a random control with each point's own per-layer sparsity.
+    matched_random: bool
 
     @model_validator(mode="after")
     def _unique(self) -> SweepConfig:
@@ -160,6 +162,14 @@ class SweepConfig(_Strict):
             if len(set(values)) != len(values):
                 raise ValueError(f"sweep.{name} lists a value twice: {values}")
         return self
+
+
+class OracleConfig(_Strict):
+    """The criterion-quality check (`prunelab oracle`): every criterion's scores against
+    the true loss change of removing each unit, and a sample of single weights."""
+
+    examples: Annotated[int, Field(ge=10)]  # held-out (validation) images the loss is on
+    weights_per_layer: Annotated[int, Field(ge=10)]  # single weights sampled per layer
 
 
 class OptunaConfig(_Strict):
@@ -186,6 +196,7 @@ class Config(_Strict):
     finetune: FinetuneConfig
     search: SearchConfig
     sweep: SweepConfig
+    oracle: OracleConfig
     optuna: OptunaConfig
     mlflow: MlflowConfig
 

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 from torch.nn.utils import prune
 
-from prunelab.criteria import UnitScores
 from prunelab.errors import PrunelabError
 from prunelab.models import Net, unit_groups, weighted_layers
+from prunelab.scoring import UnitScores
 
 Masks = dict[str, Tensor]  # parameter name -> bool tensor of its shape, True = keep
 
@@ -32,16 +32,25 @@ def prunable_names(model: Net, prune_output_layer: bool) -> list[str]:
     return names if prune_output_layer else names[:-1]
 
 
-def normalized(scores: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Each layer's scores divided by their mean (left alone where the mean is 0)."""
-    out = {}
-    for k, s in scores.items():
-        mean = s.float().mean()
-        out[k] = s / mean if mean > 0 else s
-    return out
+def layer_scales(scores: dict[str, Tensor]) -> dict[str, float]:
+    """Each layer's normaliser: the mean of its scores (1.0 where that is 0)."""
+    return {k: float(s.float().mean()) or 1.0 for k, s in scores.items()}
 
 
-def _cut_lowest(flat: Tensor, n_cut: int) -> Tensor:
+def normalized(scores: dict[str, Tensor],
+               scales: dict[str, float] | None = None) -> dict[str, Tensor]:
+    """Each layer's scores divided by its scale (by default, their mean).
+
+    Iterative pruning passes the scales of its first round on to the later ones: a layer's
+    scale is a property of the layer, not of what earlier rounds cut. Recomputed each round,
+    a mean over the survivors (or over all weights, zeros included) moves with the layer's
+    density, and later rounds drift to another allocation than a one-shot cut would make.
+    """
+    scales = scales or layer_scales(scores)
+    return {k: s / scales[k] for k, s in scores.items()}
+
+
+def cut_lowest(flat: Tensor, n_cut: int) -> Tensor:
     """Bool keep-mask over a 1-D score tensor that drops exactly the `n_cut` lowest."""
     keep = torch.ones_like(flat, dtype=torch.bool)
     if n_cut > 0:
@@ -52,11 +61,11 @@ def _cut_lowest(flat: Tensor, n_cut: int) -> Tensor:
 def _ranked(scores: dict[str, Tensor], sparsity: float, scope: str) -> dict[str, Tensor]:
     if scope == "layer":
         return {
-            k: _cut_lowest(s.flatten(), round(sparsity * s.numel())).view(s.shape)
+            k: cut_lowest(s.flatten(), round(sparsity * s.numel())).view(s.shape)
             for k, s in scores.items()
         }
     flat = torch.cat([s.flatten().float() for s in scores.values()])
-    keep = _cut_lowest(flat, round(sparsity * flat.numel()))
+    keep = cut_lowest(flat, round(sparsity * flat.numel()))
     out, start = {}, 0
     for k, s in scores.items():
         out[k] = keep[start : start + s.numel()].view(s.shape)
@@ -83,11 +92,13 @@ def _check(keep: dict[str, Tensor], scores: dict[str, Tensor], what: str, unit: 
 def select(
     scores: dict[str, Tensor], *, sparsity: float | None = None, threshold: float | None = None,
     scope: str = "global", normalize: bool = True, unit: str = "weight",
+    scales: dict[str, float] | None = None,
 ) -> dict[str, Tensor]:
-    """Keep-masks from scores, by target sparsity or absolute threshold (exactly one)."""
+    """Keep-masks from scores, by target sparsity or absolute threshold (exactly one);
+    `scales` are the normalisers when `normalize` (default: each layer's mean)."""
     if (sparsity is None) == (threshold is None):
         raise ValueError("give exactly one of sparsity or threshold")
-    ranked = normalized(scores) if normalize else scores
+    ranked = normalized(scores, scales) if normalize else scores
     if threshold is not None:
         keep = {k: s >= threshold for k, s in ranked.items()}
         what = f"threshold {threshold:g}"
@@ -98,8 +109,12 @@ def select(
     return keep
 
 
+def unit_layer_names(unit_scores: UnitScores) -> list[str]:
+    return [f"layer{i}" for i in range(len(unit_scores))]
+
+
 def select_units(unit_scores: UnitScores, round_to: int = 1,
-                 **how: float | str | bool | None) -> list[Tensor]:
+                 **how: float | str | bool | dict | None) -> list[Tensor]:
     """One bool vector per hidden layer: which neurons/channels stay.
 
     With `round_to` > 1, each layer keeps its top units in a number rounded to the nearest
@@ -107,7 +122,7 @@ def select_units(unit_scores: UnitScores, round_to: int = 1,
     such widths (on this project's CPU a 784→51 layer ran slower than 784→64). A layer
     left whole, or keeping fewer than `round_to` units, is not rounded.
     """
-    keyed = {f"layer{i}": s for i, s in enumerate(unit_scores)}
+    keyed = dict(zip(unit_layer_names(unit_scores), unit_scores, strict=True))
     keep = list(select(keyed, **how, unit="unit").values())  # type: ignore[arg-type]
     if round_to == 1:
         return keep
@@ -164,5 +179,5 @@ def matched_random_masks(reference: Masks, seed: int = 0) -> Masks:
     out = {}
     for k, m in reference.items():
         n_cut = int((~m).sum())
-        out[k] = _cut_lowest(torch.rand(m.numel(), generator=g), n_cut).view(m.shape)
+        out[k] = cut_lowest(torch.rand(m.numel(), generator=g), n_cut).view(m.shape)
     return out

@@ -18,7 +18,16 @@ from torch import Tensor
 
 from prunelab.criteria import Batches, CriterionSettings, build_scorer
 from prunelab.data import Split, batches
-from prunelab.masks import Masks, apply_masks, normalized, prunable_names, select, select_units
+from prunelab.masks import (
+    Masks,
+    apply_masks,
+    layer_scales,
+    normalized,
+    prunable_names,
+    select,
+    select_units,
+    unit_layer_names,
+)
 from prunelab.models import Net, baked
 from prunelab.settings import PruneSettings
 from prunelab.surgery import remove_units
@@ -32,6 +41,8 @@ class Pruned:
     model: Net
     masks: Masks = field(default_factory=dict)
     unit_keep: list[Tensor] = field(default_factory=list)
+    # The per-layer normalisers the ranking used; later rounds rank with the same ones.
+    scales: dict[str, float] = field(default_factory=dict)
 
     def mask_tensors(self) -> dict[str, Tensor]:
         """Everything that says what was cut, as tensors for a safetensors file."""
@@ -51,25 +62,32 @@ def calibration_batches(train: Split, n_batches: int, batch_size: int, seed: int
     return out
 
 
-def prune_once(model: Net, calib: Batches, s: PruneSettings, held: Masks | None = None) -> Pruned:
+def prune_once(model: Net, calib: Batches, s: PruneSettings, held: Masks | None = None,
+               scales: dict[str, float] | None = None) -> Pruned:
     """One-shot pruning of a copy of `model` (the original is left untouched). `held`: the
-    weight masks of earlier rounds; what they cut stays cut."""
+    weight masks of earlier rounds, whose cuts stay cut; `scales`: the per-layer
+    normalisers of the first round (default: computed from these scores)."""
     held = held or {}
     model = baked(model)
     criterion = CriterionSettings(s.seed, s.neuron_norm, s.activation_stat)
     scores = build_scorer(s.method, s.granularity, criterion)(model, calib)
+    how = {"sparsity": s.sparsity, "threshold": s.threshold, "scope": s.scope,
+           "normalize": s.normalize}
     if s.granularity == "neuron":
-        keep = select_units(scores, s.round_to, sparsity=s.sparsity,  # type: ignore[arg-type]
-                            threshold=s.threshold, scope=s.scope, normalize=s.normalize)
-        return Pruned(remove_units(model, keep), unit_keep=keep)
+        scales = scales or layer_scales(dict(zip(unit_layer_names(scores), scores,  # type: ignore[arg-type]
+                                                 strict=True)))
+        keep = select_units(scores, s.round_to, scales=scales, **how)  # type: ignore[arg-type]
+        return Pruned(remove_units(model, keep), unit_keep=keep, scales=scales)
     ranked = {k: scores[k] for k in prunable_names(model, s.prune_output_layer)}  # type: ignore[call-overload]
+    # Over the survivors only: the cut weights' scores (0 for |w|) must not set the scale.
+    scales = scales or layer_scales({k: v[held[k]] if k in held else v
+                                     for k, v in ranked.items()})
     if s.normalize:
-        ranked = normalized(ranked)
+        ranked = normalized(ranked, scales)
     # Weights cut in an earlier round rank below everything, so they stay cut.
     ranked = {k: torch.where(held[k], v, -1.0) if k in held else v for k, v in ranked.items()}
-    masks = select(ranked, sparsity=s.sparsity, threshold=s.threshold, scope=s.scope,
-                   normalize=False)
-    return Pruned(apply_masks(model, masks), masks=masks)
+    masks = select(ranked, **{**how, "normalize": False})  # type: ignore[arg-type]
+    return Pruned(apply_masks(model, masks), masks=masks, scales=scales)
 
 
 def round_targets(sparsity: float, rounds: int) -> list[float]:
@@ -91,13 +109,16 @@ def prune_iteratively(model: Net, train: Split, s: PruneSettings,
         calib = calibration_batches(train, s.calibration_batches, s.calibration_batch_size,
                                     s.seed + r)
         if s.granularity == "weight":
-            pruned = prune_once(pruned.model, calib, replace(s, sparsity=target), pruned.masks)
+            pruned = prune_once(pruned.model, calib, replace(s, sparsity=target), pruned.masks,
+                                pruned.scales)
         else:
             # The round's target over the original units, as a fraction of what is left.
             current = sum(pruned.model.spec.widths)
             n_cut = round(target * total_units) - (total_units - current)
-            step = prune_once(pruned.model, calib, replace(s, sparsity=n_cut / current))
-            pruned = Pruned(step.model, unit_keep=_compose(pruned.unit_keep, step.unit_keep))
+            step = prune_once(pruned.model, calib, replace(s, sparsity=n_cut / current),
+                              scales=pruned.scales)
+            pruned = Pruned(step.model, unit_keep=_compose(pruned.unit_keep, step.unit_keep),
+                            scales=step.scales)
         if r < s.rounds:
             finetune_round(pruned.model, r)
     return pruned

@@ -14,21 +14,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 from prunelab.fileio import atomic_path  # noqa: E402
-
-# Published results to put ours beside: (baseline error %, pruned error %, compression ×).
-# Han et al. 2015, "Learning both Weights and Connections", Table 1 (iterative magnitude
-# pruning with retraining); Lee et al. 2019, "SNIP", Table 2 (one-shot at initialisation).
-PAPERS: dict[str, list[dict[str, Any]]] = {
-    "lenet300": [
-        {"paper": "Han et al. 2015", "base_error": 1.64, "error": 1.59, "ratio": 12.0},
-        {"paper": "Lee et al. 2019 (SNIP)", "base_error": None, "error": 1.6, "ratio": 20.0},
-    ],
-    "lenet5": [
-        {"paper": "Han et al. 2015", "base_error": 0.80, "error": 0.77, "ratio": 12.0},
-        {"paper": "Lee et al. 2019 (SNIP)", "base_error": None, "error": 0.8, "ratio": 50.0},
-    ],
-}
-HAN_TOLERANCE_PP = 0.15
+from prunelab.verdict_text import verdict_lines  # noqa: E402
 
 X_AXES = {"compression_ratio": "compression ratio (all parameters, ×)",
           "effective_flops": "effective FLOPs per image"}
@@ -99,28 +85,67 @@ def layer_sparsity_figure(prune_metrics: dict[str, dict[str, Any]]) -> Figure:
     return fig
 
 
-def paper_check(model: str, rows: list[dict[str, Any]],
-                base_accuracy: float) -> list[dict[str, Any]]:
-    """Our magnitude/weight result beside each published one for this model: our row at the
-    lowest measured compression at or above the paper's (else the highest we have)."""
-    ours = sorted((r for r in rows if r["method"] == "magnitude"
-                   and r["granularity"] == "weight"), key=lambda r: r["compression_ratio"])
-    out = []
-    for ref in PAPERS.get(model, []):
-        if not ours:
-            break
-        row = next((r for r in ours if r["compression_ratio"] >= ref["ratio"]), ours[-1])
-        error = 100 * (1 - row["test_accuracy"])
-        check: dict[str, Any] = {
-            **ref, "our_base_error": 100 * (1 - base_accuracy), "our_error": error,
-            "our_error_sd": 100 * row["test_accuracy_sd"],
-            "our_ratio": row["compression_ratio"], "seeds": row["seeds"],
-        }
-        if ref["paper"].startswith("Han"):
-            check["within_tolerance"] = bool(error <= ref["error"] + HAN_TOLERANCE_PP
-                                             and row["compression_ratio"] >= ref["ratio"])
-        out.append(check)
-    return out
+def oracle_figure(scatter: dict[str, dict[str, tuple[Any, Any]]]) -> Figure:
+    """Score against true damage (first seed), one panel per criterion and granularity;
+    log scores, symmetric-log damage (removing a unit can also lower the loss)."""
+    methods = list(scatter)
+    fig, axes = plt.subplots(2, len(methods), figsize=(3 * len(methods), 6), squeeze=False)
+    for j, method in enumerate(methods):
+        for i, gran in enumerate(("neuron", "weight")):
+            score, damage = (t.double().cpu().numpy() for t in scatter[method][gran])
+            ax = axes[i][j]
+            positive = score[score > 0]
+            floor = positive.min() if positive.size else 1e-12
+            ax.scatter(score.clip(min=floor), damage, s=3, alpha=0.4)
+            ax.set_xscale("log")
+            ax.set_yscale("symlog", linthresh=1e-6)
+            ax.set_title(f"{method}, {gran}", fontsize=9)
+            ax.set_xlabel("score", fontsize=8)
+            ax.set_ylabel("true loss change", fontsize=8)
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def oracle_table(quality: dict[str, Any]) -> list[str]:
+    """Markdown rows: Spearman ρ and bottom-half agreement per criterion, granularity and
+    layer (mean ± sd over seeds)."""
+    lines = ["| criterion | granularity | layer | ρ with loss increase | ρ with \\|Δloss\\| "
+             "| truly least important half also ranked low |", "|---|---|---|---|---|---|"]
+    for method, grans in quality.items():
+        for gran, layers in grans.items():
+            for layer, q in layers.items():
+                rho, rho_abs, low = q["spearman"], q["spearman_abs"], q["bottom_half"]
+                lines.append(f"| {method} | {gran} | {layer} | {rho['mean']:.2f} ± "
+                             f"{rho['sd']:.2f} | {rho_abs['mean']:.2f} ± {rho_abs['sd']:.2f} "
+                             f"| {100 * low['mean']:.0f} ± {100 * low['sd']:.0f} % |")
+    return lines
+
+
+def oracle_section(quality: dict[str, Any], figure: Path, report_dir: Path,
+                   examples: int) -> str:
+    """The criterion-quality table and scatter plot, as a Markdown section."""
+    rel = Path(*[".."] * len(report_dir.parts)) / figure
+    lines = ["", "## Criterion quality against the true damage", "",
+             f"For every hidden unit, and for a random sample of single weights per layer, the "
+             f"true change of the loss on {examples} held-out validation images when it alone "
+             "is removed (the oracle of Molchanov et al. 2017), against each criterion's score "
+             "on the same baseline (mean ± sd over seeds). A criterion that knows what matters "
+             "has ρ near 1; random has ρ near 0 and ranks about 50 % of the truly least "
+             "important half low. The loss increase is signed (removing some units lowers "
+             "the held-out loss, and those are the best to cut); first-order criteria "
+             "estimate its magnitude, hence the second column.", "", *oracle_table(quality), "",
+             f"![score vs true damage, first seed]({rel.as_posix()})", ""]
+    return "\n".join(lines)
+
+
+def infeasible_section(points: list[dict[str, Any]]) -> str:
+    if not points:
+        return ""
+    lines = ["", "## Points that could not be realised", ""]
+    lines += [f"- {p['method']}-{p['granularity']}, ratio {p['ratio']:g}, seed {p['seed']}: "
+              f"{p['infeasible']}" for p in points]
+    return "\n".join(lines) + "\n"
 
 
 def _pct(mean: float, sd: float, n: int) -> str:
@@ -129,35 +154,20 @@ def _pct(mean: float, sd: float, n: int) -> str:
 
 
 def markdown(model: str, rows: list[dict[str, Any]], verdicts: list[dict[str, Any]],
-             papers: list[dict[str, Any]], baseline: tuple[float, float], seeds: list[int],
-             figures: dict[str, str], settings: str) -> str:
+             paper_text: str, baseline: tuple[float, float], seeds: list[int],
+             figures: dict[str, str], settings: str, decided_counts: dict[str, int]) -> str:
     """reports/report.md: verdicts first, then the table, the figures, the paper check."""
     lines = [f"# Pruning criteria compared on `{model}`", "",
              f"Baseline test accuracy {_pct(*baseline, len(seeds))} % (mean ± sample sd "
-             f"over seeds {seeds}; with one seed, no sd). {settings}", "", "## Verdicts", "",
-             "Best method by mean test accuracy after fine-tuning at each ratio; the gap to "
-             "the runner-up counts as real when it exceeds the sum of their seed sds (the "
-             "±1 sd bands do not overlap).", ""]
-    for v in verdicts:
-        text = (f"- **{v['granularity']}, {v['ratio']:g}×**: {v['best']} "
-                f"({_pct(v['best_mean'], v['best_sd'], v['seeds'])} %)")
-        if "runner_up" in v:
-            if v["significant"] is None:
-                judged = "one seed, so no spread to judge the gap against"
-            else:
-                real = "larger than" if v["significant"] else "within"
-                judged = f"{real} the seed spread ({100 * v['spread']:.2f} pp)"
-            text += f", ahead of {v['runner_up']} by {100 * v['gap']:.2f} pp — {judged}"
-        if "margin_over_random" in v:
-            text += f"; {100 * v['margin_over_random']:.2f} pp above random"
-        lines.append(text + ".")
+             f"over seeds {seeds}; with one seed, no sd). {settings}", ""]
+    lines += verdict_lines(verdicts, decided_counts)
     lines += ["", "## Table", "",
               "Accuracies in %, mean ± sd over seeds; ratio is the target (cut 1 − 1/r of "
               "the prunable weights or hidden units), compression the realised ratio of all "
               "parameters.", "",
               "| method | granularity | ratio | compression | sparsity | effective MFLOPs "
-              "| test acc before FT | test acc after FT | drop (pp) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| test acc before FT | test acc after FT | drop (pp) | random-matched after FT |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['granularity']} | {r['ratio']:g} | "
@@ -165,23 +175,12 @@ def markdown(model: str, rows: list[dict[str, Any]], verdicts: list[dict[str, An
             f"{r['effective_flops'] / 1e6:.3f} | "
             f"{_pct(r['test_accuracy_before'], r['test_accuracy_before_sd'], r['seeds'])} | "
             f"{_pct(r['test_accuracy'], r['test_accuracy_sd'], r['seeds'])} | "
-            f"{_pct(r['test_accuracy_drop'], r['test_accuracy_drop_sd'], r['seeds'])} |")
+            f"{_pct(r['test_accuracy_drop'], r['test_accuracy_drop_sd'], r['seeds'])} | "
+            + (_pct(r["test_accuracy_matched_random"], r["test_accuracy_matched_random_sd"],
+                    r["seeds"]) if "test_accuracy_matched_random" in r else "—") + " |")
     lines += ["", "## Figures", ""]
     lines += [f"![{title}]({path})" for title, path in figures.items()]
-    lines += ["", "## Check against the papers", ""]
-    if not papers:
-        lines.append(f"The published tables cover `lenet300` and `lenet5`, not `{model}`; see "
-                     "the README for the LeNet runs.")
-    else:
-        lines += ["| paper | their error (%) | their compression | our error (%) | our "
-                  "compression | within 0.15 pp (Han) |", "|---|---|---|---|---|---|"]
-        for p in papers:
-            base = f"{p['base_error']:.2f} → " if p["base_error"] is not None else ""
-            within = {True: "yes", False: "no"}.get(p.get("within_tolerance"), "—")
-            lines.append(f"| {p['paper']} | {base}{p['error']:.2f} | {p['ratio']:g}× | "
-                         f"{p['our_base_error']:.2f} → "
-                         f"{_pct(p['our_error'] / 100, p['our_error_sd'] / 100, p['seeds'])} | "
-                         f"{p['our_ratio']:.1f}× | {within} |")
+    lines += ["", "## Check against the papers", "", paper_text]
     return "\n".join(lines) + "\n"
 
 

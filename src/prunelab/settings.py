@@ -8,10 +8,12 @@ stages, scripts and benchmarks all build them here, so they cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prunelab.config import Config
 from prunelab.data import Split, load_test, load_train_val, verify_mnist
+from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json
 from prunelab.models import resolve_device
 from prunelab.training import FitSettings
@@ -95,3 +97,13 @@ def prune_settings(cfg: Config, method: str, granularity: str,
         rounds=cfg.finetune.rounds, calibration_batches=p.calibration_batches,
         calibration_batch_size=p.calibration_batch_size, seed=p.seed,
     )
+
+
+def baseline_files(folder: Path, seeds: list[int]) -> dict[int, tuple[Path, Path]]:
+    """The per-seed baselines (`train --seed s` writes <s>.safetensors and <s>.json)."""
+    files = {s: (folder / f"{s}.safetensors", folder / f"{s}.json") for s in seeds}
+    missing = [str(p) for pair in files.values() for p in pair if not p.is_file()]
+    if missing:
+        raise PrunelabError(f"missing per-seed baseline file(s) {missing}; run "
+                            "`dvc repro train_seed` (one baseline per seed in sweep.seeds)")
+    return files

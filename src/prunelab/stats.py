@@ -1,15 +1,40 @@
-"""Statistics of the comparison, as library code with hand-worked tests."""
+"""Statistics of the comparison, as library code with hand-worked tests.
+
+Methods are compared in pairs on the same seeds (seed s: the same baseline, calibration
+batches and data order for every method) and on the same test images, so each comparison
+is paired twice over. The difference of two methods' test accuracy after fine-tuning,
+d̄ = mean over seeds of d_s, gets the standard error
+
+    SE² = s²_d / n  +  var_i(e_i) / N,
+
+s²_d the sample variance of the n per-seed differences (the procedure's own spread) and
+e_i the per-image difference of correctness averaged over seeds (the test set's sampling
+noise, which the seeds share: the same N images score every model). A t-interval with
+n − 1 degrees of freedom follows (a normal one with a single seed). The second term
+partly re-counts noise already in s²_d, so the interval errs on the wide side; a percentile
+bootstrap over 3–5 seeds would err on the narrow side, which is why it is not used.
+p-values are Holm–Bonferroni adjusted across the comparisons of one granularity; a cell is
+"decided" only where every comparison of its best method is significant after adjustment.
+McNemar's exact test per seed is reported beside (how many seeds separate the two alone).
+"""
 
 from __future__ import annotations
 
+import base64
+import math
 import statistics
 from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
+from scipy import stats as st
 
 # Per point, the quantities averaged over seeds (the rest are labels).
 MEASURED = ("sparsity", "compression_ratio", "flops", "effective_flops",
             "val_accuracy_before", "test_accuracy_before", "val_accuracy", "test_accuracy",
             "baseline_test_accuracy", "test_accuracy_drop")
+# The random control with each point's per-layer sparsity (`sweep.matched_random`).
+MATCHED = ("test_accuracy_before_matched_random", "test_accuracy_matched_random")
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
@@ -18,46 +43,151 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
 
 
 def summarize(points: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (method, granularity, ratio): mean and sample sd over seeds."""
+    """One row per (method, granularity, ratio): mean and sample sd over the seeds whose
+    point was feasible (`infeasible` counts the others); the matched random control's
+    accuracies where the points have them."""
     groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     for p in points:
         groups.setdefault((p["method"], p["granularity"], p["ratio"]), []).append(p)
     rows = []
-    for (method, granularity, ratio), ps in sorted(groups.items()):
+    for (method, granularity, ratio), all_ps in sorted(groups.items()):
+        ps = [p for p in all_ps if "infeasible" not in p]
+        if not ps:
+            continue
         row: dict[str, Any] = {"method": method, "granularity": granularity, "ratio": ratio,
-                               "seeds": len(ps)}
-        for k in MEASURED:
-            row[k], row[f"{k}_sd"] = mean_sd([float(p[k]) for p in ps])
+                               "seeds": len(ps), "infeasible": len(all_ps) - len(ps)}
+        for k in MEASURED + MATCHED:
+            if all(k in p for p in ps):
+                row[k], row[f"{k}_sd"] = mean_sd([float(p[k]) for p in ps])
         rows.append(row)
     return rows
 
 
-def verdicts(rows: list[dict[str, Any]], key: str = "test_accuracy") -> list[dict[str, Any]]:
-    """For each (granularity, ratio): the best method by mean `key`, the runner-up, and
-    whether the gap exceeds the seed spread (sd of best + sd of runner-up, i.e. the ±1 sd
-    bands do not overlap; None with a single seed); also the best method's margin over the
-    random control."""
-    out = []
-    cells: dict[tuple[str, float], list[dict[str, Any]]] = {}
-    for r in rows:
-        cells.setdefault((r["granularity"], r["ratio"]), []).append(r)
-    for (granularity, ratio), rs in sorted(cells.items(), key=lambda c: (c[0][0] != "weight",
-                                                                         c[0][1])):
-        ranked = sorted(rs, key=lambda r: r[key], reverse=True)
-        best = ranked[0]
-        v: dict[str, Any] = {"granularity": granularity, "ratio": ratio, "best": best["method"],
-                             "best_mean": best[key], "best_sd": best[f"{key}_sd"],
-                             "seeds": best["seeds"]}
-        if len(ranked) > 1:
-            second = ranked[1]
-            gap = best[key] - second[key]
-            spread = best[f"{key}_sd"] + second[f"{key}_sd"]
-            # With one seed there is no spread to weigh the gap against: undecided (None).
-            judged = min(best["seeds"], second["seeds"]) > 1
-            v.update(runner_up=second["method"], gap=gap, spread=spread,
-                     significant=bool(gap > spread) if judged else None)
-        random = next((r for r in rs if r["method"] == "random"), None)
-        if random is not None and random not in ranked[:2]:
-            v["margin_over_random"] = best[key] - random[key]
-        out.append(v)
+def infeasible(points: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The points that could not be realised, with their reasons."""
+    return [p for p in points if "infeasible" in p]
+
+
+def mean_sd_tree(trees: list[dict[str, Any]]) -> dict[str, Any]:
+    """Nested dicts of numbers (one per seed, same shape) -> the same shape with each
+    number replaced by {"mean": ..., "sd": ...} over the seeds."""
+    first = trees[0]
+    if not isinstance(first, dict):
+        mean, sd = mean_sd([float(t) for t in trees])  # type: ignore[arg-type]
+        return {"mean": mean, "sd": sd}
+    return {k: mean_sd_tree([t[k] for t in trees]) for k in first}
+
+
+def pack_correct(correct: np.ndarray) -> str:
+    """Which test images a model gets right, as text for JSON (1 bit per image)."""
+    return base64.b64encode(np.packbits(correct.astype(bool)).tobytes()).decode()
+
+
+def unpack_correct(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), np.uint8))[:n].astype(bool)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the order given: the i-th smallest of m is
+    multiplied by (m − i + 1), then made monotone and capped at 1."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def mcnemar(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """McNemar's exact test on paired correctness: b01 images only `b` gets right, b10 only
+    `a`; under equal accuracy each discordant image is a fair coin (two-sided binomial)."""
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    n = only_a + only_b
+    p = 1.0 if n == 0 else float(st.binomtest(only_a, n, 0.5).pvalue)
+    return {"only_a": only_a, "only_b": only_b, "p": p}
+
+
+def paired_difference(a: list[np.ndarray], b: list[np.ndarray],
+                      confidence: float = 0.95) -> dict[str, Any]:
+    """Accuracy of `a` minus `b` over paired seeds (lists in seed order, each the per-image
+    correctness on the same test images): mean, SE, t-interval, two-sided p, per-seed
+    McNemar p-values."""
+    per_seed = np.array([x.mean() - y.mean() for x, y in zip(a, b, strict=True)])
+    n, images = len(per_seed), len(a[0])
+    per_image = np.mean([x.astype(float) - y for x, y in zip(a, b, strict=True)], axis=0)
+    var_seeds = per_seed.var(ddof=1) / n if n > 1 else 0.0
+    se = math.sqrt(var_seeds + per_image.var(ddof=1) / images)
+    df = n - 1 if n > 1 else math.inf
+    mean = float(per_seed.mean())
+    q = float(st.t.ppf(0.5 + confidence / 2, df))
+    p = 1.0 if se == 0 else float(2 * st.t.sf(abs(mean) / se, df))
+    return {"diff": mean, "se": se, "lo": mean - q * se, "hi": mean + q * se, "df": df,
+            "p": 0.0 if se == 0 and mean != 0 else p, "seeds": n,
+            "mcnemar_p": [mcnemar(x, y)["p"] for x, y in zip(a, b, strict=True)]}
+
+
+ALPHA = 0.05  # family-wise error rate per granularity (Holm)
+RANDOM_MATCHED = "random-matched"  # label of a method's own matched random control
+
+
+def verdicts(points: Iterable[dict[str, Any]], alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """Per (granularity, ratio) cell: the method with the best mean test accuracy after
+    fine-tuning, its paired comparison with every other method (and with its own matched
+    random control, where the points carry one), Holm-adjusted within the granularity, the
+    set of methods that cannot be told apart from the best, and whether the cell is decided
+    (that set is the best alone). Points need `test_correct` (see `pack_correct`)."""
+    cells: dict[tuple[str, float], dict[str, dict[int, dict[str, Any]]]] = {}
+    for p in points:
+        if "infeasible" not in p:
+            cells.setdefault((p["granularity"], p["ratio"]), {}).setdefault(
+                p["method"], {})[p["seed"]] = p
+    out: list[dict[str, Any]] = []
+    for granularity in sorted({g for g, _ in cells}, key=lambda g: g != "weight"):
+        family: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
+        for (gran, ratio), methods in sorted(cells.items()):
+            if gran != granularity:
+                continue
+            v = _cell(granularity, ratio, methods)
+            family += [(v, other, c) for other, c in v["comparisons"].items()]
+            out.append(v)
+        for (_, _, c), p_adj in zip(family, holm([c["p"] for _, _, c in family]), strict=True):
+            c["p_holm"] = p_adj
+        for v in out:
+            if v["granularity"] == granularity:
+                others = [m for m in v["comparisons"] if m != RANDOM_MATCHED]
+                v["ties"] = [v["best"]] + [m for m in others
+                                           if v["comparisons"][m]["p_holm"] >= alpha]
+                v["decided"] = bool(others) and len(v["ties"]) == 1
     return out
+
+
+def _cell(granularity: str, ratio: float,
+          methods: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+    def mean_acc(m: str) -> float:
+        return statistics.fmean(p["test_accuracy"] for p in methods[m].values())
+
+    best = max(methods, key=mean_acc)
+    by_method = {m: statistics.fmean(p["compression_ratio"] for p in ps.values())
+                 for m, ps in methods.items()}
+    v: dict[str, Any] = {
+        "granularity": granularity, "ratio": ratio, "best": best, "best_mean": mean_acc(best),
+        "seeds": len(methods[best]), "compression": statistics.fmean(by_method.values()),
+        # Methods are compared at equal realised compression: the spread says how equal.
+        "compression_spread": max(by_method.values()) / min(by_method.values()) - 1,
+        "comparisons": {}}
+    for other in sorted(methods):
+        if other != best:
+            seeds = sorted(set(methods[best]) & set(methods[other]))
+            v["comparisons"][other] = paired_difference(
+                [_correct(methods[best][s]) for s in seeds],
+                [_correct(methods[other][s]) for s in seeds])
+    if all("test_correct_matched_random" in p for p in methods[best].values()):
+        seeds = sorted(methods[best])
+        v["comparisons"][RANDOM_MATCHED] = paired_difference(
+            [_correct(methods[best][s]) for s in seeds],
+            [_correct(methods[best][s], "test_correct_matched_random") for s in seeds])
+    return v
+
+
+def _correct(point: dict[str, Any], key: str = "test_correct") -> np.ndarray:
+    return unpack_correct(point[key], point["test_images"])

@@ -99,6 +99,13 @@ def evaluate(model: nn.Module, data: Split, batch_size: int = 2000) -> Evaluatio
     return Evaluation(loss_sum / max(len(data), 1), correct / max(len(data), 1))
 
 
+@torch.no_grad()
+def correct(model: nn.Module, data: Split, batch_size: int = 2000) -> torch.Tensor:
+    """Per example of `data`, in order: does the model's top class match the label."""
+    model.eval()
+    return torch.cat([model(x).argmax(1) == y for x, y in batches(data, batch_size)])
+
+
 def fit(
     model: nn.Module, train: Split, val: Split, s: FitSettings, seed: int,
     on_epoch: Callable[[EpochResult], None] | None = None, desc: str = "train",

@@ -9,11 +9,11 @@ import io
 from pathlib import Path
 from typing import Any
 
-from prunelab import report, tracking
+from prunelab import papers, report, tracking
 from prunelab.config import Config
 from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json, write_bytes, write_json
-from prunelab.stats import mean_sd, summarize, verdicts
+from prunelab.stats import infeasible, mean_sd, summarize, verdicts
 
 FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
            "accuracy vs effective FLOPs": "figures/accuracy_vs_flops.png",
@@ -39,16 +39,31 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
     return buf.getvalue().encode()
 
 
-def run(cfg: Config, sweep_dir: Path, prune_dir: Path, out: Path) -> None:
+def run(cfg: Config, sweep_dir: Path, prune_dir: Path, oracle: Path, out: Path) -> None:
     points, prune_metrics = _inputs(cfg, sweep_dir, prune_dir)  # before any work
+    if not oracle.is_file():
+        raise PrunelabError(f"missing input {oracle}; run `dvc repro oracle`")
+    quality = read_json(oracle)
     tracking.configure(cfg.mlflow.tracking_uri)
     import mlflow
 
     rows = summarize(points)
-    verdict = verdicts(rows)
+    verdict = verdicts(points)
+    decided = {"all": sum(v["decided"] for v in verdict)}
+    for k in (3,) if len(cfg.sweep.seeds) > 3 else ():  # fewer seeds, the same runs
+        first = set(cfg.sweep.seeds[:k])
+        decided[str(k)] = sum(v["decided"] for v in verdicts(
+            [p for p in points if p["seed"] in first]))
     base_by_seed = {p["seed"]: p["baseline_test_accuracy"] for p in points}
     baseline = mean_sd(list(base_by_seed.values()))
-    papers = report.paper_check(cfg.model, rows, baseline[0])
+    if cfg.model in papers.PAPERS:
+        paper_text = papers.han_markdown(
+            "Magnitude pruning of weights in this run's sweep (its params; for the held-out "
+            "check see `papers/`).",
+            papers.han_judgement(cfg.model, papers.rows_from_points(points)))
+    else:
+        paper_text = (f"The published tables cover `lenet300` and `lenet5`, not `{cfg.model}`; "
+                      "see `papers/` and the README for the held-out LeNet check.")
     ft = cfg.finetune
     settings = (f"Fine-tuning: {ft.epochs} epoch(s) at lr {ft.lr:g}, "
                 f"{ft.rounds} prune round(s); scope {cfg.prune.scope}, normalised scores "
@@ -57,7 +72,8 @@ def run(cfg: Config, sweep_dir: Path, prune_dir: Path, out: Path) -> None:
     write_bytes(out / "summary.csv", _csv(rows))
     # DVC metrics: series -> ratio -> mean and sd of every measured quantity.
     nested: dict[str, Any] = {"baseline_test_accuracy": baseline[0],
-                              "baseline_test_accuracy_sd": baseline[1]}
+                              "baseline_test_accuracy_sd": baseline[1],
+                              "decided_cells": decided["all"], "cells": len(verdict)}
     for r in rows:
         nested.setdefault(report.series_name(r), {})[f"r{r['ratio']:g}"] = {
             k: v for k, v in r.items() if isinstance(v, (int, float)) and k != "ratio"}
@@ -79,8 +95,11 @@ def run(cfg: Config, sweep_dir: Path, prune_dir: Path, out: Path) -> None:
         for path, fig in figs.items():
             mlflow.log_figure(fig, path)
             report.save_figure(fig, out / path)
-        text = report.markdown(cfg.model, rows, verdict, papers, baseline, cfg.sweep.seeds,
-                               FIGURES, settings)
+        text = report.markdown(cfg.model, rows, verdict, paper_text, baseline, cfg.sweep.seeds,
+                               FIGURES, settings, decided)
+        text += report.oracle_section(quality, oracle.parent / "scatter.png", out,
+                                      cfg.oracle.examples)
+        text += report.infeasible_section(infeasible(points))
         write_bytes(out / "report.md", text.encode())
         mlflow.log_artifact(str(out / "report.md"))
         mlflow.log_metrics({"baseline_test_accuracy": baseline[0]})

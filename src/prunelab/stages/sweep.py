@@ -8,6 +8,7 @@ import contextlib
 import multiprocessing
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +16,16 @@ import torch
 
 from prunelab import tracking
 from prunelab.config import Config
-from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json, write_json
 from prunelab.models import load_model, resolve_device
-from prunelab.settings import finetune_settings, prune_settings, test_split, train_val_splits
+from prunelab.settings import (
+    baseline_files,
+    finetune_settings,
+    prune_settings,
+    test_split,
+    train_val_splits,
+)
 from prunelab.sweep import sweep_point
-
-
-def baseline_files(folder: Path, seeds: list[int]) -> dict[int, tuple[Path, Path]]:
-    """The per-seed baselines (`train --seed s` writes <s>.safetensors and <s>.json)."""
-    files = {s: (folder / f"{s}.safetensors", folder / f"{s}.json") for s in seeds}
-    missing = [str(p) for pair in files.values() for p in pair if not p.is_file()]
-    if missing:
-        raise PrunelabError(f"missing per-seed baseline file(s) {missing}; run "
-                            "`dvc repro train_seed` (one baseline per seed in sweep.seeds)")
-    return files
 
 
 class _Points:
@@ -45,6 +41,11 @@ class _Points:
         self.bases = {s: (load_model(m, device), read_json(j)["test_accuracy"])
                       for s, (m, j) in files.items()}
         self.settings = prune_settings(cfg, method, granularity)
+        if granularity == "neuron":
+            self.settings = replace(self.settings, scope=cfg.sweep.neuron_scope)
+        # The matched control equals plain random where the scope fixes every layer's cut.
+        self.matched = cfg.sweep.matched_random and method != "random" and not (
+            granularity == "neuron" and cfg.sweep.neuron_scope == "layer")
         self.ft = finetune_settings(cfg)
 
     def __call__(self, task: tuple[int, float]) -> dict[str, Any]:
@@ -52,7 +53,7 @@ class _Points:
         with warnings.catch_warnings():  # "cuts nothing" cannot happen for r > 1
             warnings.simplefilter("ignore")
             return sweep_point(*self.bases[seed], self.splits, self.settings, self.ft, ratio,
-                               seed)
+                               seed, self.matched)
 
 
 _worker: _Points | None = None
@@ -89,6 +90,10 @@ def run(cfg: Config, method: str, granularity: str, baselines: Path, out: Path,
                 results = pool.imap(_run_task, tasks)
             for point in results:  # in task order, logged as they arrive
                 points.append(point)
+                if "infeasible" in point:
+                    print(f"{method}-{granularity} seed {point['seed']} ratio "
+                          f"{point['ratio']:g}: infeasible: {point['infeasible']}", flush=True)
+                    continue
                 _log_point(cfg, point, tags)
                 print(f"{method}-{granularity} seed {point['seed']} ratio {point['ratio']:g}: "
                       f"test {point['test_accuracy_before']:.4f} -> {point['test_accuracy']:.4f}"

@@ -1,0 +1,118 @@
+"""How well does each criterion predict the real damage of removing what it scores?
+
+The "oracle" of Molchanov et al. 2017 (§2.2, and Fig. 2's correlations): the true change
+of the loss when one unit — or one weight — alone is removed from the trained model,
+measured on held-out data (the validation split, carved from training; never test).
+Each criterion's scores on the same model are then compared with it: Spearman's ρ per
+layer, and the share of the truly least important half that the criterion also ranks in
+its bottom half.
+
+Removing a unit zeroes its post-ReLU activation, exactly what `surgery.remove_units` does
+to the model. The network is cut at the layer concerned, so each removal costs one pass
+of the layers after it, in float64 so that single-weight damages of 1e-6 are resolved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+from torch import Tensor, nn
+
+from prunelab.data import Split
+from prunelab.models import Net, baked, unit_groups
+
+
+def _loss(logits: Tensor, y: Tensor) -> float:
+    return float(F.cross_entropy(logits, y))
+
+
+@torch.no_grad()
+def unit_damage(model: Net, data: Split) -> list[Tensor]:
+    """Per hidden layer, per unit: mean loss with that unit removed minus the loss."""
+    net = baked(model).double().eval()
+    x, y = data.x.double(), data.y
+    base = _loss(net(x), y)
+    out = []
+    for g in unit_groups(net):
+        acts = net.body[: g.activation + 1](x)
+        tail = net.body[g.activation + 1:]
+        damage = torch.empty(acts.shape[1], dtype=torch.float64)
+        for k in range(acts.shape[1]):
+            cut = acts.clone()
+            cut[:, k] = 0
+            damage[k] = _loss(tail(cut), y) - base
+        out.append(damage)
+    return out
+
+
+@torch.no_grad()
+def weight_damage(model: Net, data: Split, names: list[str], per_layer: int,
+                  seed: int) -> dict[str, tuple[Tensor, Tensor]]:
+    """Per layer in `names`: (flat indices of `per_layer` weights sampled uniformly, the
+    mean loss with that weight alone zeroed minus the loss)."""
+    net = baked(model).double().eval()
+    x, y = data.x.double(), data.y
+    base = _loss(net(x), y)
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name in names:
+        index = int(name.split(".")[1])
+        layer = net.body[index]
+        inputs = net.body[:index](x)
+        z = layer(inputs)
+        tail = net.body[index + 1:]
+        w = layer.weight
+        picks = torch.randperm(w.numel(), generator=g)[:per_layer]
+        damage = torch.empty(len(picks), dtype=torch.float64)
+        for i, flat in enumerate(picks.tolist()):
+            pos = torch.unravel_index(torch.tensor(flat), w.shape)
+            only = torch.zeros_like(w)
+            only[pos] = w[pos]
+            # z without that weight: subtract its contribution to its output unit only.
+            o = int(pos[0])
+            part = _apply(layer, inputs, only[o:o + 1])
+            cut = z.clone()
+            cut[:, o] -= part[:, 0]
+            damage[i] = _loss(tail(cut), y) - base
+        out[name] = (picks, damage)
+    return out
+
+
+def _apply(layer: nn.Module, inputs: Tensor, weight: Tensor) -> Tensor:
+    """The layer's map with `weight` (one output unit's row or filter) and no bias."""
+    if isinstance(layer, nn.Conv2d):
+        return F.conv2d(inputs, weight, stride=layer.stride, padding=layer.padding)
+    return F.linear(inputs, weight)
+
+
+def agreement(scores: Tensor, damage: Tensor) -> dict[str, float]:
+    """Spearman's ρ between scores and the true (signed) loss increase — what pruning needs,
+    since a unit whose removal lowers the loss is the best to cut — and with its magnitude
+    |Δloss| (Molchanov et al. 2017's oracle, which first-order criteria estimate); and the
+    share of the truly least important half (lowest increase) that the scores also put in
+    their bottom half."""
+    s, d = scores.double().cpu(), damage.double().cpu()
+    half = len(d) // 2
+    truly_low = set(torch.argsort(d, stable=True)[:half].tolist())
+    ranked_low = set(torch.argsort(s, stable=True)[:half].tolist())
+    rho = float(spearmanr(s.numpy(), d.numpy()).statistic)
+    rho_abs = float(spearmanr(s.numpy(), d.abs().numpy()).statistic)
+    return {"spearman": rho, "spearman_abs": rho_abs,
+            "bottom_half": len(truly_low & ranked_low) / max(half, 1)}
+
+
+def criterion_quality(unit_scores: list[Tensor] | None, weight_scores: dict[str, Tensor] | None,
+                      units: list[Tensor], weights: dict[str, tuple[Tensor, Tensor]]
+                      ) -> dict[str, Any]:
+    """Per layer, the `agreement` of one criterion's scores with the oracle's damage."""
+    out: dict[str, Any] = {}
+    if unit_scores is not None:
+        out["neuron"] = {f"layer{i}": agreement(s, d)
+                         for i, (s, d) in enumerate(zip(unit_scores, units, strict=True))}
+    if weight_scores is not None:
+        out["weight"] = {name: agreement(weight_scores[name].flatten()[picks], d)
+                         for name, (picks, d) in weights.items()}
+    return out

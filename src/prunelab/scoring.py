@@ -1,0 +1,63 @@
+"""The machinery every criterion shares: score types, activation and gradient recording.
+
+Weight granularity scores are `Scores`: one tensor per weight of every Linear/Conv layer,
+keyed by parameter name ("body.1.weight"), same shape as the weight. Neuron granularity
+scores are `UnitScores`: one 1-D tensor per hidden layer (see `models.unit_groups`), one
+score per neuron or channel. Higher means more important.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from prunelab.models import Net, unit_groups, weighted_layers
+
+Scores = dict[str, Tensor]
+UnitScores = list[Tensor]
+Batches = Sequence[tuple[Tensor, Tensor]]
+
+
+def weights_of(model: Net) -> dict[str, nn.Parameter]:
+    return {f"{prefix}.weight": m.weight for prefix, m in weighted_layers(model)}
+
+
+@contextmanager
+def recording(modules: Sequence[nn.Module], inputs: bool = False) -> Iterator[list[Tensor]]:
+    """Record each module's output (or first input) on every forward, in module order."""
+    seen: list[Tensor] = []
+    if inputs:
+        hooks = [m.register_forward_pre_hook(lambda _m, a: seen.append(a[0])) for m in modules]
+    else:
+        hooks = [m.register_forward_hook(lambda _m, _a, out: seen.append(out)) for m in modules]
+    try:
+        yield seen
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def per_unit(t: Tensor) -> Tensor:
+    """(N, C) or (N, C, H, W) -> (N, C): a channel's value is the mean over its positions."""
+    return t.flatten(2).mean(2) if t.dim() > 2 else t
+
+
+def summed_positions(t: Tensor) -> Tensor:
+    """(N, C) or (N, C, H, W) -> (N, C): a channel's value is the sum over its positions."""
+    return t.flatten(2).sum(2) if t.dim() > 2 else t
+
+
+def unit_gradients(model: Net, batches: Batches) -> Iterator[tuple[list[Tensor], list[Tensor]]]:
+    """Per batch: the units' activations and the per-example gradients of the loss wrt them."""
+    groups = unit_groups(model)
+    model.eval()
+    with recording([model.body[g.activation] for g in groups]) as seen:
+        for x, y in batches:
+            seen.clear()
+            loss = F.cross_entropy(model(x), y, reduction="sum")
+            acts = list(seen)
+            yield [a.detach() for a in acts], list(torch.autograd.grad(loss, acts))

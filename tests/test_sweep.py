@@ -1,0 +1,52 @@
+"""Sweep points on real data: infeasible points are recorded, matched controls match."""
+
+from __future__ import annotations
+
+import torch
+
+from prunelab.models import ModelSpec, build_model
+from prunelab.pruning import calibration_batches, prune_once
+from prunelab.stats import summarize
+from prunelab.sweep import matched_random_model, sweep_point
+
+from helpers import shipped_fit, shipped_prune
+
+
+def test_a_point_that_would_empty_a_layer_is_recorded_not_raised(small_splits) -> None:
+    train, val, test = small_splits
+    torch.manual_seed(0)
+    net = build_model(ModelSpec("lenet300", (2, 100)))
+    with torch.no_grad():
+        net.body[2].weight.mul_(1e-3)  # layer 0's two units: tiny incoming L1 norms
+    # Global ranking without normalisation cuts 51 of 102 units: both of layer 0's first.
+    s = shipped_prune("magnitude", "neuron", scope="global", normalize=False)
+    splits = {"train": train, "val": val, "test": test}
+    point = sweep_point(net, 0.9, splits, s, shipped_fit(epochs=1), 2, 0, False)
+    assert "would cut every unit of layer0" in point["infeasible"]
+    assert point["method"] == "magnitude" and point["ratio"] == 2
+    assert summarize([point]) == []  # no feasible seed: no row to average
+
+
+def test_matched_random_control_has_the_criterion_s_allocation(trained_mlp, small_splits) -> None:
+    train = small_splits[0]
+    calib = calibration_batches(train, 2, 64, seed=0)
+    s = shipped_prune("taylor", "weight", sparsity=0.9, prune_output_layer=True)
+    pruned = prune_once(trained_mlp, calib, s)
+    control = matched_random_model(trained_mlp, pruned, seed=3)
+    for name, mask in pruned.masks.items():
+        weight = control.get_submodule(name.rsplit(".", 1)[0]).weight
+        assert int((weight == 0).sum()) == int((~mask).sum())  # same count per layer
+        assert not torch.equal(weight == 0, ~mask)  # other weights
+    units = prune_once(trained_mlp, calib, shipped_prune("taylor", "neuron", sparsity=0.75))
+    assert matched_random_model(trained_mlp, units, seed=3).spec == units.model.spec
+
+
+def test_summary_counts_infeasible_seeds_and_averages_the_rest() -> None:
+    feasible = {"method": "m", "granularity": "neuron", "ratio": 4, "seed": 0,
+                **{k: 0.5 for k in ("sparsity", "compression_ratio", "flops",
+                                    "effective_flops", "val_accuracy_before",
+                                    "test_accuracy_before", "val_accuracy", "test_accuracy",
+                                    "baseline_test_accuracy", "test_accuracy_drop")}}
+    bad = {"method": "m", "granularity": "neuron", "ratio": 4, "seed": 1, "infeasible": "x"}
+    (row,) = summarize([feasible, bad])
+    assert row["seeds"] == 1 and row["infeasible"] == 1 and row["test_accuracy"] == 0.5
