@@ -233,3 +233,17 @@ def test_prune_and_finetune_stages_repeat_the_chosen_trial_with_rounds(project: 
     tuned = read_json(project / "metrics/finetune/mw.json")
     assert tuned["target_sparsity"] == choice["sparsity"]
     assert abs(tuned["val_accuracy"] - choice["val_accuracy"]) <= 0.001
+
+
+def test_a_bad_storage_url_fails_fast_in_one_line_without_its_password(
+    project: Path, pg_url: str
+) -> None:
+    bad = pg_url.replace("postgres@", "postgres:s3cretpw@").rsplit("/", 1)[0] + "/nosuchdb"
+    start = time.monotonic()
+    proc = run(SEARCH, project, PRUNELAB_OPTUNA_STORAGE=bad, _EXPECT_FAIL="1")
+    took = time.monotonic() - start
+    assert proc.returncode == 1 and took < 10, (proc.returncode, took)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "nosuchdb" in lines[0] and "***" in lines[0] and "PRUNELAB_OPTUNA_STORAGE" in lines[0]
+    assert "s3cretpw" not in proc.stderr + proc.stdout

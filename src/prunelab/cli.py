@@ -52,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--out-dir", type=Path, required=True)
     r = sub.add_parser("report", help="table, curves, verdicts and MLflow comparison run")
     r.add_argument("--sweep-dir", type=Path, required=True)
+    r.add_argument("--search-dir", type=Path, required=True)
     r.add_argument("--prune-metrics-dir", type=Path, required=True)
+    r.add_argument("--finetune-metrics-dir", type=Path, required=True)
     r.add_argument("--oracle", type=Path, required=True, help="oracle.json of `oracle`")
     r.add_argument("--out-dir", type=Path, required=True)
     return p
@@ -115,7 +117,8 @@ def _run_stage(args: argparse.Namespace, cfg: Config) -> int:
     elif args.stage == "report":
         from prunelab.stages import report
 
-        report.run(cfg, args.sweep_dir, args.prune_metrics_dir, args.oracle, args.out_dir)
+        report.run(cfg, args.sweep_dir, args.search_dir, args.prune_metrics_dir,
+                   args.finetune_metrics_dir, args.oracle, args.out_dir)
     return 0
 
 

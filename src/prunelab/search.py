@@ -31,20 +31,22 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from prunelab.config import Config
 from prunelab.data import Split
+from prunelab.errors import PrunelabError
 from prunelab.masks import prunable_names
 from prunelab.metrics import pruning_metrics
 from prunelab.models import Net
 from prunelab.pruning import Pruned, prune_and_finetune
-from prunelab.settings import finetune_settings, prune_settings
+from prunelab.settings import finetune_settings, mask_url, project_root, prune_settings
 from prunelab.training import EpochResult, evaluate
 
 JOURNAL = Path("studies/optuna-journal.log")
+EPOCH_ATTR = "val_accuracy_epoch"  # + epoch: a trial's val accuracy after that epoch
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 Objective = Callable[[optuna.Trial], tuple[float, float]]
 
@@ -53,20 +55,37 @@ def storage_url(cfg: Config) -> str | None:
     return os.environ.get("PRUNELAB_OPTUNA_STORAGE") or cfg.optuna.storage
 
 
+class StorageError(PrunelabError, RuntimeError):
+    """The Optuna storage cannot be opened."""
+
+
+def journal_path() -> Path:
+    """The default journal, in the main project (see `settings.project_root`). Absolute,
+    because Optuna's lock is a symlink to this path: a relative target dangles (it resolves
+    from studies/), so a lock left by a killed run would never be seen as stale."""
+    return project_root() / JOURNAL
+
+
 def open_storage(cfg: Config) -> optuna.storages.BaseStorage:
     url = storage_url(cfg)
     if not url:
-        JOURNAL.parent.mkdir(parents=True, exist_ok=True)
-        # Absolute, because Optuna's lock is a symlink to this path: a relative target
-        # dangles (it resolves from studies/), so a lock left by a killed run is never
-        # recognised as stale and the next search waits on it forever.
-        return JournalStorage(JournalFileBackend(str(JOURNAL.resolve())))
+        journal_path().parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(journal_path())))
     hb = cfg.optuna.heartbeat_s
-    return RDBStorage(
-        url, heartbeat_interval=hb, grace_period=2 * hb,
-        failed_trial_callback=RetryFailedTrialCallback(max_retry=cfg.optuna.retries),
-        engine_kwargs={"pool_pre_ping": True},
-    )
+    # Fail in seconds, not after a driver's default minutes, when the server is not there.
+    connect = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+    try:
+        return RDBStorage(
+            url, heartbeat_interval=hb, grace_period=2 * hb,
+            failed_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.optuna.retries),
+            engine_kwargs={"pool_pre_ping": True, "connect_args": connect},
+        )
+    except Exception as exc:  # SQLAlchemy's, the driver's: all mean "cannot open it"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StorageError(
+            f"cannot open the Optuna storage {mask_url(url)}: "
+            f"{reason.replace(url, mask_url(url))} — fix PRUNELAB_OPTUNA_STORAGE or "
+            "optuna.storage in params.yaml") from None
 
 
 # The code a trial runs: changing it, like changing params, must start a fresh study.
@@ -93,10 +112,12 @@ def open_study(cfg: Config, method: str, granularity: str,
     # Each worker seeds its sampler differently, or they would all propose the same points.
     sampler = optuna.samplers.TPESampler(seed=cfg.search.seed + worker,
                                          n_startup_trials=min(5, cfg.search.trials))
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=study_name(cfg, method, granularity), storage=storage,
         directions=["maximize", "maximize"], sampler=sampler, load_if_exists=True,
     )
+    study.set_metric_names(["val_accuracy", "sparsity"])  # optuna-dashboard's axis names
+    return study
 
 
 def objective(cfg: Config, method: str, granularity: str, base: Net, train: Split,
@@ -128,11 +149,11 @@ def objective(cfg: Config, method: str, granularity: str, base: Net, train: Spli
             last["realised"] = pruning_metrics(pruned.model, base.spec, prunable)["sparsity"]
             last["val"] = evaluate(pruned.model, val, ft.eval_batch_size).accuracy
             trial.set_user_attr("realised_sparsity", last["realised"])
-            trial.set_user_attr("val_accuracy_epoch0", last["val"])
+            trial.set_user_attr(f"{EPOCH_ATTR}0", last["val"])
 
         def stop_if_hopeless(r: EpochResult) -> None:
             last["val"] = r.val_accuracy
-            trial.set_user_attr(f"val_accuracy_epoch{r.epoch}", r.val_accuracy)
+            trial.set_user_attr(f"{EPOCH_ATTR}{r.epoch}", r.val_accuracy)
             if r.epoch < ft.epochs and r.val_accuracy < floor - cfg.search.stop_margin:
                 raise optuna.TrialPruned(f"val accuracy {r.val_accuracy:.4f} after epoch "
                                          f"{r.epoch}")
@@ -179,7 +200,9 @@ def _bracket(study: optuna.Study) -> tuple[float, float] | None:
     return min(ok), max(bad)
 
 
-def refine(study: optuna.Study, trial_fn: Objective, steps: int) -> None:
+def refine(study: optuna.Study, trial_fn: Objective, steps: int,
+           callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None
+           ) -> None:
     """Bisect the accuracy-drop boundary: TPE spreads trials along the whole Pareto front,
     while the choice needs the front's edge. Refinement trials are ordinary trials of the
     study (user attr `refine`), so a resumed search runs only the missing ones."""
@@ -190,7 +213,7 @@ def refine(study: optuna.Study, trial_fn: Objective, steps: int) -> None:
             return
         study.enqueue_trial({"density": (bracket[0] * bracket[1]) ** 0.5},
                             user_attrs={"refine": True})
-        study.optimize(trial_fn, n_trials=1, catch=())
+        study.optimize(trial_fn, n_trials=1, catch=(), callbacks=callbacks)
 
 
 def choose(study: optuna.Study, max_drop: float) -> dict[str, Any]:

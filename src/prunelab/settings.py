@@ -7,6 +7,7 @@ stages, scripts and benchmarks all build them here, so they cannot drift apart.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,24 @@ class PruneSettings:
     calibration_batches: int
     calibration_batch_size: int
     seed: int  # calibration batches and random scores
+
+
+def project_root() -> Path:
+    """Where the default stores live: the main project, also for `dvc exp run --temp` and
+    queued experiments, which run in a temporary copy (DVC sets DVC_ROOT to the project
+    they came from), so that their MLflow runs and Optuna studies are not thrown away."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def mask_url(url: str) -> str:
+    """A database URL with its password hidden (`***`), for every file, log and message."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a database URL (a path, an http URI): nothing to hide
+        return url
 
 
 def train_val_splits(cfg: Config) -> tuple[Split, Split]:

@@ -8,16 +8,20 @@ seconds and a message naming the URI rather than minutes of silent retries.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from prunelab.config import Config
+from prunelab.data import MNIST_MD5
 from prunelab.errors import PrunelabError
+from prunelab.settings import mask_url, project_root
 from prunelab.training import EpochResult, FitSettings
 
 
@@ -33,32 +37,82 @@ def configure(default_uri: str) -> str:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_uri
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or _in_project(default_uri)
     mlflow.set_tracking_uri(uri)
     try:
         MlflowClient(uri).search_experiments(max_results=1)
     except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else ""
         raise TrackingError(
-            f"cannot use the MLflow tracking store {uri!r}: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}\n"
-            "Start that server, fix MLFLOW_TRACKING_URI, or unset it to use the local "
-            f"default {default_uri!r}."
+            f"cannot use the MLflow tracking store {mask_url(uri)!r}: "
+            f"{type(exc).__name__}: {reason.replace(uri, mask_url(uri))} — start that "
+            f"server, fix MLFLOW_TRACKING_URI, or unset it to use {default_uri!r}"
         ) from None
     return uri
 
 
+def _in_project(uri: str) -> str:
+    """sqlite:///mlflow.db (relative) -> the same file in the project root, wherever the
+    stage runs (a `dvc exp run --temp` copy included)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str(project_root() / uri[len(prefix):])
+    return uri
+
+
+def provenance() -> dict[str, str]:
+    """Tags that link a run to the DVC experiment, stage and Git commit that made it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = os.environ.get("DVC_EXP_BASELINE_REV") or git("rev-parse", "HEAD")
+    tags = {"git.commit": commit,
+            "git.dirty": str(bool(git("status", "--porcelain", "--untracked-files=no")))}
+    for env, tag in (("DVC_EXP_NAME", "dvc.exp_name"), ("DVC_STAGE", "dvc.stage")):
+        if os.environ.get(env):
+            tags[tag] = os.environ[env]
+    return tags
+
+
 @contextmanager
 def stage_run(experiment: str, run_name: str, tags: dict[str, str],
-              params: dict[str, Any] | None = None, nested: bool = False) -> Iterator[Any]:
-    """An MLflow run of `experiment` with its tags and params; `configure` first."""
+              params: dict[str, Any] | None = None, nested: bool = False,
+              parent_run_id: str | None = None) -> Iterator[Any]:
+    """An MLflow run of `experiment` with its tags (and provenance) and params, nested in
+    the active run or under `parent_run_id`; `configure` first."""
     import mlflow
 
     if not nested:
         mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name, tags=tags, nested=nested) as run:
+    with mlflow.start_run(run_name=run_name, tags={**provenance(), **tags}, nested=nested,
+                          parent_run_id=parent_run_id) as run:
         if params:
             mlflow.log_params(params)
         yield run
+
+
+def log_mnist(root: str) -> None:
+    """The MNIST files as the run's dataset input. Their content is verified against the
+    canonical MD5s before any stage reads them, so those MD5s are its digest."""
+    import warnings
+
+    import mlflow
+    from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    digest = hashlib.md5("".join(sorted(MNIST_MD5.values())).encode(),
+                         usedforsecurity=False).hexdigest()[:8]
+    source = LocalArtifactDatasetSource(str((Path(root) / "MNIST" / "raw").resolve()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow warns that this source kind is "experimental"
+        mlflow.log_input(MetaDataset(source=source, name="mnist", digest=digest),
+                         context="training")
 
 
 def log_epoch(r: EpochResult) -> None:
@@ -105,8 +159,10 @@ def flat_params(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def log_torch_model(model: nn.Module, name: str = "model") -> None:
-    """Log through mlflow.pytorch in its "pt2" format (torch.export: no pickle).
+def log_torch_model(model: nn.Module, name: str = "model",
+                    registered_model_name: str | None = None) -> None:
+    """Log through mlflow.pytorch in its "pt2" format (torch.export: no pickle), and
+    register it under `registered_model_name` if given (the Models page).
 
     Naming the requirements skips MLflow's slow environment inference.
     """
@@ -125,4 +181,5 @@ def log_torch_model(model: nn.Module, name: str = "model") -> None:
         input_example=example.cpu().numpy(),
         signature=infer_signature(example.cpu().numpy(), logits.cpu().numpy()),
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "prunelab"],
+        registered_model_name=registered_model_name,
     )

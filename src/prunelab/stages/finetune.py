@@ -38,6 +38,7 @@ def run(cfg: Config, method: str, granularity: str, pruned_dir: Path, baseline: 
               "threshold": s.threshold}
     tags = {"stage": "finetune", "method": method, "granularity": granularity}
     with tracking.stage_run(cfg.model, f"{method}-{granularity}", tags, params):
+        tracking.log_mnist(cfg.data.root)
         # The chosen search trial's seed: the stage then repeats that trial's fine-tuning.
         finetune(model, train, val, settings, choice.get("finetune_seed", cfg.seed),
                  on_epoch=tracking.log_epoch)
@@ -51,6 +52,7 @@ def run(cfg: Config, method: str, granularity: str, pruned_dir: Path, baseline: 
         write_json(metrics_path, metrics)
         tracking.log_record(metrics, skip=params)
         mlflow.log_artifact(str(pruned_dir / MASK))
-        tracking.log_torch_model(baked(model))
+        tracking.log_torch_model(baked(model),
+                                 registered_model_name=f"{cfg.model}-{method}-{granularity}")
     print(f"{method}-{granularity}: test {metrics['test_accuracy']:.4f} after fine-tuning "
           f"(was {metrics['test_accuracy_before']:.4f})")

@@ -20,9 +20,10 @@ FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
            "per-layer sparsity (searched)": "figures/layer_sparsity.png"}
 
 
-def _inputs(cfg: Config, sweep_dir: Path, prune_dir: Path) -> tuple[list[dict], dict]:
+def _inputs(cfg: Config, sweep_dir: Path, prune_dir: Path,
+            *dirs: Path) -> tuple[list[dict], dict]:
     series = [f"{m}-{g}" for m in cfg.prune.methods for g in cfg.prune.granularities]
-    missing = [str(d / f"{s}.json") for d in (sweep_dir, prune_dir) for s in series
+    missing = [str(d / f"{s}.json") for d in dirs for s in series
                if not (d / f"{s}.json").is_file()]
     if missing:
         raise PrunelabError(f"missing input(s) {missing}; run `dvc repro` (the sweep and "
@@ -39,8 +40,31 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
     return buf.getvalue().encode()
 
 
-def run(cfg: Config, sweep_dir: Path, prune_dir: Path, oracle: Path, out: Path) -> None:
-    points, prune_metrics = _inputs(cfg, sweep_dir, prune_dir)  # before any work
+def headline(cfg: Config, rows: list[dict[str, Any]], quality: dict[str, Any],
+             choices: dict[str, Any], finetuned: dict[str, Any]) -> dict[str, Any]:
+    """A few numbers per method-granularity, for `dvc exp show`: the searched operating
+    point, the highest sweep ratio whose mean test drop is within the allowed one, and the
+    criterion's mean ρ with the true damage (over layers)."""
+    out: dict[str, Any] = {}
+    for series, choice in choices.items():
+        method, granularity = series.split("-")
+        ok = [r["ratio"] for r in rows if report.series_name(r) == series
+              and r["test_accuracy_drop"] <= cfg.search.max_accuracy_drop]
+        layers = quality.get(method, {}).get(granularity, {})
+        out[series] = {
+            "searched_sparsity": choice["sparsity"],
+            "searched_test_accuracy": finetuned[series]["test_accuracy"],
+            "max_ratio_within_drop": max(ok, default=1.0),
+            "oracle_spearman": mean_sd([q["spearman"]["mean"] for q in layers.values()])[0]
+            if layers else None}
+    return out
+
+
+def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetune_dir: Path,
+        oracle: Path, out: Path) -> None:
+    # Every input checked before any work.
+    points, prune_metrics = _inputs(cfg, sweep_dir, prune_dir, sweep_dir, prune_dir, search_dir,
+                                    finetune_dir)
     if not oracle.is_file():
         raise PrunelabError(f"missing input {oracle}; run `dvc repro oracle`")
     quality = read_json(oracle)
@@ -78,6 +102,12 @@ def run(cfg: Config, sweep_dir: Path, prune_dir: Path, oracle: Path, out: Path) 
         nested.setdefault(report.series_name(r), {})[f"r{r['ratio']:g}"] = {
             k: v for k, v in r.items() if isinstance(v, (int, float)) and k != "ratio"}
     write_json(out / "summary.json", nested)
+    series = [f"{m}-{g}" for m in cfg.prune.methods for g in cfg.prune.granularities]
+    choices = {s: read_json(search_dir / f"{s}.json") for s in series}
+    finetuned = {s: read_json(finetune_dir / f"{s}.json") for s in series}
+    write_json(out / "headline.json", {
+        "baseline_test_accuracy": baseline[0], "decided_cells": decided["all"],
+        **headline(cfg, rows, quality, choices, finetuned)})
     for x in report.X_AXES:
         for y, stage in (("test_accuracy", "after"), ("test_accuracy_before", "before")):
             write_json(out / "plots" / f"{stage}_vs_{x.split('_')[-1]}.json",

@@ -78,6 +78,7 @@ def run(cfg: Config, method: str, granularity: str, baselines: Path, out: Path,
     points = []
     tags = {"stage": "sweep", "method": method, "granularity": granularity}
     with tracking.stage_run(f"{cfg.model}-sweep", f"sweep-{method}-{granularity}", tags):
+        tracking.log_mnist(cfg.data.root)
         with contextlib.ExitStack() as stack:
             if workers == 1:
                 results = map(_Points(cfg, method, granularity, files), tasks)
