@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/lenet_check.py select lenet300    # recipes on val, seed 0
     .venv/bin/python scripts/lenet_check.py confirm lenet300   # the chosen one, seeds 10-12
+    .venv/bin/python scripts/lenet_check.py report lenet300    # the table again, no runs
 
 `select` trains each candidate recipe (below) on seed 0, prunes it the way Han et al. do
 (magnitude, every layer's weights including the output layer, reached in 4 prune/retrain
@@ -112,7 +113,8 @@ def chosen_recipe(model: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("phase", choices=["select", "confirm"])
+    # report: papers/<model>.md again from the saved confirmation, running nothing.
+    ap.add_argument("phase", choices=["select", "confirm", "report"])
     ap.add_argument("model", choices=sorted(RATIOS))
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
@@ -123,8 +125,11 @@ def main() -> None:
         print(f"chosen on validation: {chosen_recipe(args.model)}")
         return
     recipe = chosen_recipe(args.model)
-    rows = run_jobs([(args.params, args.model, recipe, s, True) for s in CONFIRM_SEEDS])
-    (OUT / f"{args.model}-confirm.json").write_text(json.dumps(rows, indent=2) + "\n")
+    confirmed = OUT / f"{args.model}-confirm.json"
+    if args.phase == "confirm":
+        rows = run_jobs([(args.params, args.model, recipe, s, True) for s in CONFIRM_SEEDS])
+        confirmed.write_text(json.dumps(rows, indent=2) + "\n")
+    rows = json.loads(confirmed.read_text())
     intro = (f"# `{args.model}` against the papers, held out\n\nRecipe `{recipe}`, chosen on "
              f"the validation split (seed 0, `papers/{args.model}-selection.json`), measured "
              f"on test with seeds the choice never saw ({CONFIRM_SEEDS}).")

@@ -117,8 +117,7 @@ def test_paper_check_judges_absolute_error_and_the_per_seed_change() -> None:
     # SNIP's 20x: no run of ours at that compression, so no fallback to another ratio.
     assert snip["match"] is None
     text = han_markdown("intro.", [han, snip])
-    assert "no matching point" in text and "different procedure" not in text  # kind shown
-    assert "other procedure" in text
+    assert "no matching point" in text and "prunes at initialisation" in text
     assert han_judgement("mlp", rows) == []
 
 

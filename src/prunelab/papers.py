@@ -93,12 +93,13 @@ def han_markdown(intro: str, checks: list[dict[str, Any]]) -> str:
         theirs = (f"{c['base_error']:.2f} → " if c["base_error"] is not None else "") + \
             f"{c['error']:.2f} at {c['ratio']:g}×"
         if c["match"] is None:
-            lines.append(f"| {c['paper']} ({c['kind']}) | {theirs} | — | no matching point "
+            lines.append(f"| {c['paper']} ({c.get('note', c['kind'])}) | {theirs} | — | "
+                         "no matching point "
                          "| — | — | — | — |")
             continue
         mean, lo, hi = c["our_change"]
         lines.append(
-            f"| {c['paper']} ({c['kind']}) | {theirs} | "
+            f"| {c['paper']} ({c.get('note', c['kind'])}) | {theirs} | "
             + (f"{c['their_change']:+.2f}" if "their_change" in c else "—")
             + f" | {c['our_ratio']:.1f}× | {c['our_base_error'][0]:.2f} → "
             f"{c['our_error'][0]:.2f} ± {c['our_error'][1]:.2f} | {mean:+.2f} "
