@@ -7,7 +7,7 @@ import pytest
 
 from prunelab.papers import han_judgement, han_markdown
 from prunelab.report import markdown
-from prunelab.stats import holm, mcnemar, pack_correct, summarize, verdicts
+from prunelab.stats import headline, holm, mcnemar, pack_correct, summarize, verdicts
 from prunelab.sweep import ratio_sparsity
 
 N = 10_000  # test images
@@ -132,3 +132,15 @@ def test_one_seed_shows_no_sd_and_tests_on_the_test_images_alone() -> None:
                     {"all": int(v["decided"])})
     data_lines = [ln for ln in text.splitlines() if ln.startswith(("| magnitude", "| random"))]
     assert len(data_lines) == 2 and not any("±" in ln for ln in data_lines)
+
+
+def test_headline_takes_the_highest_ratio_within_the_drop_and_the_mean_rho() -> None:
+    rows = [{"method": "m", "granularity": "weight", "ratio": r, "test_accuracy_drop": d}
+            for r, d in ((2, 0.001), (4, 0.004), (8, 0.006), (16, 0.003))]
+    quality = {"m": {"weight": {"a": {"spearman": {"mean": 0.2}},
+                                "b": {"spearman": {"mean": 0.6}}}}}
+    (line,) = headline(rows, quality, {"m-weight": {"sparsity": 0.9}},
+                       {"m-weight": {"test_accuracy": 0.97}}, 0.005).values()
+    # 16x is within 0.5 pp although 8x is not: the highest ratio within it is 16.
+    assert line == {"searched_sparsity": 0.9, "searched_test_accuracy": 0.97,
+                    "max_ratio_within_drop": 16, "oracle_spearman": pytest.approx(0.4)}

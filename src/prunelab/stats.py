@@ -63,6 +63,26 @@ def summarize(points: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def headline(rows: list[dict[str, Any]], quality: dict[str, Any], choices: dict[str, Any],
+             finetuned: dict[str, Any], max_drop: float) -> dict[str, Any]:
+    """A few numbers per method-granularity, for `dvc exp show`: the searched operating
+    point, the highest sweep ratio whose mean test drop is within the allowed one, and the
+    criterion's mean ρ with the true damage (over layers)."""
+    out: dict[str, Any] = {}
+    for series, choice in choices.items():
+        method, granularity = series.split("-")
+        ok = [r["ratio"] for r in rows if f"{r['method']}-{r['granularity']}" == series
+              and r["test_accuracy_drop"] <= max_drop]
+        layers = quality.get(method, {}).get(granularity, {})
+        out[series] = {
+            "searched_sparsity": choice["sparsity"],
+            "searched_test_accuracy": finetuned[series]["test_accuracy"],
+            "max_ratio_within_drop": max(ok, default=1.0),
+            "oracle_spearman": mean_sd([q["spearman"]["mean"] for q in layers.values()])[0]
+            if layers else None}
+    return out
+
+
 def infeasible(points: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The points that could not be realised, with their reasons."""
     return [p for p in points if "infeasible" in p]

@@ -13,7 +13,7 @@ from prunelab import papers, report, tracking
 from prunelab.config import Config
 from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json, write_bytes, write_json
-from prunelab.stats import infeasible, mean_sd, summarize, verdicts
+from prunelab.stats import headline, infeasible, mean_sd, summarize, verdicts
 
 FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
            "accuracy vs effective FLOPs": "figures/accuracy_vs_flops.png",
@@ -38,26 +38,6 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue().encode()
-
-
-def headline(cfg: Config, rows: list[dict[str, Any]], quality: dict[str, Any],
-             choices: dict[str, Any], finetuned: dict[str, Any]) -> dict[str, Any]:
-    """A few numbers per method-granularity, for `dvc exp show`: the searched operating
-    point, the highest sweep ratio whose mean test drop is within the allowed one, and the
-    criterion's mean ρ with the true damage (over layers)."""
-    out: dict[str, Any] = {}
-    for series, choice in choices.items():
-        method, granularity = series.split("-")
-        ok = [r["ratio"] for r in rows if report.series_name(r) == series
-              and r["test_accuracy_drop"] <= cfg.search.max_accuracy_drop]
-        layers = quality.get(method, {}).get(granularity, {})
-        out[series] = {
-            "searched_sparsity": choice["sparsity"],
-            "searched_test_accuracy": finetuned[series]["test_accuracy"],
-            "max_ratio_within_drop": max(ok, default=1.0),
-            "oracle_spearman": mean_sd([q["spearman"]["mean"] for q in layers.values()])[0]
-            if layers else None}
-    return out
 
 
 def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetune_dir: Path,
@@ -107,7 +87,7 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
     finetuned = {s: read_json(finetune_dir / f"{s}.json") for s in series}
     write_json(out / "headline.json", {
         "baseline_test_accuracy": baseline[0], "decided_cells": decided["all"],
-        **headline(cfg, rows, quality, choices, finetuned)})
+        **headline(rows, quality, choices, finetuned, cfg.search.max_accuracy_drop)})
     for x in report.X_AXES:
         for y, stage in (("test_accuracy", "after"), ("test_accuracy_before", "before")):
             write_json(out / "plots" / f"{stage}_vs_{x.split('_')[-1]}.json",
