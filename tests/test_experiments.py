@@ -41,7 +41,7 @@ def test_an_experiment_shows_its_headline_metrics_and_diffs_against_head(committ
     headline = data["metrics"]["reports/headline.json"]["data"]
     assert 0.5 < headline["magnitude-weight"]["searched_test_accuracy"] <= 1
     assert data["params"]["params.yaml"]["data"]["finetune"]["epochs"] == 1
-    diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", "ft1", "--json"],
+    diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", "ft1", "--all", "--json"],
                           committed).stdout)
     moved = diff["reports/headline.json"]
     assert moved["magnitude-weight.searched_test_accuracy"]["old"] is not None
