@@ -103,14 +103,14 @@ def log_mnist(root: str) -> None:
     import warnings
 
     import mlflow
-    from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
     digest = hashlib.md5("".join(sorted(MNIST_MD5.values())).encode(),
                          usedforsecurity=False).hexdigest()[:8]
-    source = LocalArtifactDatasetSource(str((Path(root) / "MNIST" / "raw").resolve()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MLflow warns that this source kind is "experimental"
+        source = resolve_dataset_source(str((Path(root) / "MNIST" / "raw").resolve()))
         mlflow.log_input(MetaDataset(source=source, name="mnist", digest=digest),
                          context="training")
 
