@@ -32,9 +32,14 @@ def _inputs(cfg: Config, sweep_dir: Path, prune_dir: Path,
     return points, {s: read_json(prune_dir / f"{s}.json") for s in series}
 
 
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Every key of any row, in first-seen order (only some rows have the matched control)."""
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
 def _csv(rows: list[dict[str, Any]]) -> bytes:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(buf, fieldnames=_columns(rows), restval="")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue().encode()
@@ -101,7 +106,7 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
               "seeds": str(cfg.sweep.seeds), "finetune.epochs": ft.epochs,
               "finetune.lr": ft.lr, "rounds": ft.rounds}
     with tracking.stage_run(f"{cfg.model}-sweep", "comparison", {"stage": "report"}, params):
-        mlflow.log_table({k: [r[k] for r in rows] for k in rows[0]}, "summary.json")
+        mlflow.log_table({k: [r.get(k) for r in rows] for k in _columns(rows)}, "summary.json")
         for path, fig in figs.items():
             mlflow.log_figure(fig, path)
             report.save_figure(fig, out / path)
