@@ -50,3 +50,19 @@ def test_summary_counts_infeasible_seeds_and_averages_the_rest() -> None:
     bad = {"method": "m", "granularity": "neuron", "ratio": 4, "seed": 1, "infeasible": "x"}
     (row,) = summarize([feasible, bad])
     assert row["seeds"] == 1 and row["infeasible"] == 1 and row["test_accuracy"] == 0.5
+
+
+def test_a_point_with_its_matched_control_keeps_both_predictions(small_splits) -> None:
+    from prunelab.stats import unpack_correct
+
+    train, val, test = small_splits
+    torch.manual_seed(0)
+    net = build_model("lenet300")  # two prunable layers: the control differs from random
+    s = shipped_prune("taylor", "weight", calibration_batches=2)
+    splits = {"train": train.take(600), "val": val, "test": test}
+    point = sweep_point(net, 0.1, splits, s, shipped_fit(epochs=1), 8, 0, True)
+    own = unpack_correct(point["test_correct"], point["test_images"])
+    control = unpack_correct(point["test_correct_matched_random"], point["test_images"])
+    assert own.mean() == point["test_accuracy"]
+    assert control.mean() == point["test_accuracy_matched_random"]
+    assert (own != control).any()  # another model, not the same one twice

@@ -17,7 +17,8 @@ import torch
 from prunelab import tracking
 from prunelab.config import Config
 from prunelab.fileio import read_json, write_json
-from prunelab.models import load_model, resolve_device
+from prunelab.masks import prunable_names
+from prunelab.models import build_model, load_model, resolve_device, unit_groups
 from prunelab.settings import (
     baseline_files,
     finetune_settings,
@@ -43,9 +44,8 @@ class _Points:
         self.settings = prune_settings(cfg, method, granularity)
         if granularity == "neuron":
             self.settings = replace(self.settings, scope=cfg.sweep.neuron_scope)
-        # The matched control equals plain random where the scope fixes every layer's cut.
-        self.matched = cfg.sweep.matched_random and method != "random" and not (
-            granularity == "neuron" and cfg.sweep.neuron_scope == "layer")
+        self.matched = cfg.sweep.matched_random and method != "random" and _allocates(
+            cfg, granularity)
         self.ft = finetune_settings(cfg)
 
     def __call__(self, task: tuple[int, float]) -> dict[str, Any]:
@@ -54,6 +54,16 @@ class _Points:
             warnings.simplefilter("ignore")
             return sweep_point(*self.bases[seed], self.splits, self.settings, self.ft, ratio,
                                seed, self.matched)
+
+
+def _allocates(cfg: Config, granularity: str) -> bool:
+    """Whether a criterion chooses how much each layer loses. Where it cannot (one pruned
+    layer, or the same fraction of units cut in every layer), random pruning with its
+    per-layer sparsity is plain random pruning: the same seeded scores, the same mask."""
+    model = build_model(cfg.model)
+    if granularity == "weight":
+        return len(prunable_names(model, cfg.prune.prune_output_layer)) > 1
+    return cfg.sweep.neuron_scope == "global" and len(unit_groups(model)) > 1
 
 
 _worker: _Points | None = None
