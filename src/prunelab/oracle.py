@@ -24,6 +24,8 @@ from torch import Tensor, nn
 from prunelab.data import Split
 from prunelab.models import Net, baked, unit_groups
 
+SAMPLE_SEED_OFFSET = 1_000_003
+
 
 def _loss(logits: Tensor, y: Tensor) -> float:
     return float(F.cross_entropy(logits, y))
@@ -56,7 +58,9 @@ def weight_damage(model: Net, data: Split, names: list[str], per_layer: int,
     net = baked(model).double().eval()
     x, y = data.x.double(), data.y
     base = _loss(net(x), y)
-    g = torch.Generator().manual_seed(seed)
+    # A seed of its own: seeded like the random criterion's scores, the sample would be
+    # correlated with them (ρ(random) came out 0.05 ± 0.01 on every seed of the mlp).
+    g = torch.Generator().manual_seed(SAMPLE_SEED_OFFSET + seed)
     out = {}
     for name in names:
         index = int(name.split(".")[1])
