@@ -75,11 +75,16 @@ def open_storage(cfg: Config) -> optuna.storages.BaseStorage:
     # Fail in seconds, not after a driver's default minutes, when the server is not there.
     connect = {"connect_timeout": 5} if url.startswith("postgresql") else {}
     try:
-        return RDBStorage(
-            url, heartbeat_interval=hb, grace_period=2 * hb,
-            failed_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.optuna.retries),
-            engine_kwargs={"pool_pre_ping": True, "connect_args": connect},
-        )
+        with warnings.catch_warnings():
+            # Heartbeats and their retry callback are marked experimental by Optuna (since
+            # 2.8); they are what makes a killed worker's trial run again, so we use them.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.optuna.retries)
+            return RDBStorage(
+                url, heartbeat_interval=hb, grace_period=2 * hb,
+                heartbeat_stale_trial_callback=retry,
+                engine_kwargs={"pool_pre_ping": True, "connect_args": connect},
+            )
     except Exception as exc:  # SQLAlchemy's, the driver's: all mean "cannot open it"
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise StorageError(

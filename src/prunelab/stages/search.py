@@ -46,8 +46,10 @@ def work(params: str, method: str, granularity: str, baseline: str, n_trials: in
 
 def run(cfg: Config, params: Path, method: str, granularity: str, baseline: Path, out: Path,
         workers: int) -> None:
-    tracking.configure(cfg.mlflow.tracking_uri)  # before any work: fail fast if unreachable
-    storage = search.open_storage(cfg)  # likewise: a bad URL fails here, in one line
+    # Both stores are checked before any work; the Optuna storage first, since a bad URL
+    # there should cost seconds, not MLflow's start-up as well.
+    storage = search.open_storage(cfg)
+    tracking.configure(cfg.mlflow.tracking_uri)
     study = search.open_study(cfg, method, granularity, storage)
     search.reset_orphans(study, storage)
     parent = parent_run(cfg, study, method, granularity)
