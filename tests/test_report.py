@@ -119,6 +119,8 @@ def test_paper_check_judges_absolute_error_and_the_per_seed_change() -> None:
     text = han_markdown("intro.", [han, snip])
     assert "no matching point" in text and "prunes at initialisation" in text
     assert han_judgement("mlp", rows) == []
+    # A run with no magnitude-weight points (neuron granularity only): no matching point.
+    assert [c["match"] for c in han_judgement("lenet300", [])] == [None, None]
 
 
 def test_one_seed_shows_no_sd_and_tests_on_the_test_images_alone() -> None:

@@ -74,6 +74,9 @@ def han_judgement(model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]
 
 
 def _matching_ratio(rows: list[dict[str, Any]], ref: dict[str, Any]) -> str | None:
+    if not rows:  # no magnitude-weight run at all (e.g. a neuron-only experiment)
+        return None
+
     def realised(ratio: str) -> float:
         return mean_sd([r["ratios"][ratio]["compression_ratio"] for r in rows])[0]
 
