@@ -121,7 +121,9 @@ def open_study(cfg: Config, method: str, granularity: str,
         study_name=study_name(cfg, method, granularity), storage=storage,
         directions=["maximize", "maximize"], sampler=sampler, load_if_exists=True,
     )
-    study.set_metric_names(["val_accuracy", "sparsity"])  # optuna-dashboard's axis names
+    with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the names are ours
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["val_accuracy", "sparsity"])  # optuna-dashboard's axis names
     return study
 
 
