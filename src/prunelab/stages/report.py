@@ -20,16 +20,20 @@ FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
            "per-layer sparsity (searched)": "figures/layer_sparsity.png"}
 
 
-def _inputs(cfg: Config, sweep_dir: Path, prune_dir: Path,
-            *dirs: Path) -> tuple[list[dict], dict]:
+def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
+    """Every input, checked before any work and read once: per series, the sweep points and
+    the search, prune and finetune records (keyed like `dirs`), and the oracle's table."""
     series = [f"{m}-{g}" for m in cfg.prune.methods for g in cfg.prune.granularities]
-    missing = [str(d / f"{s}.json") for d in dirs for s in series
-               if not (d / f"{s}.json").is_file()]
+    missing = [str(d / f"{s}.json") for d in dirs.values() for s in series
+               if not (d / f"{s}.json").is_file()] + ([] if oracle.is_file() else [str(oracle)])
     if missing:
-        raise PrunelabError(f"missing input(s) {missing}; run `dvc repro` (the sweep and "
-                            "prune stages write them)")
-    points = [p for s in series for p in read_json(sweep_dir / f"{s}.json")["points"]]
-    return points, {s: read_json(prune_dir / f"{s}.json") for s in series}
+        raise PrunelabError(f"missing input(s) {missing}; run `dvc repro` (the search, prune, "
+                            "finetune, sweep and oracle stages write them)")
+    read = {name: {s: read_json(d / f"{s}.json") for s in series} for name, d in dirs.items()}
+    sweeps = read.pop("sweep")
+    read["points"] = [p for s in series for p in sweeps[s]["points"]]
+    read["oracle"] = read_json(oracle)
+    return read
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -47,12 +51,9 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
 
 def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetune_dir: Path,
         oracle: Path, out: Path) -> None:
-    # Every input checked before any work.
-    points, prune_metrics = _inputs(cfg, sweep_dir, prune_dir, sweep_dir, prune_dir, search_dir,
-                                    finetune_dir)
-    if not oracle.is_file():
-        raise PrunelabError(f"missing input {oracle}; run `dvc repro oracle`")
-    quality = read_json(oracle)
+    inputs = _inputs(cfg, {"sweep": sweep_dir, "search": search_dir, "prune": prune_dir,
+                           "finetune": finetune_dir}, oracle)
+    points, quality = inputs["points"], inputs["oracle"]
     tracking.configure(cfg.mlflow.tracking_uri)
     import mlflow
 
@@ -87,12 +88,10 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         nested.setdefault(report.series_name(r), {})[f"r{r['ratio']:g}"] = {
             k: v for k, v in r.items() if isinstance(v, (int, float)) and k != "ratio"}
     write_json(out / "summary.json", nested)
-    series = [f"{m}-{g}" for m in cfg.prune.methods for g in cfg.prune.granularities]
-    choices = {s: read_json(search_dir / f"{s}.json") for s in series}
-    finetuned = {s: read_json(finetune_dir / f"{s}.json") for s in series}
     write_json(out / "headline.json", {
         "baseline_test_accuracy": baseline[0], "decided_cells": decided["all"],
-        **headline(rows, quality, choices, finetuned, cfg.search.max_accuracy_drop)})
+        **headline(rows, quality, inputs["search"], inputs["finetune"],
+                   cfg.search.max_accuracy_drop)})
     for x in report.X_AXES:
         for y, stage in (("test_accuracy", "after"), ("test_accuracy_before", "before")):
             write_json(out / "plots" / f"{stage}_vs_{x.split('_')[-1]}.json",
@@ -100,7 +99,7 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
     figs = {
         FIGURES["accuracy vs compression"]: report.curves_figure(rows, "compression_ratio"),
         FIGURES["accuracy vs effective FLOPs"]: report.curves_figure(rows, "effective_flops"),
-        FIGURES["per-layer sparsity (searched)"]: report.layer_sparsity_figure(prune_metrics),
+        FIGURES["per-layer sparsity (searched)"]: report.layer_sparsity_figure(inputs["prune"]),
     }
     params = {"model": cfg.model, "ratios": str(cfg.sweep.ratios),
               "seeds": str(cfg.sweep.seeds), "finetune.epochs": ft.epochs,
