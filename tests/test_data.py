@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from prunelab.data import Split, batches, load_test, load_train_val
+from prunelab.data import DataError, Split, batches, load_test, load_train_val, raw_dir, read_idx
 
 
 def image_set(split: Split) -> set[bytes]:
@@ -43,3 +43,21 @@ def test_shuffled_batches_cover_every_example_once(small_splits: tuple[Split, ..
     seen = torch.cat([y for _, y in batches(train, 64, torch.Generator().manual_seed(0))])
     assert len(seen) == len(train)
     assert torch.equal(seen.sort().values, train.y.sort().values)
+
+
+def test_our_idx_reader_gives_what_torchvision_reads(mnist_root: Path, tmp_path: Path) -> None:
+    """We parse the idx files ourselves (torchvision's import costs ~3 s per stage)."""
+    import pytest
+    from torchvision.datasets import MNIST
+
+    for train in (True, False):
+        theirs = MNIST(str(mnist_root), train=train, download=False)
+        prefix = "train" if train else "t10k"
+        assert torch.equal(read_idx(raw_dir(mnist_root) / f"{prefix}-images-idx3-ubyte"),
+                           theirs.data)
+        assert torch.equal(read_idx(raw_dir(mnist_root) / f"{prefix}-labels-idx1-ubyte"),
+                           theirs.targets.to(torch.uint8))
+    bad = tmp_path / "not-idx"
+    bad.write_bytes(b"\x1f\x8b\x08\x00" + bytes(100))  # a .gz header, not idx
+    with pytest.raises(DataError, match="not an unsigned-byte idx file"):
+        read_idx(bad)
