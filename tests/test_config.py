@@ -47,6 +47,10 @@ BAD = [
     ("data.sources", DELETE, ["data.sources", "missing"]),
     ("prune.thresholds", {"magnitude-layer": 0.1}, ["thresholds", "magnitude-weight"]),
     ("prune.scope", "local", ["prune.scope", "'global'", "'layer'"]),
+    ("compute.workers", 0, ["compute.workers", "'auto'", "greater than or equal to 1"]),
+    ("compute.workers", "all", ["compute.workers", "'auto'"]),
+    ("compute.threads", 0, ["compute.threads", "greater than or equal to 1"]),
+    ("seed", 7, ["seed 7", "sweep.seeds", "add it"]),
 ]
 
 

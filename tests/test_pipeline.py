@@ -45,7 +45,7 @@ def test_baseline_metrics_match_the_saved_model(project: Path) -> None:
     m = metrics(project, "baseline.json")
     assert m["test_accuracy"] > 0.85 and m["parameters"] == 101_770
     # The audit path: prunelab.load_model on the file reproduces the metric exactly.
-    model = load_model(project / "models/baseline/model.safetensors")
+    model = load_model(project / "models/seeds/0.safetensors")
     assert evaluate(model, load_test(project / "data", limit=1000)).accuracy == m["test_accuracy"]
 
 
@@ -116,12 +116,25 @@ def test_each_pruned_run_is_in_mlflow_with_mask_and_model(project: Path) -> None
             "test_accuracy"]
         assert r.data.params["method"] == name.split("-")[0]
         assert "mask.safetensors" in [a.path for a in client.list_artifacts(r.info.run_id)]
+    # One baseline per seed, none trained twice; the searched one (seed 0) is tagged.
     trained = client.search_runs([exp.experiment_id], "tags.stage = 'train'")
-    assert sorted(r.info.run_name for r in trained) == ["mlp-baseline"] + [
-        f"mlp-baseline-seed{s}" for s in SEEDS]
-    baseline = next(r for r in trained if r.info.run_name == "mlp-baseline")
+    assert sorted(r.info.run_name for r in trained) == [f"mlp-baseline-seed{s}" for s in SEEDS]
+    (baseline,) = [r for r in trained if r.data.tags["searched"] == "true"]
+    assert baseline.info.run_name == "mlp-baseline-seed0"
     assert len(client.get_metric_history(baseline.info.run_id, "val_accuracy")) == 3
     assert len(client.search_logged_models([exp.experiment_id])) == len(trained) + len(runs)
+    # Logged without pickle, loadable by MLflow as a torch module that gives our logits.
+    import mlflow.pytorch
+    import torch
+
+    (logged,) = [m for m in client.search_logged_models([exp.experiment_id])
+                 if m.source_run_id == runs[0].info.run_id]
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    module = mlflow.pytorch.load_model(logged.model_uri)
+    name = runs[0].info.run_name
+    ours = load_model(project / f"models/{name}/finetuned.safetensors")
+    x = load_test(project / "data", limit=8).x
+    assert torch.allclose(module(x), ours(x), atol=1e-5)
 
 
 def test_stage_stops_on_bad_params_before_any_work(tmp_path: Path, mirror: Path) -> None:

@@ -61,7 +61,7 @@ def test_unreachable_tracking_server_fails_fast_naming_it(tmp_path: Path, mirror
     run(["prunelab", "download"], proj)
     uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     start = time.monotonic()
-    proc = run(["prunelab", "train", "--model-out", "models/m.safetensors",
+    proc = run(["prunelab", "train", "--out-dir", "models/m",
                 "--metrics-out", "metrics/m.json"], proj, MLFLOW_TRACKING_URI=uri,
                _EXPECT_FAIL="1")
     elapsed = time.monotonic() - start
@@ -70,7 +70,7 @@ def test_unreachable_tracking_server_fails_fast_naming_it(tmp_path: Path, mirror
     assert elapsed < 30, elapsed  # seconds, not minutes of retries (includes imports)
     # Nothing written: neither of the stage's own outputs (the copy also holds the
     # project's committed metrics, so the folders themselves may exist).
-    assert not (proj / "models/m.safetensors").exists()
+    assert not (proj / "models/m").exists()
     assert not (proj / "metrics/m.json").exists()
 
 
@@ -109,9 +109,9 @@ def test_a_real_mlflow_server_on_postgres_gets_what_the_default_store_gets(
                 assert time.monotonic() < deadline, "mlflow server did not come up in 90 s"
                 time.sleep(0.5)
         (tmp_path / "proj").mkdir()
-        proj = copy_project(tmp_path / "proj", small_params(mirror))
+        proj = copy_project(tmp_path / "proj", small_params(mirror, **{"sweep.seeds": [0]}))
         run(["prunelab", "download"], proj)
-        run(["prunelab", "train", "--model-out", "models/m.safetensors",
+        run(["prunelab", "train", "--out-dir", "models/m",
              "--metrics-out", "metrics/m.json"], proj, MLFLOW_TRACKING_URI=uri)
 
         from mlflow.tracking import MlflowClient
@@ -165,7 +165,7 @@ def test_a_stage_killed_midway_keeps_previous_outputs_then_repro_completes(
 
     proj = copy_project(tmp_path, small_params(mirror))
     run(["dvc", "repro", "train"], proj)
-    outputs = [proj / "models/baseline/model.safetensors", proj / "metrics/baseline.json"]
+    outputs = [*sorted((proj / "models/seeds").iterdir()), proj / "metrics/baseline.json"]
     before = [p.read_bytes() for p in outputs]
 
     # A change that makes training run half a minute (30 epochs of 55k images), killed

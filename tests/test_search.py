@@ -20,13 +20,15 @@ from prunelab.fileio import read_json
 from helpers import copy_project, run, small_params
 
 SEARCH = ["prunelab", "search", "--method", "magnitude", "--granularity", "weight",
-          "--baseline", "models/baseline/model.safetensors", "--out", "search/mw.json"]
+          "--baseline", "models/seeds/0.safetensors", "--out-dir", "search"]
+CHOICE = "search/magnitude-weight.json"
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
     """A project copy with a trained baseline on a slice."""
-    params = small_params(mirror, **{"prune.calibration_batches": 4, "search.trials": 4,
+    params = small_params(mirror, **{"sweep.seeds": [0], "prune.calibration_batches": 4,
+                                     "search.trials": 4,
                                      "search.refine": 0, "finetune.epochs": 1,
                                      "optuna.heartbeat_s": 1})
     proj = copy_project(tmp_path_factory.mktemp("search"), params)
@@ -50,7 +52,8 @@ def with_params(proj: Path, **changes: object) -> None:
 def load_study(proj: Path, storage: str | None) -> optuna.Study:
     import yaml
 
-    from prunelab.search import open_storage, study_name
+    from prunelab.search import study_name
+    from prunelab.studies import open_storage
 
     os.chdir(proj)  # the journal path is relative to the project root
     cfg = parse_config(yaml.safe_load((proj / "params.yaml").read_text()))
@@ -78,10 +81,10 @@ def test_search_meets_the_constraint_without_reading_test(
     monkeypatch.delenv("PRUNELAB_OPTUNA_STORAGE", raising=False)
     with_params(project, **{"search.seed": 11, "search.trials": 6, "search.refine": 2})
     cfg = parse_config(yaml.safe_load((project / "params.yaml").read_text()))
-    search.run(cfg, project / "params.yaml", "magnitude", "weight",
-               Path("models/baseline/model.safetensors"), Path("search/mw.json"), workers=1)
+    search.run(cfg, project / "params.yaml", [("magnitude", "weight")],
+               Path("models/seeds/0.safetensors"), Path("search"), workers=1)
 
-    choice = read_json(project / "search/mw.json")
+    choice = read_json(project / CHOICE)
     assert choice["within_allowed_drop"]
     assert choice["val_accuracy"] >= choice["baseline_val_accuracy"] - 0.005
     study = load_study(project, None)
@@ -117,11 +120,11 @@ def test_search_meets_the_constraint_without_reading_test(
 def test_rerun_resumes_and_adds_no_trial(project: Path) -> None:
     with_params(project, **{"search.seed": 12, "search.refine": 2})
     run(SEARCH, project)
-    first = read_json(project / "search/mw.json")
+    first = read_json(project / CHOICE)
     n = len(load_study(project, None).trials)
     run(SEARCH, project)  # the study is complete: nothing to do, same choice
     assert len(load_study(project, None).trials) == n and 4 <= n <= 6
-    assert read_json(project / "search/mw.json") == first
+    assert read_json(project / CHOICE) == first
 
 
 def wait_for_running(proj: Path, storage: str | None, timeout: float = 120) -> int:
@@ -168,7 +171,10 @@ def test_a_killed_search_resumes_and_its_trial_fails(
     states = [t.state for t in study.trials]
     assert study.trials[killed].state == TrialState.FAIL
     assert TrialState.RUNNING not in states
-    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 4
+    # Each of the 4 queued grid trials finished once (the killed ones were run again).
+    finished = [t.user_attrs["queued"] for t in study.trials
+                if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert sorted(finished) == [f"grid-{i}" for i in range(4)]
     if storage:
         optuna.delete_study(study_name=study.study_name, storage=storage)
 
@@ -177,7 +183,7 @@ def test_a_killed_search_resumes_and_its_trial_fails(
 HOLD_JOURNAL_LOCK = """
 import time
 from prunelab.config import load_config
-from prunelab.search import open_storage
+from prunelab.studies import open_storage
 open_storage(load_config())._backend._lock.acquire()
 print("held", flush=True)
 time.sleep(600)
@@ -199,22 +205,35 @@ def test_a_journal_lock_left_by_a_killed_run_is_broken(project: Path) -> None:
     assert os.path.lexists(lock)  # stale: its holder is dead
     run(SEARCH, project)  # helpers.run fails it if it is still waiting after 10 min
     assert not os.path.lexists(lock)
-    assert read_json(project / "search/mw.json")["trials_complete"] >= 1
+    assert read_json(project / CHOICE)["trials_complete"] >= 1
 
 
-def test_two_workers_share_one_postgres_study_exactly(project: Path, pg_url: str) -> None:
+def test_two_workers_on_postgres_give_the_trials_of_one_worker_on_the_journal(
+    project: Path, pg_url: str
+) -> None:
+    """The grid trials are queued with their densities and seeds: two worker processes
+    sharing a PostgreSQL study run each once and get what one process gets alone."""
     with_params(project, **{"search.seed": int(uuid.uuid4().int % 10**6), "search.trials": 6,
-                            "finetune.epochs": 3})
+                            "search.refine": 2, "finetune.epochs": 2})
     run([*SEARCH, "--workers", "2"], project, PRUNELAB_OPTUNA_STORAGE=pg_url)
-    study = load_study(project, pg_url)
+    shared, two = load_study(project, pg_url), read_json(project / CHOICE)
     try:
-        assert sorted(t.number for t in study.trials) == list(range(6))  # none lost or doubled
-        assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
-        assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both did work
-        choice = read_json(project / "search/mw.json")
-        assert choice["trials_complete"] + choice["trials_pruned"] == 6
+        run([*SEARCH, "--workers", "1"], project)  # the journal file: a separate study
+        alone, one = load_study(project, None), read_json(project / CHOICE)
+        grid = [t for t in shared.trials if t.user_attrs["queued"].startswith("grid-")]
+        assert sorted(t.number for t in grid) == list(range(6))  # none lost or doubled
+        assert len({t.user_attrs["worker"] for t in grid}) == 2  # both did work
+
+        def results(study: optuna.Study) -> dict[str, tuple]:
+            return {t.user_attrs["queued"]: (t.state, t.params["density"], t.values,
+                                             t.user_attrs["finetune_seed"])
+                    for t in study.trials}
+
+        assert results(shared) == results(alone)
+        assert {k: v for k, v in two.items() if k != "storage"} == {
+            k: v for k, v in one.items() if k != "storage"}
     finally:
-        optuna.delete_study(study_name=study.study_name, storage=pg_url)
+        optuna.delete_study(study_name=shared.study_name, storage=pg_url)
 
 
 def test_prune_and_finetune_stages_repeat_the_chosen_trial_with_rounds(project: Path) -> None:
@@ -223,10 +242,10 @@ def test_prune_and_finetune_stages_repeat_the_chosen_trial_with_rounds(project: 
     with_params(project, **{"search.seed": 40, "search.trials": 3, "finetune.rounds": 3,
                             "finetune.lr_schedule": "cosine", "finetune.epochs": 2})
     run(SEARCH, project)
-    choice = read_json(project / "search/mw.json")
+    choice = read_json(project / CHOICE)
     common = ["--method", "magnitude", "--granularity", "weight",
-              "--baseline", "models/baseline/model.safetensors", "--out-dir", "models/mw",
-              "--choice", "search/mw.json"]
+              "--baseline", "models/seeds/0.safetensors", "--out-dir", "models/mw",
+              "--choice", CHOICE]
     run(["prunelab", "prune", *common, "--metrics-out", "metrics/prune/mw.json"], project)
     run(["prunelab", "finetune", *common, "--prune-metrics", "metrics/prune/mw.json",
          "--metrics-out", "metrics/finetune/mw.json"], project)

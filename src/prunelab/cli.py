@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from prunelab.config import Config, ConfigError, Granularity, Method, load_config
@@ -17,20 +18,31 @@ def _method_args(p: argparse.ArgumentParser, baseline: str = "--baseline") -> No
     p.add_argument(baseline, type=Path, required=True)
 
 
+def _workers_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int,
+                   help="local worker processes (default: compute.workers in params.yaml)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prunelab", description=__doc__)
     p.add_argument("--params", default="params.yaml", help="parameters file (default: %(default)s)")
     sub = p.add_subparsers(dest="stage", required=True)
     sub.add_parser("download", help="fetch and verify MNIST into data.root")
-    t = sub.add_parser("train", help="train the baseline model")
-    t.add_argument("--model-out", type=Path, required=True)
-    t.add_argument("--metrics-out", type=Path, required=True)
-    t.add_argument("--seed", type=int, help="training seed (default: params' seed)")
-    se = sub.add_parser("search", help="Optuna study choosing a method's sparsity on val")
-    _method_args(se)
-    se.add_argument("--out", type=Path, required=True, help="JSON file for the chosen sparsity")
-    se.add_argument("--workers", type=int,
-                    help="local worker processes on the one study (default: search.workers)")
+    t = sub.add_parser("train", help="train one baseline per seed in sweep.seeds")
+    t.add_argument("--out-dir", type=Path, required=True,
+                   help="folder for <seed>.safetensors and <seed>.json")
+    t.add_argument("--metrics-out", type=Path, required=True,
+                   help="metrics of the baseline of params' seed (the searched one)")
+    _workers_arg(t)
+    se = sub.add_parser("search", help="Optuna studies choosing each method's sparsity on val")
+    se.add_argument("--baseline", type=Path, required=True)
+    se.add_argument("--out-dir", type=Path, required=True,
+                    help="folder for one <method>-<granularity>.json choice per study")
+    se.add_argument("--method", choices=list(Method.__args__),
+                    help="only this method (default: every one in prune.methods)")
+    se.add_argument("--granularity", choices=list(Granularity.__args__),
+                    help="only this granularity (default: every one in prune.granularities)")
+    _workers_arg(se)
     for name, text in [("prune", "prune the baseline with one method at one granularity"),
                        ("finetune", "fine-tune a pruned model with its cut weights held at 0")]:
         s = sub.add_parser(name, help=text)
@@ -41,15 +53,21 @@ def _parser() -> argparse.ArgumentParser:
                        help="search result whose sparsity (and lr) replace params.yaml's")
         if name == "finetune":
             s.add_argument("--prune-metrics", type=Path, required=True)
-    sw = sub.add_parser("sweep", help="one method over sweep.ratios x sweep.seeds")
-    _method_args(sw, "--baselines")
-    sw.add_argument("--out", type=Path, required=True, help="JSON file of every point")
-    sw.add_argument("--workers", type=int,
-                    help="local worker processes (default: sweep.workers)")
+    sw = sub.add_parser("sweep", help="every method x granularity x ratio x seed, as a queue")
+    sw.add_argument("--baselines", type=Path, required=True,
+                    help="folder of <seed>.safetensors and <seed>.json from `train`")
+    sw.add_argument("--out-dir", type=Path,
+                    help="folder for one <method>-<granularity>.json of points per method")
+    sw.add_argument("--worker", action="store_true",
+                    help="only help: compute queued points of a sweep that `dvc repro` (or "
+                         "`prunelab sweep --out-dir`) started on the shared storage; write "
+                         "nothing")
+    _workers_arg(sw)
     o = sub.add_parser("oracle", help="each criterion's scores against the true damage")
     o.add_argument("--baselines", type=Path, required=True,
-                   help="folder of <seed>.safetensors and <seed>.json from `train --seed`")
+                   help="folder of <seed>.safetensors and <seed>.json from `train`")
     o.add_argument("--out-dir", type=Path, required=True)
+    _workers_arg(o)
     r = sub.add_parser("report", help="table, curves, verdicts and MLflow comparison run")
     r.add_argument("--sweep-dir", type=Path, required=True)
     r.add_argument("--search-dir", type=Path, required=True)
@@ -61,20 +79,38 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    start = time.perf_counter()
     args = _parser().parse_args(argv)
     try:
         cfg = load_config(args.params)  # every stage validates all params before any work
     except ConfigError as exc:
         print(f"prunelab: {exc}", file=sys.stderr)
         return 2
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        print(f"prunelab {args.stage}: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.stage == "sweep" and args.worker == (args.out_dir is not None):
+        print("prunelab sweep: give --out-dir (run and collect the sweep) or --worker "
+              "(help a running one), not both or neither", file=sys.stderr)
+        return 2
+    import torch
+
+    torch.set_num_threads(cfg.compute.threads)  # and each worker process does the same
     try:
-        return _run_stage(args, cfg)
+        _run_stage(args, cfg)
     except PrunelabError as exc:
         print(f"prunelab {args.stage}: {exc}", file=sys.stderr)
         return 1
+    # The stage's own wall time, from the start of the command (imports not included):
+    # benchmarks/pipeline.py reads it from `dvc repro`'s output.
+    print(f"prunelab {args.stage}: done in {time.perf_counter() - start:.2f} s", flush=True)
+    return 0
 
 
-def _run_stage(args: argparse.Namespace, cfg: Config) -> int:
+def _run_stage(args: argparse.Namespace, cfg: Config) -> None:
+    from prunelab.workers import worker_count
+
+    workers = getattr(args, "workers", None) or worker_count(cfg)
     if args.stage == "download":
         from prunelab.stages import download
 
@@ -82,16 +118,14 @@ def _run_stage(args: argparse.Namespace, cfg: Config) -> int:
     elif args.stage == "train":
         from prunelab.stages import train
 
-        train.run(cfg, args.model_out, args.metrics_out, args.seed)
+        train.run(cfg, Path(args.params), args.out_dir, args.metrics_out, workers)
     elif args.stage == "search":
         from prunelab.stages import search
 
-        workers = cfg.search.workers if args.workers is None else args.workers
-        if workers < 1:
-            print("prunelab search: --workers must be at least 1", file=sys.stderr)
-            return 2
-        search.run(cfg, Path(args.params), args.method, args.granularity, args.baseline,
-                   args.out, workers)
+        methods = [args.method] if args.method else cfg.prune.methods
+        granularities = [args.granularity] if args.granularity else cfg.prune.granularities
+        search.run(cfg, Path(args.params), [(m, g) for m in methods for g in granularities],
+                   args.baseline, args.out_dir, workers)
     elif args.stage == "prune":
         from prunelab.stages import prune
 
@@ -105,21 +139,16 @@ def _run_stage(args: argparse.Namespace, cfg: Config) -> int:
     elif args.stage == "sweep":
         from prunelab.stages import sweep
 
-        workers = cfg.sweep.workers if args.workers is None else args.workers
-        if workers < 1:
-            print("prunelab sweep: --workers must be at least 1", file=sys.stderr)
-            return 2
-        sweep.run(cfg, args.method, args.granularity, args.baselines, args.out, workers)
+        sweep.run(cfg, Path(args.params), args.baselines, args.out_dir, workers)
     elif args.stage == "oracle":
         from prunelab.stages import oracle
 
-        oracle.run(cfg, args.baselines, args.out_dir)
+        oracle.run(cfg, Path(args.params), args.baselines, args.out_dir, workers)
     elif args.stage == "report":
         from prunelab.stages import report
 
         report.run(cfg, args.sweep_dir, args.search_dir, args.prune_metrics_dir,
                    args.finetune_metrics_dir, args.oracle, args.out_dir)
-    return 0
 
 
 if __name__ == "__main__":

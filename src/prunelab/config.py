@@ -127,8 +127,6 @@ class SearchConfig(_Strict):
     # A trial more than this far below the allowed accuracy after an epoch is stopped.
     stop_margin: Annotated[float, Field(ge=0, lt=1)]
     seed: int
-    # Local worker processes per study (`prunelab search --workers`); the cores are shared.
-    workers: Annotated[int, Field(ge=1)]
 
     @model_validator(mode="after")
     def _ranges(self) -> SearchConfig:
@@ -146,8 +144,6 @@ class SweepConfig(_Strict):
     ratios: Annotated[list[Annotated[float, Field(gt=1)]], Field(min_length=1)]
     # One baseline per seed (trained with it); at least 2 for a standard deviation.
     seeds: Annotated[list[int], Field(min_length=1)]
-    # Local processes computing points in parallel, each on its share of the cores.
-    workers: Annotated[int, Field(ge=1)]
     # Neuron granularity: "layer" cuts the same fraction of units in every hidden layer, so
     # every method keeps the same widths (equal realised compression); "global" lets the
     # criterion allocate (points then differ in realised compression).
@@ -170,6 +166,18 @@ class OracleConfig(_Strict):
 
     examples: Annotated[int, Field(ge=10)]  # held-out (validation) images the loss is on
     weights_per_layer: Annotated[int, Field(ge=10)]  # single weights sampled per layer
+
+
+class ComputeConfig(_Strict):
+    """How the work of one machine is spread over its cores."""
+
+    # Worker processes of the train, search, sweep and oracle stages; "auto" = the cores
+    # this process may use (os.sched_getaffinity) divided by `threads`.
+    workers: Literal["auto"] | Annotated[int, Field(ge=1)]
+    # Torch threads per process. 1: a small model's step gains little from a second
+    # thread and collapses when another process wants the core; results also depend on it
+    # (the order of a sum), so points computed by any worker on any machine agree.
+    threads: Annotated[int, Field(ge=1)]
 
 
 class OptunaConfig(_Strict):
@@ -197,8 +205,17 @@ class Config(_Strict):
     search: SearchConfig
     sweep: SweepConfig
     oracle: OracleConfig
+    compute: ComputeConfig
     optuna: OptunaConfig
     mlflow: MlflowConfig
+
+    @model_validator(mode="after")
+    def _seed_has_a_baseline(self) -> Config:
+        # One set of baselines: the searched operating points use the `seed` one.
+        if self.seed not in self.sweep.seeds:
+            raise ValueError(f"seed {self.seed} must be one of sweep.seeds {self.sweep.seeds} "
+                             "(the train stage trains one baseline per seed there); add it")
+        return self
 
 
 def _describe(err: dict[str, Any]) -> str:

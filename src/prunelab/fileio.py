@@ -1,9 +1,10 @@
-"""Atomic file writes: a reader (or a stage killed midway) never sees half a file."""
+"""Atomic writes: a reader (or a stage killed midway) never sees half a file or folder."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,3 +42,24 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `path` to fill; it replaces `path` as a whole only
+    if the block succeeds (two renames, no copying), so a stage killed midway leaves the
+    previous folder whole, not a mix of old and new files."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.with_name(f".{path.name}.old.tmp")
+    for stale in [*path.parent.glob(f".{path.name}.*.tmp"), old]:
+        shutil.rmtree(stale, ignore_errors=True)  # left by a writer killed by SIGKILL
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -119,10 +119,10 @@ def prune_settings(cfg: Config, method: str, granularity: str,
 
 
 def baseline_files(folder: Path, seeds: list[int]) -> dict[int, tuple[Path, Path]]:
-    """The per-seed baselines (`train --seed s` writes <s>.safetensors and <s>.json)."""
+    """The per-seed baselines (`train` writes <s>.safetensors and <s>.json per seed)."""
     files = {s: (folder / f"{s}.safetensors", folder / f"{s}.json") for s in seeds}
     missing = [str(p) for pair in files.values() for p in pair if not p.is_file()]
     if missing:
         raise PrunelabError(f"missing per-seed baseline file(s) {missing}; run "
-                            "`dvc repro train_seed` (one baseline per seed in sweep.seeds)")
+                            "`dvc repro train` (one baseline per seed in sweep.seeds)")
     return files

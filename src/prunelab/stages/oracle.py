@@ -1,14 +1,16 @@
 """`prunelab oracle`: every criterion's scores on each seed's baseline against the true
-damage of removing each unit (and a sample of single weights), with a figure."""
+damage of removing each unit (and a sample of single weights), with a figure. Seeds run
+in worker processes."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from prunelab import report
-from prunelab.config import Config
+from prunelab.config import Config, load_config
 from prunelab.criteria import CriterionSettings, build_scorer
 from prunelab.fileio import write_json
 from prunelab.masks import prunable_names
@@ -17,38 +19,48 @@ from prunelab.oracle import criterion_quality, unit_damage, weight_damage
 from prunelab.pruning import calibration_batches
 from prunelab.settings import baseline_files, train_val_splits
 from prunelab.stats import mean_sd_tree
+from prunelab.workers import worker_pool
 
-torch.set_num_threads(1)  # small per-removal passes: more threads only contend
+
+class _Oracle:
+    def __init__(self, params: str, baselines: Path) -> None:
+        self.cfg = load_config(params)
+        self.files = baseline_files(baselines, self.cfg.sweep.seeds)
+        self.train, val = train_val_splits(self.cfg)
+        self.held = val.take(self.cfg.oracle.examples)  # held-out: never trained on, not test
 
 
-def run(cfg: Config, baselines: Path, out_dir: Path) -> None:
-    files = baseline_files(baselines, cfg.sweep.seeds)  # before any work
-    train, val = train_val_splits(cfg)
-    held = val.take(cfg.oracle.examples)  # held-out: never trained on, never test
-    p = cfg.prune
-    per_seed, scatter = [], {}
-    for seed, (model_file, _) in files.items():
-        model = load_model(model_file, resolve_device(cfg.device))
-        names = prunable_names(model, p.prune_output_layer)
-        units = unit_damage(model, held)
-        weights = weight_damage(model, held, names, cfg.oracle.weights_per_layer, seed)
-        calib = calibration_batches(train, p.calibration_batches, p.calibration_batch_size,
-                                    seed)
-        settings = CriterionSettings(seed, p.neuron_norm, p.activation_stat)
-        quality = {}
-        for method in p.methods:
-            unit_scores = build_scorer(method, "neuron", settings)(model, calib)
-            weight_scores = build_scorer(method, "weight", settings)(model, calib)
-            quality[method] = criterion_quality(unit_scores, weight_scores, units, weights)
-            if not scatter.get(method):  # the first seed's points, for the figure
-                scatter[method] = {
-                    "neuron": (torch.cat(unit_scores), torch.cat(units)),  # type: ignore[arg-type]
-                    "weight": (torch.cat([weight_scores[n].flatten()[i]  # type: ignore[index]
-                                          for n, (i, _) in weights.items()]),
-                               torch.cat([d for _, d in weights.values()]))}
-        per_seed.append(quality)
-        print(f"oracle seed {seed}: " + ", ".join(
-            f"{m} ρ={q['neuron']['layer0']['spearman']:.2f}" for m, q in quality.items()),
-            flush=True)
-    write_json(out_dir / "oracle.json", mean_sd_tree(per_seed))
-    report.save_figure(report.oracle_figure(scatter), out_dir / "scatter.png")
+def _one_seed(w: _Oracle, seed: int) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """(seed, quality per method, the figure's points per method)."""
+    p = w.cfg.prune
+    model = load_model(w.files[seed][0], resolve_device(w.cfg.device))
+    names = prunable_names(model, p.prune_output_layer)
+    units = unit_damage(model, w.held)
+    weights = weight_damage(model, w.held, names, w.cfg.oracle.weights_per_layer, seed)
+    calib = calibration_batches(w.train, p.calibration_batches, p.calibration_batch_size, seed)
+    settings = CriterionSettings(seed, p.neuron_norm, p.activation_stat)
+    quality, scatter = {}, {}
+    for method in p.methods:
+        unit_scores = build_scorer(method, "neuron", settings)(model, calib)
+        weight_scores = build_scorer(method, "weight", settings)(model, calib)
+        quality[method] = criterion_quality(unit_scores, weight_scores, units, weights)
+        scatter[method] = {
+            "neuron": (torch.cat(unit_scores), torch.cat(units)),  # type: ignore[arg-type]
+            "weight": (torch.cat([weight_scores[n].flatten()[i]  # type: ignore[index]
+                                  for n, (i, _) in weights.items()]),
+                       torch.cat([d for _, d in weights.values()]))}
+    print(f"oracle seed {seed}: " + ", ".join(
+        f"{m} ρ={q['neuron']['layer0']['spearman']:.2f}" for m, q in quality.items()),
+        flush=True)
+    return seed, quality, scatter
+
+
+def run(cfg: Config, params: Path, baselines: Path, out_dir: Path, workers: int) -> None:
+    baseline_files(baselines, cfg.sweep.seeds)  # before any work
+    seeds = cfg.sweep.seeds
+    with worker_pool(_Oracle, (str(params), baselines), min(workers, len(seeds)),
+                     cfg.compute.threads) as imap:
+        results = sorted(imap(_one_seed, seeds), key=lambda r: seeds.index(r[0]))
+    write_json(out_dir / "oracle.json", mean_sd_tree([q for _, q, _ in results]))
+    # The first seed's points, for the figure.
+    report.save_figure(report.oracle_figure(results[0][2]), out_dir / "scatter.png")

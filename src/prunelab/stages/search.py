@@ -1,10 +1,11 @@
-"""`prunelab search`: run a method's Optuna study (`prunelab.search`) in local worker
-processes, choose its sparsity, write the choice and log the study to MLflow."""
+"""`prunelab search`: every method's Optuna study (`prunelab.search`) — the queued grid
+trials of all of them, then their bisection steps — in local worker processes that share
+the studies (with any other machine's on a PostgreSQL storage); then each choice, written
+and logged to MLflow with the study."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
+import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -13,77 +14,97 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from prunelab import search, tracking
+from prunelab import search, studies, tracking
 from prunelab.config import Config, load_config
-from prunelab.fileio import write_json
+from prunelab.fileio import atomic_dir, write_json
 from prunelab.models import load_model, resolve_device
 from prunelab.search import EPOCH_ATTR
-from prunelab.settings import mask_url, train_val_splits
+from prunelab.settings import train_val_splits
+from prunelab.workers import worker_pool
+
+Pair = tuple[str, str]  # (method, granularity)
 
 
-def _objective(cfg: Config, method: str, granularity: str, baseline: Path) -> search.Objective:
-    """The trial function with data and baseline loaded (once per worker)."""
-    train, val = train_val_splits(cfg)  # never the test split
-    base = load_model(baseline, resolve_device(cfg.device))
-    return search.objective(cfg, method, granularity, base, train, val)
+class _Searcher:
+    """One worker's data, baseline and studies; its trials are logged to MLflow under
+    each study's run (`parents`)."""
+
+    def __init__(self, params: str, baseline: str, parents: dict[Pair, str]) -> None:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.cfg = load_config(params)
+        tracking.configure(self.cfg.mlflow.tracking_uri)
+        self.storage = studies.open_storage(self.cfg)
+        self.train, self.val = train_val_splits(self.cfg)  # never the test split
+        self.base = load_model(Path(baseline), resolve_device(self.cfg.device))
+        self.parents = parents
+        self._objectives: dict[Pair, search.Objective] = {}
+
+    def study(self, pair: Pair) -> optuna.Study:
+        return search.open_study(self.cfg, *pair, self.storage)
+
+    def objective(self, pair: Pair) -> search.Objective:
+        if pair not in self._objectives:
+            self._objectives[pair] = search.objective(self.cfg, *pair, self.base, self.train,
+                                                      self.val)
+        return self._objectives[pair]
+
+    def loggers(self, pair: Pair) -> list[studies.Callback]:
+        return [trial_logger(self.cfg, self.parents[pair], *pair)]
 
 
-def work(params: str, method: str, granularity: str, baseline: str, n_trials: int,
-         parent_run_id: str, threads: int | None = None, worker: int = 0) -> None:
-    """One worker: run `n_trials` trials of the shared study (entry point of each process),
-    logging each to MLflow as it finishes."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)  # workers on one machine share its cores
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cfg = load_config(params)
-    tracking.configure(cfg.mlflow.tracking_uri)
-    study = search.open_study(cfg, method, granularity, search.open_storage(cfg), worker)
-    study.optimize(_objective(cfg, method, granularity, Path(baseline)), n_trials=n_trials,
-                   catch=(), callbacks=[trial_logger(cfg, parent_run_id, method, granularity)])
+def _grid_trial(w: _Searcher, pair: Pair) -> None:
+    studies.run_queued(w.study(pair), w.objective(pair), w.loggers(pair))
 
 
-def run(cfg: Config, params: Path, method: str, granularity: str, baseline: Path, out: Path,
+def _refine(w: _Searcher, pair: Pair) -> None:
+    search.refine(w.cfg, w.study(pair), w.objective(pair), w.loggers(pair))
+
+
+def run(cfg: Config, params: Path, pairs: list[Pair], baseline: Path, out_dir: Path,
         workers: int) -> None:
     # Both stores are checked before any work; the Optuna storage first, since a bad URL
     # there should cost seconds, not MLflow's start-up as well.
-    storage = search.open_storage(cfg)
+    storage = studies.open_storage(cfg)
     tracking.configure(cfg.mlflow.tracking_uri)
-    study = search.open_study(cfg, method, granularity, storage)
-    search.reset_orphans(study, storage)
-    parent = parent_run(cfg, study, method, granularity)
-    todo = search.remaining_trials(study, cfg.search.trials)
-    shares = [todo // workers + (i < todo % workers) for i in range(workers)]
-    shares = [n for n in shares if n > 0]
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    if len(shares) == 1:
-        work(str(params), method, granularity, str(baseline), shares[0], parent)
-    elif shares:
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=work, args=(str(params), method, granularity,
-                                                str(baseline), n, parent, threads, i))
-                 for i, n in enumerate(shares)]
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            proc.join()
-        if any(proc.exitcode != 0 for proc in procs):
-            codes = [p.exitcode for p in procs]
-            raise RuntimeError(f"a search worker failed (exit codes {codes}); run the same "
-                               "command again to resume the study")
-    study = search.open_study(cfg, method, granularity, storage)
-    if cfg.search.refine and cfg.search.finetune_lr is None:
-        search.refine(study, _objective(cfg, method, granularity, baseline), cfg.search.refine,
-                      callbacks=[trial_logger(cfg, parent, method, granularity)])
-    choice = search.choose(study, cfg.search.max_accuracy_drop)
-    url = search.storage_url(cfg)
-    choice["storage"] = mask_url(url) if url else str(search.JOURNAL)  # never a password
-    log_choice(parent, study, choice)
-    write_json(out, choice)
-    print(f"{method}-{granularity}: chose sparsity {choice['sparsity']:.4f} "
-          f"(val {choice['val_accuracy']:.4f}) from {choice['trials_complete']} trials "
-          f"of study {study.study_name}")
+    opened = {pair: search.open_study(cfg, *pair, storage) for pair in pairs}
+    for study in opened.values():
+        studies.reset_orphans(study, storage)
+    parents = {pair: parent_run(cfg, study, *pair) for pair, study in opened.items()}
+    grid = [pair for pair, study in opened.items() for _ in range(studies.waiting(study))]
+    workers = max(1, min(workers, max(len(grid), len(pairs))))
+    local: list[_Searcher] = []  # built only if this process must run a trial itself
+
+    def here() -> _Searcher:
+        if not local:
+            local.append(_Searcher(str(params), str(baseline), parents))
+        return local[0]
+
+    with worker_pool(_Searcher, (str(params), str(baseline), parents), workers,
+                     cfg.compute.threads) as imap:
+        for _ in imap(_grid_trial, grid):
+            pass
+        for pair, study in opened.items():  # other machines' workers may still be at it
+            studies.wait_for_queue(study, storage, search.grid_keys(cfg), cfg.optuna.heartbeat_s,
+                                   lambda p=pair, s=study: studies.run_queued(
+                                       s, here().objective(p), here().loggers(p)))
+        if cfg.search.refine and cfg.search.finetune_lr is None:
+            for _ in imap(_refine, pairs):
+                pass
+    choices = {}
+    for pair in pairs:
+        study = search.open_study(cfg, *pair, storage)
+        choices[pair] = choice = search.choose(study, cfg.search.max_accuracy_drop)
+        choice["storage"] = studies.storage_label(cfg)  # never a password
+        log_choice(parents[pair], study, choice)
+        print(f"{pair[0]}-{pair[1]}: chose sparsity {choice['sparsity']:.4f} "
+              f"(val {choice['val_accuracy']:.4f}) from {choice['trials_complete']} trials "
+              f"of study {study.study_name}")
+    with atomic_dir(out_dir) as tmp:  # every choice, or the previous ones
+        for path in out_dir.glob("*.json") if out_dir.is_dir() else []:
+            if tuple(path.stem.split("-", 1)) not in choices:  # another method's, by hand
+                shutil.copy2(path, tmp / path.name)
+        for (method, granularity), choice in choices.items():
+            write_json(tmp / f"{method}-{granularity}.json", choice)
 
 
 def _tags(method: str, granularity: str) -> dict[str, str]:

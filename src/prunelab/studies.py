@@ -1,0 +1,163 @@
+"""Optuna storage and queued trials: the plumbing the search and the sweep share.
+
+Storage: a journal file in studies/ by default, or any Optuna RDB URL (PostgreSQL) shared
+by workers on many machines. On an RDB a heartbeat marks a killed worker's trial FAILED
+and Optuna queues it again (`optuna.retries` times). The journal file has no heartbeat:
+there, whoever opens a study marks any RUNNING trial (orphaned by a killed earlier run)
+FAILED and queues it again.
+
+Queued trials: the trials of a study are put in its queue (`Study.enqueue_trial`) with
+fixed parameters and a fixed seed when it is opened, each under a key (user attr `queued`).
+`Study.optimize` takes a waiting trial from the queue atomically (its state moves from
+WAITING to RUNNING in one storage update), so any number of workers, in any processes on
+any machines, run each trial once, and what a trial computes does not depend on who ran it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from prunelab.config import Config
+from prunelab.errors import PrunelabError
+from prunelab.settings import mask_url, project_root
+
+JOURNAL = Path("studies/optuna-journal.log")
+QUEUED = "queued"  # user attr: the key of a queued trial (absent on any other trial)
+Callback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+class StorageError(PrunelabError, RuntimeError):
+    """The Optuna storage cannot be opened."""
+
+
+def storage_url(cfg: Config) -> str | None:
+    return os.environ.get("PRUNELAB_OPTUNA_STORAGE") or cfg.optuna.storage
+
+
+def storage_label(cfg: Config) -> str:
+    """Where the studies are, for files and messages: never with a password."""
+    url = storage_url(cfg)
+    return mask_url(url) if url else str(JOURNAL)
+
+
+def journal_path() -> Path:
+    """The default journal, in the main project (see `settings.project_root`). Absolute,
+    because Optuna's lock is a symlink to this path: a relative target dangles (it resolves
+    from studies/), so a lock left by a killed run would never be seen as stale."""
+    return project_root() / JOURNAL
+
+
+def open_storage(cfg: Config) -> optuna.storages.BaseStorage:
+    url = storage_url(cfg)
+    if not url:
+        journal_path().parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(journal_path())))
+    hb = cfg.optuna.heartbeat_s
+    # Fail in seconds, not after a driver's default minutes, when the server is not there.
+    connect = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+    try:
+        with warnings.catch_warnings():
+            # Heartbeats and their retry callback are marked experimental by Optuna (since
+            # 2.8); they are what makes a killed worker's trial run again, so we use them.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.optuna.retries)
+            return RDBStorage(
+                url, heartbeat_interval=hb, grace_period=2 * hb,
+                heartbeat_stale_trial_callback=retry,
+                engine_kwargs={"pool_pre_ping": True, "connect_args": connect},
+            )
+    except Exception as exc:  # SQLAlchemy's, the driver's: all mean "cannot open it"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StorageError(
+            f"cannot open the Optuna storage {mask_url(url)}: "
+            f"{reason.replace(url, mask_url(url))} — fix PRUNELAB_OPTUNA_STORAGE or "
+            "optuna.storage in params.yaml") from None
+
+
+def code_digest(h: Any, modules: Iterable[str]) -> None:
+    """Add the source of these prunelab modules to `h`: a study's name hashes the code its
+    trials run, so that changed code, like changed params, starts a new study."""
+    package = Path(__file__).resolve().parent
+    for name in modules:
+        h.update((package / name).read_bytes())
+
+
+def queue(study: optuna.Study, trials: Iterable[tuple[str, dict[str, Any], dict[str, Any]]]
+          ) -> None:
+    """Put each (key, params, user attrs) in the study's queue unless a trial with that key
+    is already there (a FAILED one does not count: the next run queues it again), so that
+    opening a study twice, or after an interrupted open, queues each once."""
+    there = {t.user_attrs.get(QUEUED) for t in study.get_trials(deepcopy=False)
+             if t.state != TrialState.FAIL}
+    for key, params, attrs in trials:
+        if key not in there:
+            study.enqueue_trial(params, user_attrs={**attrs, QUEUED: key})
+
+
+def waiting(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def run_queued(study: optuna.Study, objective: Callable[[optuna.Trial], Any],
+               callbacks: list[Callback] | None = None) -> bool:
+    """Run one trial from the study's queue in this process; False if none was waiting."""
+    if not waiting(study):
+        return False
+
+    def queued_only(trial: optuna.Trial) -> Any:
+        # Another worker took the last waiting trial between our look and Optuna's pop, so
+        # Optuna made a new one: it computes nothing and is ignored by every reader.
+        if QUEUED not in trial.user_attrs:
+            raise optuna.TrialPruned("the queue was empty")
+        return objective(trial)
+
+    study.optimize(queued_only, n_trials=1, catch=(), callbacks=callbacks)
+    return True
+
+
+def reset_orphans(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
+    """Journal storage has no heartbeat: a RUNNING trial found at start-up was orphaned by a
+    killed run. Fail it and queue it again, as the RDB heartbeat callback would."""
+    if isinstance(storage, RDBStorage):
+        optuna.storages.fail_stale_trials(study)
+        return
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.system_attrs.get("fixed_params", t.params),
+                            user_attrs={**t.user_attrs, "retry_of": t.number})
+
+
+def wait_for_queue(study: optuna.Study, storage: optuna.storages.BaseStorage, keys: set[str],
+                   poll_s: float, run_one: Callable[[], bool]) -> dict[str, FrozenTrial]:
+    """Until every key has a finished trial (COMPLETE, or PRUNED: stopped by its own rule):
+    run waiting trials here (`run_one`), else wait for other machines' workers, failing
+    stale trials so that they are queued again. A key whose trials all FAILED with no retry
+    left raises."""
+    while True:
+        trials = study.get_trials(deepcopy=False)
+        done = {t.user_attrs[QUEUED]: t for t in trials
+                if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and QUEUED in t.user_attrs}
+        if keys <= set(done):
+            return {k: done[k] for k in keys}
+        if run_one():
+            continue
+        live = {t.user_attrs.get(QUEUED) for t in trials
+                if t.state in (TrialState.WAITING, TrialState.RUNNING)}
+        lost = sorted(keys - set(done) - live)
+        if lost:
+            raise RuntimeError(f"{len(lost)} trial(s) of study {study.study_name} failed and "
+                               f"are not queued again (first: {lost[0]}); see the worker's "
+                               "error, then run the same command again to retry them")
+        if isinstance(storage, RDBStorage):
+            optuna.storages.fail_stale_trials(study)
+        time.sleep(poll_s)

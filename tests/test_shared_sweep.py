@@ -1,0 +1,106 @@
+"""The sweep as a queue on a shared PostgreSQL study: worker commands started separately
+(as on other machines) and the collecting command compute every point exactly once, and
+the result is what one process computes alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from prunelab.config import parse_config
+
+from helpers import copy_project, run, small_params
+
+COLLECT = ["prunelab", "sweep", "--baselines", "models/seeds", "--out-dir", "sweep",
+           "--workers", "1"]
+HELP = ["prunelab", "sweep", "--baselines", "models/seeds", "--worker", "--workers", "1"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
+    params = small_params(mirror, **{
+        "prune.methods": ["magnitude", "random"], "prune.calibration_batches": 4,
+        # All 55k training images: a point takes ~1 s, so the helpers join in time.
+        "data.train_limit": None, "finetune.epochs": 2, "sweep.ratios": [2, 8],
+        "sweep.seeds": [0, 1],
+        "prune.seed": int(uuid.uuid4().int % 10**6)})  # a study of its own on the server
+    proj = copy_project(tmp_path_factory.mktemp("shared"), params)
+    run(["dvc", "repro", "train"], proj)
+    return proj
+
+
+def env(storage: str | None) -> dict[str, str]:
+    out = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    out.pop("MLFLOW_TRACKING_URI", None)
+    out.pop("PRUNELAB_OPTUNA_STORAGE", None)
+    if storage:
+        out["PRUNELAB_OPTUNA_STORAGE"] = storage
+    return out
+
+
+def sweep_study(proj: Path, storage: str) -> optuna.Study:
+    from prunelab.stages.sweep import study_name
+
+    cfg = parse_config(yaml.safe_load((proj / "params.yaml").read_text()))
+    return optuna.load_study(study_name=study_name(cfg), storage=storage)
+
+
+def outputs(proj: Path) -> dict[str, object]:
+    return {p.name: json.loads(p.read_text()) for p in sorted((proj / "sweep").glob("*.json"))}
+
+
+def test_a_worker_without_a_started_sweep_says_what_to_do(project: Path, pg_url: str) -> None:
+    proc = run(HELP, project, PRUNELAB_OPTUNA_STORAGE=pg_url, _EXPECT_FAIL="1")
+    assert proc.returncode == 1 and "start the sweep on one machine first" in proc.stderr
+
+
+def test_two_worker_commands_and_the_collector_compute_each_point_once(
+    project: Path, pg_url: str
+) -> None:
+    collector = subprocess.Popen(COLLECT, cwd=project, env=env(pg_url), text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    helpers: list[subprocess.Popen[str]] = []
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the collector creates the study and queues the points
+            try:
+                if sweep_study(project, pg_url).get_trials(states=(TrialState.WAITING,)):
+                    break
+            except KeyError:
+                pass
+            assert time.monotonic() < deadline and collector.poll() is None
+            time.sleep(0.2)
+        helpers = [subprocess.Popen(HELP, cwd=project, env=env(pg_url), text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                   for _ in range(2)]
+        out, _ = collector.communicate(timeout=600)
+        assert collector.returncode == 0, out
+        for h in helpers:
+            h_out, _ = h.communicate(timeout=120)
+            assert h.returncode == 0, h_out
+        shared = outputs(project)
+        study = sweep_study(project, pg_url)
+        computed = [t for t in study.trials if "point" in t.user_attrs]
+        keys = [t.user_attrs["queued"] for t in computed]
+        assert len(keys) == len(set(keys)) == 2 * 2 * 2 * 2  # methods x gran x ratio x seed
+        assert all(t.state == TrialState.COMPLETE for t in computed)
+        assert len({t.user_attrs["worker"] for t in computed}) == 3  # everyone did work
+    finally:
+        for p in [collector, *helpers]:
+            p.kill()
+        optuna.delete_study(study_name=sweep_study(project, pg_url).study_name,
+                            storage=pg_url)
+    # One process alone, on the default journal file: the same points, bit for bit.
+    run(COLLECT, project)
+    assert outputs(project) == shared
+    assert len(shared) == 4 and all(len(f["points"]) == 4 for f in shared.values())
