@@ -1,17 +1,23 @@
-"""Wall time and peak memory of the default `dvc repro` from scratch, and of a second
-`dvc repro` with nothing changed, in a fresh clone of this repository's HEAD.
+"""Wall time of the default `dvc repro` from scratch, per stage and in all, alone and with
+one busy process competing for the cores, in a fresh clone of this repository's HEAD.
 
     .venv/bin/python benchmarks/pipeline.py [--keep]
 
 The clone is made beside this project (so params.yaml's `../shared/data/mnist` source
 resolves the same way) and runs with this venv's executables and the clone's own source.
-Peak memory is the largest resident set of any single process of the run (getrusage of
-the waited-for children), not a sum. Per-stage times come from DVC's own output.
+Three runs, one after another: `dvc repro --force` (every stage, no Optuna study or MLflow
+store yet), `dvc repro` again with nothing changed, and `dvc repro --force` once more with
+the studies deleted (so nothing is found already computed) while a busy process (a Python
+loop) runs beside it. Per-stage times are the stages' own ("prunelab <stage>: done in"),
+from the start of the command, after its imports. Peak memory is the largest resident set
+of any one process (getrusage of the children). The outputs of the two full runs are
+compared byte for byte: the busy process may slow the run, not change its results.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import platform
 import re
@@ -22,6 +28,9 @@ import sys
 import time
 from pathlib import Path
 
+OUTPUTS = ("metrics", "search", "sweep", "oracle/oracle.json", "reports/summary.json",
+           "reports/headline.json", "models/seeds")
+
 
 def timed_run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
     start = time.perf_counter()
@@ -30,6 +39,31 @@ def timed_run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, st
     if proc.returncode != 0:
         sys.exit(f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return wall, proc.stdout
+
+
+def stage_times(log: str) -> dict[str, float]:
+    """{dvc stage: seconds} from `dvc repro`'s output: each stage's own closing line."""
+    times, stage = {}, None
+    for line in log.splitlines():
+        if m := re.match(r"Running stage '([^']+)'", line):
+            stage = m.group(1)
+        elif (m := re.match(r"prunelab \w+: done in ([\d.]+) s", line)) and stage:
+            times[stage] = float(m.group(1))
+    return times
+
+
+def digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for name in OUTPUTS:
+        path = root / name
+        for f in sorted(path.rglob("*") if path.is_dir() else [path]):
+            if f.is_file():
+                h.update(str(f.relative_to(root)).encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def busy() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
 def main() -> None:
@@ -46,23 +80,41 @@ def main() -> None:
     venv_bin = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": str(clone / "src")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("PRUNELAB_OPTUNA_STORAGE", None)
+    for var in ("MLFLOW_TRACKING_URI", "PRUNELAB_OPTUNA_STORAGE"):
+        env.pop(var, None)
 
-    first, log = timed_run(["dvc", "repro"], clone, env)
+    alone, log_alone = timed_run(["dvc", "repro", "--force"], clone, env)
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    second, again = timed_run(["dvc", "repro"], clone, env)
-    stages = re.findall(r"Running stage '([^']+)'", log)
+    first = digest(clone)
+    again, log_again = timed_run(["dvc", "repro"], clone, env)
+    shutil.rmtree(clone / "studies")
+    hog = busy()
+    try:
+        loaded, log_loaded = timed_run(["dvc", "repro", "--force"], clone, env)
+    finally:
+        hog.kill()
+    same = digest(clone) == first
 
-    print(f"HEAD {head}; machine {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}\n")
+    t_alone, t_loaded = stage_times(log_alone), stage_times(log_loaded)
+    print(f"HEAD {head}; machine {platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
+          f"Python {platform.python_version()}\n")
     print("| run | wall time | peak memory (largest process) |")
     print("|---|---|---|")
-    print(f"| `dvc repro` from scratch ({len(stages)} stages) | {first / 60:.1f} min "
-          f"({first:.0f} s) | {peak_mib:,.0f} MiB |")
-    print(f"| `dvc repro` again, nothing changed | {second:.1f} s | — |")
-    if "Running stage" in again:
-        print("\nWARNING: the second repro ran stages:\n" + again)
+    print(f"| `dvc repro --force`, alone ({len(t_alone)} stages) | {alone / 60:.1f} min "
+          f"({alone:.0f} s) | {peak_mib:,.0f} MiB |")
+    print(f"| `dvc repro` again, nothing changed | {again:.1f} s | — |")
+    print(f"| `dvc repro --force`, one busy process beside it | {loaded / 60:.1f} min "
+          f"({loaded:.0f} s), **{loaded / alone:.2f}×** alone | — |")
+    print(f"\nOutputs of the two full runs identical: {same}\n")
+    print("| stage | alone (s) | with a busy process (s) | ratio |")
+    print("|---|---|---|---|")
+    for stage, t in t_alone.items():
+        u = t_loaded.get(stage, float("nan"))
+        print(f"| {stage} | {t:.1f} | {u:.1f} | {u / t:.2f} |")
+    print(f"| sum of stages | {sum(t_alone.values()):.0f} | {sum(t_loaded.values()):.0f} | "
+          f"{sum(t_loaded.values()) / sum(t_alone.values()):.2f} |")
+    if "Running stage" in log_again:
+        print("\nWARNING: the second repro ran stages:\n" + log_again)
     if not args.keep:
         shutil.rmtree(clone)
 
