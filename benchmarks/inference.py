@@ -3,7 +3,7 @@ each version's FLOP reduction, measured with torch.utils.benchmark in one run.
 
 Run from the project root after `dvc repro train` (it reads the baseline):
 
-    .venv/bin/python benchmarks/inference.py [--model models/baseline/model.safetensors]
+    .venv/bin/python benchmarks/inference.py [--model models/seeds/0.safetensors]
                                              [--device cpu|cuda] [--min-run-time 2]
 
 Versions (pruned from the baseline by magnitude, without fine-tuning: speed does not
@@ -71,7 +71,7 @@ def timed(model: nn.Module, batch: int, device: torch.device, min_run_time: floa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", help="for prune.round_to")
-    ap.add_argument("--model", default="models/baseline/model.safetensors")
+    ap.add_argument("--model", default="models/seeds/0.safetensors")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--min-run-time", type=float, default=0.5, help="seconds per timing")
     ap.add_argument("--rounds", type=int, default=5)

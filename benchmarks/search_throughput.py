@@ -39,15 +39,15 @@ def measure(storage: str, workers: int, seed: int, tmp: Path) -> dict[str, float
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     cmd = ["prunelab", "--params", str(params_path), "search", "--method", "magnitude",
-           "--granularity", "weight", "--baseline", "models/baseline/model.safetensors",
-           "--out", str(tmp / "choice.json"), "--workers", str(workers)]
+           "--granularity", "weight", "--baseline", "models/seeds/0.safetensors",
+           "--out-dir", str(tmp / "search"), "--workers", str(workers)]
     start = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     wall = time.perf_counter() - start
     cfg = parse_config(params)
     name = study_name(cfg, "magnitude", "weight")
     study = optuna.load_study(study_name=name, storage=storage)
-    trials = study.trials
+    trials = [t for t in study.trials if "queued" in t.user_attrs]
     span = (max(t.datetime_complete for t in trials)
             - min(t.datetime_start for t in trials)).total_seconds()
     optuna.delete_study(study_name=name, storage=storage)

@@ -1,5 +1,3 @@
-import sys
+from prunelab.cli import entry
 
-from prunelab.cli import main
-
-sys.exit(main())
+entry()

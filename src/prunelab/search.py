@@ -55,8 +55,9 @@ def study_name(cfg: Config, method: str, granularity: str) -> str:
     """model-method-granularity plus a hash of everything a trial depends on (params and
     code), so that a changed setup starts a new study while an interrupted one resumes."""
     relevant = {k: cfg.model_dump()[k] for k in ("seed", "model", "data", "train", "prune",
-                                                  "finetune", "search")}
+                                                  "finetune", "search", "compute")}
     relevant["data"].pop("sources")
+    relevant["compute"].pop("workers")  # threads stay: they change the arithmetic
     h = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode())
     studies.code_digest(h, _TRIAL_CODE)
     return f"{cfg.model}-{method}-{granularity}-{h.hexdigest()[:8]}"

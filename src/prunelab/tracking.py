@@ -204,13 +204,32 @@ def log_torch_model(model: nn.Module, name: str = "model",
     example = torch.rand(2, 1, 28, 28, device=device)
     with torch.no_grad():
         logits = model.eval()(example)
-    mlflow.pytorch.log_model(
-        model,
-        name=name,
-        serialization_format="pt2",
-        input_example=example.cpu().numpy(),
-        signature=infer_signature(example.cpu().numpy(), logits.cpu().numpy()),
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "prunelab"],
-        registered_model_name=registered_model_name,
-        validate_serving_input=False,
-    )
+    with _no_requirement_check():
+        mlflow.pytorch.log_model(
+            model,
+            name=name,
+            serialization_format="pt2",
+            input_example=example.cpu().numpy(),
+            signature=infer_signature(example.cpu().numpy(), logits.cpu().numpy()),
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "prunelab"],
+            registered_model_name=registered_model_name,
+            validate_serving_input=False,
+        )
+
+
+@contextmanager
+def _no_requirement_check() -> Iterator[None]:
+    """MLflow checks the requirements we name against every installed distribution (a
+    scan of site-packages, 0.4 s per process) only to warn on a mismatch; ours are read
+    from the running torch, so they cannot mismatch. Skipped where MLflow has that check
+    under this name (mlflow.utils.environment, 2.x-3.x); elsewhere it simply runs."""
+    from unittest import mock
+
+    from mlflow.utils import environment
+
+    name = "warn_dependency_requirement_mismatches"
+    if not hasattr(environment, name):
+        yield
+        return
+    with mock.patch.object(environment, name, lambda *a, **k: None):
+        yield
