@@ -129,7 +129,7 @@ def reset_orphans(study: optuna.Study, storage: optuna.storages.BaseStorage) -> 
     """Journal storage has no heartbeat: a RUNNING trial found at start-up was orphaned by a
     killed run. Fail it and queue it again, as the RDB heartbeat callback would."""
     if isinstance(storage, RDBStorage):
-        optuna.storages.fail_stale_trials(study)
+        _fail_stale(study)
         return
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -159,5 +159,13 @@ def wait_for_queue(study: optuna.Study, storage: optuna.storages.BaseStorage, ke
                                f"are not queued again (first: {lost[0]}); see the worker's "
                                "error, then run the same command again to retry them")
         if isinstance(storage, RDBStorage):
-            optuna.storages.fail_stale_trials(study)
+            _fail_stale(study)
         time.sleep(poll_s)
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    """FAIL (and, through the storage's callback, queue again) trials whose worker's
+    heartbeat stopped. Experimental in Optuna since 2.9; it is what the heartbeat is for."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
