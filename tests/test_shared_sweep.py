@@ -104,3 +104,36 @@ def test_two_worker_commands_and_the_collector_compute_each_point_once(
     run(COLLECT, project)
     assert outputs(project) == shared
     assert len(shared) == 4 and all(len(f["points"]) == 4 for f in shared.values())
+
+
+def test_a_worker_with_other_baselines_is_refused_before_computing(
+    project: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Points are keyed by their seed's baseline: a helper whose models/seeds differ would
+    file its results under keys that are not theirs. It must refuse, having taken none."""
+    import torch
+
+    from prunelab.models import load_model, save_model
+    from prunelab.stages.sweep import _points, _Sweeper
+    from prunelab.studies import queue
+
+    monkeypatch.setenv("PRUNELAB_OPTUNA_STORAGE", pg_url)
+    monkeypatch.chdir(project)
+    collector = _Sweeper(str(project / "params.yaml"), project / "models/seeds", create=True)
+    try:
+        queue(collector.study, _points(collector.cfg, collector.files))  # queued, not run
+        seed1 = project / "models/seeds/1.safetensors"
+        kept = seed1.read_bytes()
+        model = load_model(seed1)
+        with torch.no_grad():
+            next(model.parameters()).view(-1)[0] += 1e-3  # as another machine's baseline
+        save_model(model, seed1)
+        try:
+            proc = run(HELP, project, PRUNELAB_OPTUNA_STORAGE=pg_url, _EXPECT_FAIL="1")
+        finally:
+            seed1.write_bytes(kept)
+        assert proc.returncode == 1 and "copy models/seeds" in proc.stderr, proc.stderr
+        waiting = collector.study.get_trials(states=(TrialState.WAITING,))
+        assert len(waiting) == len(collector.study.trials) == 16  # none taken
+    finally:
+        optuna.delete_study(study_name=collector.study.study_name, storage=pg_url)

@@ -74,3 +74,7 @@ def worker_pool(make_state: Callable[..., Any], args: tuple[Any, ...], workers: 
     with multiprocessing.get_context("spawn").Pool(workers, _init,
                                                    (threads, make_state, args)) as pool:
         yield lambda task, items: pool.imap_unordered(_call, [(task, i) for i in items])
+        # Let the workers exit on their own (the `with` would kill them): killed, they
+        # leave their semaphores (tqdm's lock) for Python's resource tracker to warn about.
+        pool.close()
+        pool.join()

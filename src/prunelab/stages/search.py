@@ -62,6 +62,7 @@ def _refine(w: _Searcher, pair: Pair) -> None:
 
 def run(cfg: Config, params: Path, pairs: list[Pair], baseline: Path, out_dir: Path,
         workers: int) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per opened study
     # Both stores are checked before any work; the Optuna storage first, since a bad URL
     # there should cost seconds, not MLflow's start-up as well.
     storage = studies.open_storage(cfg)

@@ -106,6 +106,20 @@ class _Sweeper:
                     "with the same params.yaml, code and models/seeds as this one") from None
         self._data: tuple[dict[str, Any], dict[int, Any]] | None = None
         self.last: dict[str, Any] | None = None
+        self.keys = {k for k, _, _ in _points(cfg, self.files)}  # what this worker can compute
+
+    def check_queue(self) -> None:
+        """Refuse, before computing anything, a queue this worker's baselines cannot serve:
+        a point's key names its seed's baseline by content, and a point computed from
+        another baseline would be filed under the wrong key."""
+        queued = {t.user_attrs.get(studies.QUEUED) for t in self.study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.WAITING,))}
+        foreign = sorted(queued - self.keys - {None})
+        if foreign:
+            raise PrunelabError(
+                f"{len(foreign)} queued point(s) of the sweep (first: {foreign[0]}, the last "
+                "part names its seed's baseline by content) need baselines that models/seeds "
+                "here does not hold: copy models/seeds from the machine that started the sweep")
 
     def data(self) -> tuple[dict[str, Any], dict[int, Any]]:
         if self._data is None:  # not in the collector unless it has to compute
@@ -123,6 +137,9 @@ class _Sweeper:
         granularity = trial.suggest_categorical("granularity", list(Granularity.__args__))
         ratio = trial.suggest_float("ratio", 1.0, 1e9, log=True)
         seed = trial.suggest_int("seed", -(2**31), 2**31 - 1)
+        if trial.user_attrs[studies.QUEUED] not in self.keys:  # queued after check_queue
+            raise PrunelabError(f"point {trial.user_attrs[studies.QUEUED]} needs other "
+                                "baselines than models/seeds here")
         splits, bases = self.data()
         s = prune_settings(cfg, str(method), str(granularity))
         if granularity == "neuron":
@@ -155,6 +172,7 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
     """Collect the sweep into `out_dir` (creating and queueing it), or with `out_dir` None
     only compute queued points of one that exists (`--worker`)."""
     files = baseline_files(baselines, cfg.sweep.seeds)  # before any work
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per trial
     main = _Sweeper(str(params), baselines, create=out_dir is not None)
     if out_dir is None:
         _help(main, params, baselines, workers)
@@ -189,6 +207,7 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
 
 def _help(w: _Sweeper, params: Path, baselines: Path, workers: int) -> None:
     """--worker: compute queued points until none is waiting."""
+    w.check_queue()
     total = 0
     while todo := studies.waiting(w.study):
         with worker_pool(_Sweeper, (str(params), baselines), max(1, min(workers, todo)),
