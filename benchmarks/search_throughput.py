@@ -17,13 +17,13 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import optuna
 import yaml
+from _shared_store import params_and_env
 
 from prunelab.config import parse_config
 from prunelab.search import study_name
@@ -34,10 +34,7 @@ def measure(storage: str, workers: int, seed: int, tmp: Path) -> dict[str, float
     params["search"]["seed"] = seed
     params["search"]["refine"] = 0  # bisection trials run one at a time: not worker-bound
     params_path = tmp / f"params-{seed}.yaml"
-    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PRUNELAB_OPTUNA_STORAGE": storage,
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = params_and_env(params, params_path, storage)
     cmd = ["prunelab", "--params", str(params_path), "search", "--method", "magnitude",
            "--granularity", "weight", "--baseline", "models/seeds/0.safetensors",
            "--out-dir", str(tmp / "search"), "--workers", str(workers)]

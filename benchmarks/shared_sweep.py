@@ -27,6 +27,7 @@ from pathlib import Path
 
 import optuna
 import yaml
+from _shared_store import params_and_env
 
 from prunelab.config import parse_config
 from prunelab.stages.sweep import study_name
@@ -35,10 +36,7 @@ from prunelab.stages.sweep import study_name
 def measure(storage: str, helpers: int, params: dict, tmp: Path) -> tuple[float, dict]:
     params["prune"]["seed"] = int(time.time() * 1000) % 10**9
     path = tmp / f"params-{helpers}.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PRUNELAB_OPTUNA_STORAGE": storage,
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = params_and_env(params, path, storage)
     base = ["prunelab", "--params", str(path), "sweep", "--baselines", "models/seeds",
             "--workers", "1"]
     out = tmp / f"sweep-{helpers}"
