@@ -119,6 +119,9 @@ def test_each_pruned_run_is_in_mlflow_with_mask_and_model(project: Path) -> None
     # One baseline per seed, none trained twice; the searched one (seed 0) is tagged.
     trained = client.search_runs([exp.experiment_id], "tags.stage = 'train'")
     assert sorted(r.info.run_name for r in trained) == [f"mlp-baseline-seed{s}" for s in SEEDS]
+    # The seeds' workers started together: none lost the race to create the experiment and
+    # logged into the Default one (id 0) instead.
+    assert client.search_runs(["0"]) == []
     (baseline,) = [r for r in trained if r.data.tags["searched"] == "true"]
     assert baseline.info.run_name == "mlp-baseline-seed0"
     assert len(client.get_metric_history(baseline.info.run_id, "val_accuracy")) == 3

@@ -83,6 +83,28 @@ def provenance() -> dict[str, str]:
     return tags
 
 
+def experiment_id(name: str) -> str:
+    """The id of the experiment `name`, created if it is missing. Not `mlflow.set_experiment`:
+    when two processes (a stage's workers) create one experiment at once, the one that loses
+    returns without making it active, and its runs go to the Default experiment, or fail on
+    an MLFLOW_EXPERIMENT_ID inherited from the parent (both seen: CI, and 1 in 6 tries of
+    two spawned processes on a new SQLite store)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        try:
+            return client.create_experiment(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            found = client.get_experiment_by_name(name)  # the other process made it
+            assert found is not None
+    return found.experiment_id
+
+
 @contextmanager
 def stage_run(experiment: str, run_name: str, tags: dict[str, str],
               params: dict[str, Any] | None = None, nested: bool = False,
@@ -91,9 +113,8 @@ def stage_run(experiment: str, run_name: str, tags: dict[str, str],
     the active run or under `parent_run_id`; `configure` first."""
     import mlflow
 
-    if not nested:
-        mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name, tags={**provenance(), **tags}, nested=nested,
+    with mlflow.start_run(experiment_id=experiment_id(experiment), run_name=run_name,
+                          tags={**provenance(), **tags}, nested=nested,
                           parent_run_id=parent_run_id) as run:
         if params:
             mlflow.log_params(params)

@@ -117,15 +117,15 @@ def parent_run(cfg: Config, study: optuna.Study, method: str, granularity: str) 
     (resumed, or already complete) finds it by its tag instead of adding another."""
     import mlflow
 
-    experiment = mlflow.set_experiment(f"{cfg.model}-search")
-    found = mlflow.search_runs([experiment.experiment_id], output_format="list",
+    experiment = f"{cfg.model}-search"
+    found = mlflow.search_runs([tracking.experiment_id(experiment)], output_format="list",
                                filter_string=f"tags.`optuna.study` = '{study.study_name}'")
     if found:
         return found[0].info.run_id
     params = {"method": method, "granularity": granularity, "study": study.study_name,
               "trials": cfg.search.trials, "max_accuracy_drop": cfg.search.max_accuracy_drop}
     tags = {**_tags(method, granularity), "optuna.study": study.study_name}
-    with tracking.stage_run(experiment.name, study.study_name, tags, params) as run:
+    with tracking.stage_run(experiment, study.study_name, tags, params) as run:
         tracking.log_mnist(cfg.data.root)
         return run.info.run_id
 
@@ -139,7 +139,6 @@ def trial_logger(cfg: Config, parent_run_id: str, method: str,
     experiment = f"{cfg.model}-search"
 
     def log(study: optuna.Study, trial: FrozenTrial) -> None:
-        mlflow.set_experiment(experiment)
         tags = {**_tags(method, granularity), "state": trial.state.name}
         with tracking.stage_run(experiment, f"trial-{trial.number}", tags,
                                 {**trial.params, "trial": trial.number}, nested=True,
