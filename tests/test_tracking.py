@@ -1,0 +1,39 @@
+"""MLflow logging from processes that start together, as a stage's workers do."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+
+def _log_a_run(uri: str, data_root: str, start_at: float) -> tuple[str, int]:
+    import mlflow
+
+    from prunelab import tracking
+
+    mlflow.set_tracking_uri(uri)
+    while time.time() < start_at:  # all at once, to meet in the store's check-then-insert
+        pass
+    with tracking.stage_run("mlp", "worker", {"stage": "test"}) as run:
+        tracking.log_mnist(data_root)
+    got = mlflow.get_run(run.info.run_id)
+    return got.info.experiment_id, len(got.inputs.dataset_inputs)
+
+
+def test_workers_starting_together_log_to_one_experiment_with_the_dataset(
+    tmp_path: Path
+) -> None:
+    """Four processes make the experiment and its dataset row on a new SQLite store at the
+    same instant: each run lands in the named experiment (not Default) with MNIST linked.
+    With `mlflow.set_experiment` and a bare `log_input` one process in a few lost a race."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments(max_results=1)  # the store made, as `configure` does
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(4) as pool:
+        start_at = time.time() + 8  # after the four have imported MLflow
+        got = pool.starmap(_log_a_run, [(uri, str(tmp_path / "data"), start_at)] * 4)
+    experiment = MlflowClient(uri).get_experiment_by_name("mlp").experiment_id
+    assert got == [(experiment, 1)] * 4
