@@ -147,8 +147,9 @@ def test_the_mirror_variable_serves_the_download_stage(mirror: Path, tmp_path: P
                                      "data.root": str(tmp_path / "data")})
     cfg = parse_config(params)
     monkeypatch.delenv("PRUNELAB_MNIST_MIRROR", raising=False)
-    with pytest.raises(DownloadError, match="/nonexistent/mnist"):
+    with pytest.raises(DownloadError, match="/nonexistent/mnist") as err:
         download.run(cfg)
+    assert "set PRUNELAB_MNIST_MIRROR" in str(err.value)  # the other fix, named
     monkeypatch.setenv("PRUNELAB_MNIST_MIRROR", str(mirror))
     download.run(cfg)
     verify_mnist(tmp_path / "data")
