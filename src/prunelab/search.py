@@ -18,8 +18,6 @@ so a hopeless trial is stopped by a rule: after an epoch, one more than
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import socket
@@ -54,13 +52,9 @@ _TRIAL_CODE = ("criteria.py", "masks.py", "surgery.py", "pruning.py", "training.
 def study_name(cfg: Config, method: str, granularity: str) -> str:
     """model-method-granularity plus a hash of everything a trial depends on (params and
     code), so that a changed setup starts a new study while an interrupted one resumes."""
-    relevant = {k: cfg.model_dump()[k] for k in ("seed", "model", "data", "train", "prune",
-                                                  "finetune", "search", "compute")}
-    relevant["data"].pop("sources")
-    relevant["compute"].pop("workers")  # threads stay: they change the arithmetic
-    h = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode())
-    studies.code_digest(h, _TRIAL_CODE)
-    return f"{cfg.model}-{method}-{granularity}-{h.hexdigest()[:8]}"
+    digest = studies.setup_digest(cfg, ("seed", "model", "data", "train", "prune", "finetune",
+                                        "search", "compute"), _TRIAL_CODE)
+    return f"{cfg.model}-{method}-{granularity}-{digest}"
 
 
 def density_grid(cfg: Config, granularity: str) -> list[float]:

@@ -15,6 +15,8 @@ any machines, run each trial once, and what a trial computes does not depend on 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 import warnings
@@ -84,12 +86,23 @@ def open_storage(cfg: Config) -> optuna.storages.BaseStorage:
             "optuna.storage in params.yaml") from None
 
 
-def code_digest(h: Any, modules: Iterable[str]) -> None:
-    """Add the source of these prunelab modules to `h`: a study's name hashes the code its
-    trials run, so that changed code, like changed params, starts a new study."""
+def setup_digest(cfg: Config, sections: Iterable[str], modules: Iterable[str],
+                 ignored: dict[str, Iterable[str]] | None = None) -> str:
+    """8 hex digits of what a study's trials depend on: these params sections (less the
+    `ignored` keys, and `data.sources` and `compute.workers`, which change no result; the
+    threads stay: they change the arithmetic) and the source of these prunelab modules. A
+    study's name ends with it, so that a changed setup starts a new study while an
+    interrupted one resumes."""
+    dump = cfg.model_dump()
+    relevant = {k: dump[k] for k in sections}
+    for section, keys in {"data": ["sources"], "compute": ["workers"], **(ignored or {})}.items():
+        for key in keys:
+            relevant.get(section, {}).pop(key, None)
+    h = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode())
     package = Path(__file__).resolve().parent
     for name in modules:
         h.update((package / name).read_bytes())
+    return h.hexdigest()[:8]
 
 
 def queue(study: optuna.Study, trials: Iterable[tuple[str, dict[str, Any], dict[str, Any]]]

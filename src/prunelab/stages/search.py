@@ -38,9 +38,12 @@ class _Searcher:
         self.base = load_model(Path(baseline), resolve_device(self.cfg.device))
         self.parents = parents
         self._objectives: dict[Pair, search.Objective] = {}
+        self._studies: dict[Pair, optuna.Study] = {}
 
     def study(self, pair: Pair) -> optuna.Study:
-        return search.open_study(self.cfg, *pair, self.storage)
+        if pair not in self._studies:  # opened (and its queue checked) once per worker
+            self._studies[pair] = search.open_study(self.cfg, *pair, self.storage)
+        return self._studies[pair]
 
     def objective(self, pair: Pair) -> search.Objective:
         if pair not in self._objectives:

@@ -12,7 +12,6 @@ every point is the same whoever computed it. A rerun finds finished points in th
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 import warnings
@@ -48,18 +47,11 @@ def study_name(cfg: Config) -> str:
     """<model>-sweep plus a hash of the params and code a point depends on. Which methods,
     ratios and seeds are swept is not in it: they are in each point's key, so adding one
     queues only the new points."""
-    dump = cfg.model_dump()
-    relevant = {k: dump[k] for k in ("model", "device", "data", "train", "prune",
-                                     "finetune", "sweep", "compute")}
-    relevant["data"].pop("sources")
-    for key in ("methods", "granularities"):
-        relevant["prune"].pop(key)
-    for key in ("ratios", "seeds"):
-        relevant["sweep"].pop(key)
-    relevant["compute"].pop("workers")  # threads stay: they change the arithmetic
-    h = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode())
-    studies.code_digest(h, _POINT_CODE)
-    return f"{cfg.model}-sweep-{h.hexdigest()[:8]}"
+    digest = studies.setup_digest(
+        cfg, ("model", "device", "data", "train", "prune", "finetune", "sweep", "compute"),
+        _POINT_CODE, ignored={"prune": ("methods", "granularities"),
+                              "sweep": ("ratios", "seeds")})
+    return f"{cfg.model}-sweep-{digest}"
 
 
 def _points(cfg: Config, files: dict[int, tuple[Path, Path]]) -> list[tuple[str, dict[str, Any],
@@ -107,6 +99,7 @@ class _Sweeper:
         self._data: tuple[dict[str, Any], dict[int, Any]] | None = None
         self.last: dict[str, Any] | None = None
         self.keys = {k for k, _, _ in _points(cfg, self.files)}  # what this worker can compute
+        self.allocates = {g: _allocates(cfg, g) for g in cfg.prune.granularities}
 
     def check_queue(self) -> None:
         """Refuse, before computing anything, a queue this worker's baselines cannot serve:
@@ -145,7 +138,7 @@ class _Sweeper:
         if granularity == "neuron":
             s = replace(s, scope=cfg.sweep.neuron_scope)
         matched = (cfg.sweep.matched_random and method != "random"
-                   and _allocates(cfg, str(granularity)))
+                   and self.allocates[str(granularity)])
         with warnings.catch_warnings():  # "cuts nothing" cannot happen for r > 1
             warnings.simplefilter("ignore")
             point = sweep_point(*bases[seed], splits, s, finetune_settings(cfg), ratio, seed,
