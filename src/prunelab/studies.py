@@ -140,11 +140,9 @@ def run_queued(study: optuna.Study, objective: Callable[[optuna.Trial], Any],
 
 def reset_orphans(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
     """Journal storage has no heartbeat: a RUNNING trial found at start-up was orphaned by a
-    killed run. Fail it and queue it again, as the RDB heartbeat callback would. (On an RDB
-    a trial that never had a heartbeat is failed by `wait_for_queue`, once seen without one
-    for the grace period: at start-up its age is not known.)"""
+    killed run. Fail it and queue it again, as the RDB heartbeat callback would."""
     if isinstance(storage, RDBStorage):
-        _fail_stale(study)
+        _fail_stale(study, storage)
         return
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -158,7 +156,6 @@ def wait_for_queue(study: optuna.Study, storage: optuna.storages.BaseStorage, ke
     run waiting trials here (`run_one`), else wait for other machines' workers, failing
     stale trials so that they are queued again. A key whose trials all FAILED with no retry
     left raises."""
-    unbeaten: dict[int, float] = {}  # trial id -> when first seen RUNNING with no heartbeat
     while True:
         trials = study.get_trials(deepcopy=False)
         done = {t.user_attrs[QUEUED]: t for t in trials
@@ -175,44 +172,27 @@ def wait_for_queue(study: optuna.Study, storage: optuna.storages.BaseStorage, ke
                                f"are not queued again (first: {lost[0]}); see the worker's "
                                "error, then run the same command again to retry them")
         if isinstance(storage, RDBStorage):
-            _fail_stale(study)
-            _fail_unbeaten(study, storage, unbeaten)
+            _fail_stale(study, storage)
         time.sleep(poll_s)
 
 
-def _fail_stale(study: optuna.Study) -> None:
+def _fail_stale(study: optuna.Study, storage: RDBStorage) -> None:
     """FAIL (and, through the storage's callback, queue again) trials whose worker's
-    heartbeat stopped. Experimental in Optuna since 2.9; it is what the heartbeat is for."""
+    heartbeat stopped. Experimental in Optuna since 2.9; it is what the heartbeat is for.
+
+    Optuna records a trial's first heartbeat just after a worker takes it from the queue,
+    and its stale check skips a RUNNING trial that has none: a worker killed in between
+    left a trial that a waiting run waited for forever. Such a trial is given a heartbeat
+    here, as if its worker had just beaten: a live worker goes on beating (and Optuna's
+    writer ignores the duplicate row), a dead one's trial goes stale after the grace
+    period like any other, timed by the database's clock."""
+    running = [t._trial_id for t in study.get_trials(deepcopy=False,
+                                                      states=(TrialState.RUNNING,))]
+    for trial_id in set(running) - _with_heartbeat(storage, running):
+        storage.record_heartbeat(trial_id)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-
-
-def _fail_unbeaten(study: optuna.Study, storage: RDBStorage, unbeaten: dict[int, float]
-                   ) -> None:
-    """FAIL, and queue again, RUNNING trials seen here for the grace period with no
-    heartbeat at all. Optuna records a trial's first heartbeat just after a worker takes it
-    from the queue; a worker killed in between leaves a RUNNING trial that
-    `fail_stale_trials` skips forever (it only compares heartbeats), so without this a
-    waiting run would wait for it forever. Timed by this process's clock, never the other
-    machine's, and per poll, so a trial must stay unbeaten for the whole grace period."""
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    ids = [t._trial_id for t in running]
-    beaten = _with_heartbeat(storage, ids)
-    now = time.monotonic()
-    for trial_id in set(unbeaten) - (set(ids) - beaten):
-        del unbeaten[trial_id]  # finished, or its worker's heartbeat showed up
-    grace = storage.grace_period or 2 * (storage.get_heartbeat_interval() or 0)
-    retry = storage.get_heartbeat_stale_trial_callback()
-    for trial_id in set(ids) - beaten:
-        if now - unbeaten.setdefault(trial_id, now) < grace:
-            continue
-        try:
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # it finished (or another process failed it) since we looked
-        if retry is not None:
-            retry(study, storage.get_trial(trial_id))
 
 
 def _with_heartbeat(storage: RDBStorage, trial_ids: list[int]) -> set[int]:
