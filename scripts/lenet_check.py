@@ -32,14 +32,9 @@ from prunelab.masks import prunable_names
 from prunelab.metrics import pruning_metrics
 from prunelab.models import build_model
 from prunelab.papers import han_judgement, han_markdown
+from prunelab.prune_params import prune_settings
 from prunelab.pruning import prune_and_finetune
-from prunelab.settings import (
-    finetune_settings,
-    prune_settings,
-    test_split,
-    train_settings,
-    train_val_splits,
-)
+from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
 from prunelab.sweep import ratio_sparsity
 from prunelab.training import evaluate, fit, seed_everything
 

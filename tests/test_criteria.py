@@ -182,12 +182,14 @@ def test_conv_channel_scores_average_over_examples_and_positions() -> None:
 
 
 def test_every_configurable_method_has_a_scorer_at_both_granularities(tiny: Net) -> None:
-    from prunelab.config import Method
-    from prunelab.criteria import CRITERIA, CriterionSettings, build_scorer
+    from prunelab.config import Granularity, Method
+    from prunelab.criteria import CriterionSettings
+    from prunelab.granularity import GRANULARITIES
 
-    for granularity, table in CRITERIA.items():
-        assert set(table) == set(Method.__args__), granularity
-        for method in table:
-            scores = build_scorer(method, granularity, CriterionSettings(0, "l1", "mean"))(
+    assert set(GRANULARITIES) == set(Granularity.__args__)
+    for name, granularity in GRANULARITIES.items():
+        assert set(granularity.criteria) == set(Method.__args__), name
+        for method in granularity.criteria:
+            scores = granularity.scorer(method, CriterionSettings(0, "l1", "mean"))(
                 tiny, BATCHES)
-            assert len(scores) == (2 if granularity == "weight" else 1)
+            assert len(scores) == (2 if name == "weight" else 1)

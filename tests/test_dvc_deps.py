@@ -7,49 +7,15 @@ reads must be listed (or a section above it).
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from prunelab.codedeps import closure, module_file
+
 ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "src"
-
-
-def module_file(name: str) -> Path:
-    path = SRC / Path(*name.split("."))
-    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-
-
-def imported(name: str) -> set[str]:
-    """prunelab modules that `name` imports anywhere in its code (and its packages)."""
-    tree = ast.parse(module_file(name).read_text())
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            # "from prunelab import tracking" names a module, not an attribute.
-            found |= {f"{node.module}.{a.name}" for a in node.names
-                      if module_file(f"{node.module}.{a.name}").exists()}
-    mods = {m for m in found if m.split(".")[0] == "prunelab" and module_file(m).exists()}
-    parents = {".".join(m.split(".")[:i]) for m in mods for i in range(1, m.count(".") + 1)}
-    return mods | parents
-
-
-def closure(start: str, stop: str = "prunelab.stages.") -> set[str]:
-    """`start` and what it imports, transitively, not entering modules named `stop...`
-    (the CLI imports each stage's module only when that stage runs)."""
-    seen, todo = set(), [start]
-    while todo:
-        m = todo.pop()
-        if m not in seen:
-            seen.add(m)
-            todo += [i for i in imported(m) if not i.startswith(stop)]
-    return seen
 
 
 def stages() -> dict[str, dict]:
@@ -64,6 +30,8 @@ def needed_files(cmd: str) -> set[str]:
     assert sub, f"not a prunelab command: {cmd}"
     mods = closure("prunelab.cli") | closure(f"prunelab.stages.{sub.group(1)}", stop="-")
     return {str(module_file(m).relative_to(ROOT)) for m in mods}
+
+
 
 
 @pytest.mark.parametrize("stage", sorted(stages()))

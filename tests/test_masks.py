@@ -171,7 +171,7 @@ def test_cut_weights_stay_exactly_zero_through_finetuning(
     s = shipped_fit(lr=0.05, epochs=1, batch_size=64, optimizer=optimizer, weight_decay=1e-3,
                     penalty="l1", penalty_weight=1e-5)
     finetune(pruned.model, Split(train.x[:640], train.y[:640]), val, s, seed=0)
-    for name, mask in pruned.masks.items():
+    for name, mask in pruned.kept.items():
         weight = pruned.model.get_submodule(name.rsplit(".", 1)[0]).weight
         assert (weight[~mask] == 0.0).all()
         assert (weight[mask] != 0.0).float().mean() > 0.99
@@ -211,7 +211,7 @@ def test_iterative_neuron_rounds_track_the_original_units(trained, small_splits)
     pruned = prune_iteratively(trained, train, s2,
                                finetune_round=lambda m, r: widths.append(m.spec.widths))
     assert widths == [(64,)] and pruned.model.spec.widths == (32,)
-    (keep,) = pruned.unit_keep
+    (keep,) = pruned.kept.values()
     assert keep.shape == (128,) and int(keep.sum()) == 32
     # The kept original units' incoming weights are the ones in the small model.
     torch.testing.assert_close(pruned.model.body[2].weight,
@@ -225,7 +225,7 @@ def test_same_seed_same_masks_other_seed_other_masks(trained, small_splits, meth
     def masks(seed: int) -> dict[str, torch.Tensor]:
         calib = calibration_batches(train, 2, 64, seed=seed)
         s = shipped_prune(method, "weight", sparsity=0.8, seed=seed)
-        return prune_once(trained, calib, s).masks
+        return prune_once(trained, calib, s).kept
 
     a, b, c = masks(1), masks(1), masks(2)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -247,9 +247,9 @@ def test_iterative_rounds_with_unchanged_scores_reach_the_one_shot_allocation(
     train = small_splits[0]
     s = shipped_prune("magnitude", "weight", sparsity=0.9, prune_output_layer=True,
                       calibration_batches=1, calibration_batch_size=64)
-    one_shot = prune_once(trained, calibration_batches(train, 1, 64, seed=0), s).masks
+    one_shot = prune_once(trained, calibration_batches(train, 1, 64, seed=0), s).kept
     rounds = prune_iteratively(trained, train, replace(s, rounds=4),
-                               finetune_round=lambda model, r: None).masks
+                               finetune_round=lambda model, r: None).kept
     for k in one_shot:
         assert int(rounds[k].sum()) == int(one_shot[k].sum()), k
         assert torch.equal(rounds[k], one_shot[k]), k

@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import yaml
 from safetensors.torch import load_file
 
 from prunelab import load_model
@@ -115,7 +116,12 @@ def test_each_pruned_run_is_in_mlflow_with_mask_and_model(project: Path) -> None
         assert r.data.metrics["test_accuracy"] == metrics(project, f"finetune/{name}.json")[
             "test_accuracy"]
         assert r.data.params["method"] == name.split("-")[0]
+        # The seed it fine-tuned with: the chosen search trial's, not params' `seed`.
+        choice = json.loads((project / f"search/{name}.json").read_text())
+        assert r.data.params["seed"] == str(choice["finetune_seed"])
         assert "mask.safetensors" in [a.path for a in client.list_artifacts(r.info.run_id)]
+    seeds = [json.loads(p.read_text())["finetune_seed"] for p in (project / "search").glob("*")]
+    assert set(seeds) != {0}, "every choice fine-tuned with params' seed: the check above is void"
     # One baseline per seed, none trained twice; the searched one (seed 0) is tagged.
     trained = client.search_runs([exp.experiment_id], "tags.stage = 'train'")
     assert sorted(r.info.run_name for r in trained) == [f"mlp-baseline-seed{s}" for s in SEEDS]
@@ -265,8 +271,15 @@ def test_sweep_points_and_the_comparison_are_in_mlflow(project: Path) -> None:
     (ft,) = client.search_runs([client.get_experiment_by_name("mlp").experiment_id],
                                "tags.stage = 'finetune' and tags.method = 'magnitude' and "
                                "tags.granularity = 'weight'")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["sweep"]["neuron_scope"] != params["prune"]["scope"]  # else the check is void
     for r in nested:
-        assert set(ft.data.params) - {"threshold"} <= set(r.data.params)
+        assert set(ft.data.params) <= set(r.data.params)
+        # What the point ran with: units are cut with sweep.neuron_scope, not prune.scope.
+        ran = (params["sweep"]["neuron_scope"] if r.data.tags["granularity"] == "neuron"
+               else params["prune"]["scope"])
+        assert r.data.params["scope"] == ran
+        assert r.data.params["seed"] == r.data.params["calibration_seed"]
         assert {"test_accuracy", "test_accuracy_before", "compression_ratio",
                 "effective_flops", "sparsity"} <= set(r.data.metrics) & set(ft.data.metrics)
     (comparison,) = client.search_runs([exp.experiment_id], "tags.stage = 'report'")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from prunelab.papers import han_judgement, han_markdown
+from prunelab.records import SearchChoice
 from prunelab.report import markdown
 from prunelab.stats import headline, holm, mcnemar, pack_correct, summarize, verdicts
 from prunelab.sweep import ratio_sparsity
@@ -141,7 +142,11 @@ def test_headline_takes_the_highest_ratio_within_the_drop_and_the_mean_rho() -> 
             for r, d in ((2, 0.001), (4, 0.004), (8, 0.006), (16, 0.003))]
     quality = {"m": {"weight": {"a": {"spearman": {"mean": 0.2}},
                                 "b": {"spearman": {"mean": 0.6}}}}}
-    (line,) = headline(rows, quality, {"m-weight": {"sparsity": 0.9}},
+    choice = SearchChoice(study="s", trial=3, trial_key="grid-3", sparsity=0.9, lr=None,
+                          finetune_seed=3, val_accuracy=0.97, realised_sparsity=0.9,
+                          baseline_val_accuracy=0.98, within_allowed_drop=True,
+                          trials_complete=8, trials_pruned=0, trials_failed=0, storage="j")
+    (line,) = headline(rows, quality, {"m-weight": choice},
                        {"m-weight": {"test_accuracy": 0.97}}, 0.005).values()
     # 16x is within 0.5 pp although 8x is not: the highest ratio within it is 16.
     assert line == {"searched_sparsity": 0.9, "searched_test_accuracy": 0.97,

@@ -49,7 +49,7 @@ def env(storage: str | None) -> dict[str, str]:
 
 
 def sweep_study(proj: Path, storage: str) -> optuna.Study:
-    from prunelab.stages.sweep import study_name
+    from prunelab.sweep import study_name
 
     cfg = parse_config(yaml.safe_load((proj / "params.yaml").read_text()))
     return optuna.load_study(study_name=study_name(cfg), storage=storage)
@@ -113,15 +113,18 @@ def test_a_worker_with_other_baselines_is_refused_before_computing(
     file its results under keys that are not theirs. It must refuse, having taken none."""
     import torch
 
+    from prunelab import sweep
+    from prunelab.config import load_config
     from prunelab.models import load_model, save_model
-    from prunelab.stages.sweep import _points, _Sweeper
-    from prunelab.studies import queue
+    from prunelab.studies import open_storage, queue
 
     monkeypatch.setenv("PRUNELAB_OPTUNA_STORAGE", pg_url)
     monkeypatch.chdir(project)
-    collector = _Sweeper(str(project / "params.yaml"), project / "models/seeds", create=True)
+    cfg = load_config(project / "params.yaml")
+    study = sweep.open_study(cfg, open_storage(cfg), create=True)
     try:
-        queue(collector.study, _points(collector.cfg, collector.files))  # queued, not run
+        baselines = {s: project / f"models/seeds/{s}.safetensors" for s in cfg.sweep.seeds}
+        queue(study, sweep.points(cfg, baselines))  # queued, not run
         seed1 = project / "models/seeds/1.safetensors"
         kept = seed1.read_bytes()
         model = load_model(seed1)
@@ -133,7 +136,7 @@ def test_a_worker_with_other_baselines_is_refused_before_computing(
         finally:
             seed1.write_bytes(kept)
         assert proc.returncode == 1 and "copy models/seeds" in proc.stderr, proc.stderr
-        waiting = collector.study.get_trials(states=(TrialState.WAITING,))
-        assert len(waiting) == len(collector.study.trials) == 16  # none taken
+        waiting = study.get_trials(states=(TrialState.WAITING,))
+        assert len(waiting) == len(study.trials) == 16  # none taken
     finally:
-        optuna.delete_study(study_name=collector.study.study_name, storage=pg_url)
+        optuna.delete_study(study_name=study.study_name, storage=pg_url)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from prunelab.granularity import GRANULARITIES
 from prunelab.models import ModelSpec, build_model
 from prunelab.pruning import calibration_batches, prune_once
 from prunelab.stats import summarize
-from prunelab.sweep import matched_random_model, sweep_point
+from prunelab.sweep import sweep_point
 
 from helpers import shipped_fit, shipped_prune
 
@@ -32,13 +33,14 @@ def test_matched_random_control_has_the_criterion_s_allocation(trained_mlp, smal
     calib = calibration_batches(train, 2, 64, seed=0)
     s = shipped_prune("taylor", "weight", sparsity=0.9, prune_output_layer=True)
     pruned = prune_once(trained_mlp, calib, s)
-    control = matched_random_model(trained_mlp, pruned, seed=3)
-    for name, mask in pruned.masks.items():
+    control = GRANULARITIES["weight"].matched_random(trained_mlp, pruned, seed=3)
+    for name, mask in pruned.kept.items():
         weight = control.get_submodule(name.rsplit(".", 1)[0]).weight
         assert int((weight == 0).sum()) == int((~mask).sum())  # same count per layer
         assert not torch.equal(weight == 0, ~mask)  # other weights
     units = prune_once(trained_mlp, calib, shipped_prune("taylor", "neuron", sparsity=0.75))
-    assert matched_random_model(trained_mlp, units, seed=3).spec == units.model.spec
+    control = GRANULARITIES["neuron"].matched_random(trained_mlp, units, seed=3)
+    assert control.spec == units.model.spec
 
 
 def test_summary_counts_infeasible_seeds_and_averages_the_rest() -> None:

@@ -1,4 +1,5 @@
-"""The files of one pruned model's folder (`models/<method>-<granularity>/`).
+"""The model files stages hand each other: the per-seed baselines (`models/seeds/`) and
+one pruned model's folder (`models/<method>-<granularity>/`).
 
 `pruned.safetensors` (masks baked in, or the smaller dense model), `mask.safetensors`
 (weight masks, or `units.<i>` keep-vectors), `spec.json`, and after fine-tuning
@@ -12,10 +13,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from prunelab.errors import PrunelabError
 from prunelab.fileio import atomic_path, write_bytes
-from prunelab.masks import apply_masks
+from prunelab.granularity import GRANULARITIES, Pruned
 from prunelab.models import Net, load_model, save_model
-from prunelab.pruning import Pruned
 
 PRUNED, MASK, SPEC, FINETUNED = ("pruned.safetensors", "mask.safetensors", "spec.json",
                                  "finetuned.safetensors")
@@ -29,9 +30,17 @@ def save_pruned(pruned: Pruned, folder: Path) -> None:
 
 
 def load_pruned(folder: Path, granularity: str, device: torch.device) -> Net:
-    """The pruned model, with its weight masks held again (weight granularity) so that
-    fine-tuning keeps cut weights at zero."""
-    model = load_model(folder / PRUNED, device)
-    if granularity == "weight":
-        apply_masks(model, {k: v.bool() for k, v in load_file(str(folder / MASK)).items()})
-    return model
+    """The pruned model with its cut held again (weight masks), so that fine-tuning keeps
+    cut weights at zero."""
+    return GRANULARITIES[granularity].hold(load_model(folder / PRUNED, device),
+                                           load_file(str(folder / MASK)))
+
+
+def baseline_files(folder: Path, seeds: list[int]) -> dict[int, tuple[Path, Path]]:
+    """The per-seed baselines (`train` writes <s>.safetensors and <s>.json per seed)."""
+    files = {s: (folder / f"{s}.safetensors", folder / f"{s}.json") for s in seeds}
+    missing = [str(p) for pair in files.values() for p in pair if not p.is_file()]
+    if missing:
+        raise PrunelabError(f"missing per-seed baseline file(s) {missing}; run "
+                            "`dvc repro train` (one baseline per seed in sweep.seeds)")
+    return files

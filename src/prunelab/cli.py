@@ -155,8 +155,8 @@ def _run_stage(args: argparse.Namespace, cfg: Config) -> None:
 def entry() -> None:
     """The `prunelab` command: `main`, then exit without tearing the interpreter down.
 
-    Finalising torch's, MLflow's and Optuna's thousands of modules took 1.8 s of a 9 s
-    finetune stage. Everything a stage writes is complete when `main` returns (files
+    Finalising torch's, MLflow's and Optuna's thousands of modules is a large share of a
+    short stage (BENCHMARKS.md). Everything a stage writes is complete when `main` returns (files
     renamed into place, MLflow runs ended, worker pools joined), so run the exit handlers,
     flush, and leave. In-process callers (tests) use `main`, which returns.
     """

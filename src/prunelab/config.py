@@ -99,9 +99,7 @@ class FinetuneConfig(_Strict):
     epochs: Annotated[int, Field(ge=0)]
     penalty: Literal["none", "l1", "l2"]
     penalty_weight: Annotated[float, Field(ge=0)]
-    # Per fine-tuning run (every round's and the last): cosine anneals `lr` to ~0 over
-    # `epochs`, which with a training-sized lr retrains rather than nudges (Renda et al.
-    # 2020, learning-rate rewinding).
+    # Cosine with a training-sized lr retrains (Renda et al. 2020, lr rewinding).
     lr_schedule: LrSchedule
     # 1 is one-shot; k > 1 reaches the target in k prune/fine-tune rounds.
     rounds: Annotated[int, Field(ge=1)]
@@ -140,15 +138,10 @@ class SearchConfig(_Strict):
 class SweepConfig(_Strict):
     """The comparison stage: every method over a ladder of compression ratios × seeds."""
 
-    # Compression ratios r: cut 1 - 1/r of the prunable weights, or of the hidden units.
+    # What each knob means is said once, beside it in params.yaml.
     ratios: Annotated[list[Annotated[float, Field(gt=1)]], Field(min_length=1)]
-    # One baseline per seed (trained with it); at least 2 for a standard deviation.
     seeds: Annotated[list[int], Field(min_length=1)]
-    # Neuron granularity: "layer" cuts the same fraction of units in every hidden layer, so
-    # every method keeps the same widths (equal realised compression); "global" lets the
-    # criterion allocate (points then differ in realised compression).
     neuron_scope: Literal["layer", "global"]
-    # Also fine-tune a random control with each point's own per-layer sparsity.
     matched_random: bool
 
     @model_validator(mode="after")
@@ -169,22 +162,15 @@ class OracleConfig(_Strict):
 
 
 class ComputeConfig(_Strict):
-    """How the work of one machine is spread over its cores."""
+    """How the work of one machine is spread over its cores (why: params.yaml)."""
 
-    # Worker processes of the train, search, sweep and oracle stages; "auto" = the cores
-    # this process may use (os.sched_getaffinity) divided by `threads`.
-    workers: Literal["auto"] | Annotated[int, Field(ge=1)]
-    # Torch threads per process. 1: a small model's step gains little from a second
-    # thread and collapses when another process wants the core; results also depend on it
-    # (the order of a sum), so points computed by any worker on any machine agree.
-    threads: Annotated[int, Field(ge=1)]
+    workers: Literal["auto"] | Annotated[int, Field(ge=1)]  # "auto": cores // threads
+    threads: Annotated[int, Field(ge=1)]  # torch threads per process; results depend on it
 
 
 class OptunaConfig(_Strict):
-    # null: a journal file in studies/ (safe for several local processes). A database URL
-    # (postgresql://user@host/db) makes the study shared by workers on many machines.
-    # The environment variable PRUNELAB_OPTUNA_STORAGE, when set, wins over this.
-    storage: str | None
+    # null: a journal file in studies/; a database URL shares the studies across machines.
+    storage: str | None  # PRUNELAB_OPTUNA_STORAGE, when set, wins over this
     heartbeat_s: Annotated[int, Field(ge=1)]  # RDB storages: a silent worker's trial fails
     retries: Annotated[int, Field(ge=0)]  # how often a failed trial is run again
 

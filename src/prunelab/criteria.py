@@ -118,11 +118,13 @@ def random_scores(model: Net, batches: Batches = (), seed: int = 0) -> Scores:
     return {k: torch.rand(w.shape, generator=g).to(w.device) for k, w in weights_of(model).items()}
 
 
-Scorer = Callable[[Net, Batches], "Scores | UnitScores"]
+WeightScorer = Callable[[Net, Batches], Scores]
+UnitScorer = Callable[[Net, Batches], UnitScores]
 
 # name -> builder of a scorer with its settings bound (Torch-Pruning's importance objects),
-# so that scoring is one call, `scorer(model, batches)`, whatever the criterion.
-WEIGHT_CRITERIA: dict[str, Callable[[CriterionSettings], Scorer]] = {
+# so that scoring is one call, `scorer(model, batches)`, whatever the criterion. Each
+# granularity (`granularity.py`) looks its criteria up in its own table.
+WEIGHT_CRITERIA: dict[str, Callable[[CriterionSettings], WeightScorer]] = {
     "gradient": lambda c: gradient_scores,
     "taylor": lambda c: taylor_scores,
     "fisher": lambda c: fisher_scores,
@@ -130,7 +132,7 @@ WEIGHT_CRITERIA: dict[str, Callable[[CriterionSettings], Scorer]] = {
     "activation": lambda c: activation_weight_scores,
     "random": lambda c: partial(random_scores, seed=c.seed),
 }
-UNIT_CRITERIA: dict[str, Callable[[CriterionSettings], Scorer]] = {
+UNIT_CRITERIA: dict[str, Callable[[CriterionSettings], UnitScorer]] = {
     "gradient": lambda c: gradient_unit_scores,
     "taylor": lambda c: taylor_unit_scores,
     "fisher": lambda c: fisher_unit_scores,
@@ -138,13 +140,3 @@ UNIT_CRITERIA: dict[str, Callable[[CriterionSettings], Scorer]] = {
     "activation": lambda c: partial(activation_unit_scores, stat=c.activation_stat),
     "random": lambda c: partial(random_unit_scores, seed=c.seed),
 }
-CRITERIA = {"weight": WEIGHT_CRITERIA, "neuron": UNIT_CRITERIA}
-
-
-def build_scorer(method: str, granularity: str, settings: CriterionSettings) -> Scorer:
-    """The criterion named in params.yaml (`prune.methods` × `granularities`), its
-    settings bound: call it with (model, calibration batches)."""
-    table = CRITERIA[granularity]
-    if method not in table:
-        raise ValueError(f"unknown method {method!r}; choose one of {sorted(table)}")
-    return table[method](settings)

@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from prunelab.data import Split
 from prunelab.masks import prunable_names
 from prunelab.models import ModelSpec, Net, baked, build_model, weighted_layers
-from prunelab.settings import PruneSettings
+from prunelab.pruning import PruneSettings
 from prunelab.training import evaluate
 
 

@@ -21,8 +21,11 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
+from prunelab.criteria import CriterionSettings
 from prunelab.data import Split
+from prunelab.granularity import Neurons, Weights
 from prunelab.models import Net, baked, unit_groups
+from prunelab.scoring import Batches
 
 SAMPLE_SEED_OFFSET = 1_000_003
 
@@ -120,3 +123,25 @@ def criterion_quality(unit_scores: list[Tensor] | None, weight_scores: dict[str,
         out["weight"] = {name: agreement(weight_scores[name].flatten()[picks], d)
                          for name, (picks, d) in weights.items()}
     return out
+
+
+def criteria_against_damage(model: Net, held: Split, calib: Batches, methods: list[str],
+                            criterion: CriterionSettings, weight_names: list[str],
+                            weights_per_layer: int, seed: int
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every method's scores on `model` (from the calibration batches `calib`) against the
+    true damage on `held`: (quality per method, per method and granularity the (scores,
+    damages) of every unit and of the sampled weights, for a scatter plot)."""
+    units = unit_damage(model, held)
+    weights = weight_damage(model, held, weight_names, weights_per_layer, seed)
+    quality, scatter = {}, {}
+    for method in methods:
+        unit_scores = Neurons().scorer(method, criterion)(model, calib)
+        weight_scores = Weights().scorer(method, criterion)(model, calib)
+        quality[method] = criterion_quality(unit_scores, weight_scores, units, weights)
+        scatter[method] = {
+            "neuron": (torch.cat(unit_scores), torch.cat(units)),
+            "weight": (torch.cat([weight_scores[n].flatten()[i]
+                                  for n, (i, _) in weights.items()]),
+                       torch.cat([d for _, d in weights.values()]))}
+    return quality, scatter

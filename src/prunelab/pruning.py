@@ -1,7 +1,7 @@
 """Prune a trained model with one criterion, one-shot or in rounds, and fine-tune it.
 
-Weight granularity: scores -> keep-masks -> held on the model by torch.nn.utils.prune.
-Neuron granularity: unit scores -> keep-vectors -> a smaller dense model (`surgery`).
+How a cut is made at each granularity (weights masked, or units removed to give a
+smaller dense model) is `granularity`'s; the procedure around it is the same for both.
 
 `prune_and_finetune` is the one procedure: a search trial, the sweep and the scripts call
 it; the `prune` and `finetune` stages call its two halves (`prune_model`, `finetune`)
@@ -11,44 +11,37 @@ with the same settings and seed, so a stage pair repeats a search trial exactly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
-from prunelab.criteria import Batches, CriterionSettings, build_scorer
 from prunelab.data import Split, batches
-from prunelab.masks import (
-    Masks,
-    apply_masks,
-    layer_scales,
-    normalized,
-    prunable_names,
-    select,
-    select_units,
-    unit_layer_names,
-)
-from prunelab.models import Net, baked
-from prunelab.settings import PruneSettings
-from prunelab.surgery import remove_units
+from prunelab.granularity import GRANULARITIES, Pruned
+from prunelab.models import Net
+from prunelab.scoring import Batches
 from prunelab.training import EpochResult, FitSettings, fit
 
 
-@dataclass
-class Pruned:
-    """A pruned model and what was cut: weight masks, or per-layer unit keep-vectors."""
+@dataclass(frozen=True)
+class PruneSettings:
+    """How one criterion prunes (OpenLTH-style: one dataclass per concern, no defaults)."""
 
-    model: Net
-    masks: Masks = field(default_factory=dict)
-    unit_keep: list[Tensor] = field(default_factory=list)
-    # The per-layer normalisers the ranking used; later rounds rank with the same ones.
-    scales: dict[str, float] = field(default_factory=dict)
-
-    def mask_tensors(self) -> dict[str, Tensor]:
-        """Everything that says what was cut, as tensors for a safetensors file."""
-        if self.masks:
-            return {k: v.to(torch.uint8).cpu() for k, v in self.masks.items()}
-        return {f"units.{i}": k.to(torch.uint8).cpu() for i, k in enumerate(self.unit_keep)}
+    method: str
+    granularity: str  # "weight" | "neuron"
+    # The target: the fraction of prunable weights (weight granularity) or of hidden units
+    # (neuron granularity) to cut, or an absolute score threshold; exactly one is set.
+    sparsity: float | None
+    threshold: float | None
+    scope: str  # "global" | "layer"
+    normalize: bool
+    prune_output_layer: bool
+    neuron_norm: str
+    activation_stat: str
+    round_to: int  # neuron granularity: kept units per layer rounded to a multiple
+    rounds: int  # 1 = one-shot; k > 1 reaches the target in k prune/fine-tune rounds
+    calibration_batches: int
+    calibration_batch_size: int
+    seed: int  # calibration batches and random scores
 
 
 def calibration_batches(train: Split, n_batches: int, batch_size: int, seed: int) -> Batches:
@@ -62,32 +55,12 @@ def calibration_batches(train: Split, n_batches: int, batch_size: int, seed: int
     return out
 
 
-def prune_once(model: Net, calib: Batches, s: PruneSettings, held: Masks | None = None,
-               scales: dict[str, float] | None = None) -> Pruned:
-    """One-shot pruning of a copy of `model` (the original is left untouched). `held`: the
-    weight masks of earlier rounds, whose cuts stay cut; `scales`: the per-layer
-    normalisers of the first round (default: computed from these scores)."""
-    held = held or {}
-    model = baked(model)
-    criterion = CriterionSettings(s.seed, s.neuron_norm, s.activation_stat)
-    scores = build_scorer(s.method, s.granularity, criterion)(model, calib)
-    how = {"sparsity": s.sparsity, "threshold": s.threshold, "scope": s.scope,
-           "normalize": s.normalize}
-    if s.granularity == "neuron":
-        scales = scales or layer_scales(dict(zip(unit_layer_names(scores), scores,  # type: ignore[arg-type]
-                                                 strict=True)))
-        keep = select_units(scores, s.round_to, scales=scales, **how)  # type: ignore[arg-type]
-        return Pruned(remove_units(model, keep), unit_keep=keep, scales=scales)
-    ranked = {k: scores[k] for k in prunable_names(model, s.prune_output_layer)}  # type: ignore[call-overload]
-    # Over the survivors only: the cut weights' scores (0 for |w|) must not set the scale.
-    scales = scales or layer_scales({k: v[held[k]] if k in held else v
-                                     for k, v in ranked.items()})
-    if s.normalize:
-        ranked = normalized(ranked, scales)
-    # Weights cut in an earlier round rank below everything, so they stay cut.
-    ranked = {k: torch.where(held[k], v, -1.0) if k in held else v for k, v in ranked.items()}
-    masks = select(ranked, **{**how, "normalize": False})  # type: ignore[arg-type]
-    return Pruned(apply_masks(model, masks), masks=masks, scales=scales)
+def prune_once(model: Net, calib: Batches, s: PruneSettings,
+               before: Pruned | None = None) -> Pruned:
+    """One-shot pruning of a copy of `model` (the original is left untouched); `before`:
+    an earlier round's cut on this model, whose cuts stay cut and whose per-layer
+    normalisers rank this round too."""
+    return GRANULARITIES[s.granularity].prune(model, calib, s, before)
 
 
 def round_targets(sparsity: float, rounds: int) -> list[float]:
@@ -103,37 +76,16 @@ def prune_iteratively(model: Net, train: Split, s: PruneSettings,
     fine-tunes in place and is not called after the last round (the caller fine-tunes)."""
     if s.sparsity is None:
         raise ValueError("iterative pruning needs a target sparsity, not a threshold")
-    total_units = sum(model.spec.widths)
-    pruned = Pruned(model)
+    granularity = GRANULARITIES[s.granularity]
+    baseline_units = sum(model.spec.widths)
+    pruned = Pruned(model, {}, {})
     for r, target in enumerate(round_targets(s.sparsity, s.rounds), start=1):
         calib = calibration_batches(train, s.calibration_batches, s.calibration_batch_size,
                                     s.seed + r)
-        if s.granularity == "weight":
-            pruned = prune_once(pruned.model, calib, replace(s, sparsity=target), pruned.masks,
-                                pruned.scales)
-        else:
-            # The round's target over the original units, as a fraction of what is left.
-            current = sum(pruned.model.spec.widths)
-            n_cut = round(target * total_units) - (total_units - current)
-            step = prune_once(pruned.model, calib, replace(s, sparsity=n_cut / current),
-                              scales=pruned.scales)
-            pruned = Pruned(step.model, unit_keep=_compose(pruned.unit_keep, step.unit_keep),
-                            scales=step.scales)
+        pruned = granularity.next_round(pruned, calib, s, target, baseline_units)
         if r < s.rounds:
             finetune_round(pruned.model, r)
     return pruned
-
-
-def _compose(before: list[Tensor], now: list[Tensor]) -> list[Tensor]:
-    """Keep-vectors over the original units, from earlier ones and one over the survivors."""
-    if not before:
-        return now
-    out = []
-    for b, n in zip(before, now, strict=True):
-        k = b.clone()
-        k[b.nonzero().flatten()] = n.to(b.device)
-        out.append(k)
-    return out
 
 
 def prune_model(base: Net, train: Split, val: Split, s: PruneSettings, ft: FitSettings,

@@ -24,7 +24,6 @@ import socket
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -32,11 +31,14 @@ from optuna.trial import TrialState
 from prunelab import studies
 from prunelab.config import Config
 from prunelab.data import Split
+from prunelab.granularity import Pruned
 from prunelab.masks import prunable_names
 from prunelab.metrics import pruning_metrics
 from prunelab.models import Net
-from prunelab.pruning import Pruned, prune_and_finetune
-from prunelab.settings import finetune_settings, prune_settings
+from prunelab.prune_params import prune_settings
+from prunelab.pruning import prune_and_finetune
+from prunelab.records import SearchChoice
+from prunelab.settings import finetune_settings
 from prunelab.training import EpochResult, evaluate
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -44,24 +46,25 @@ EPOCH_ATTR = "val_accuracy_epoch"  # + epoch: a trial's val accuracy after that 
 Objective = Callable[[optuna.Trial], tuple[float, float]]
 
 
-# The code a trial runs: changing it, like changing params, must start a fresh study.
-_TRIAL_CODE = ("criteria.py", "masks.py", "surgery.py", "pruning.py", "training.py",
-               "settings.py", "search.py")
-
-
 def study_name(cfg: Config, method: str, granularity: str) -> str:
     """model-method-granularity plus a hash of everything a trial depends on (params and
     code), so that a changed setup starts a new study while an interrupted one resumes."""
     digest = studies.setup_digest(cfg, ("seed", "model", "data", "train", "prune", "finetune",
-                                        "search", "compute"), _TRIAL_CODE)
+                                        "search", "compute"), __name__)
     return f"{cfg.model}-{method}-{granularity}-{digest}"
+
+
+def sparsity_range(cfg: Config, granularity: str) -> tuple[float, float]:
+    """The searched range of the fraction cut: of prunable weights, or of hidden units."""
+    lo, hi = {"weight": cfg.search.weight_sparsity_range,
+              "neuron": cfg.search.neuron_sparsity_range}[granularity]
+    return lo, hi
 
 
 def density_grid(cfg: Config, granularity: str) -> list[float]:
     """`search.trials` densities (1 - sparsity) log-spaced over the search range: ratios
     2×, 4×, 8×... get equal room, so trials crowd where accuracy starts to fall."""
-    lo, hi = (cfg.search.weight_sparsity_range if granularity == "weight"
-              else cfg.search.neuron_sparsity_range)
+    lo, hi = sparsity_range(cfg, granularity)
     n, a, b = cfg.search.trials, math.log(1.0 - hi), math.log(1.0 - lo)
     return [math.exp(a + (b - a) * (i / (n - 1) if n > 1 else 0.5)) for i in range(n)]
 
@@ -90,8 +93,7 @@ def objective(cfg: Config, method: str, granularity: str, base: Net, train: Spli
     """The trial function: prune and fine-tune as the stages will, report val accuracy."""
     base_val = evaluate(base, val, cfg.train.eval_batch_size).accuracy
     floor = base_val - cfg.search.max_accuracy_drop
-    lo, hi = (cfg.search.weight_sparsity_range if granularity == "weight"
-              else cfg.search.neuron_sparsity_range)
+    lo, hi = sparsity_range(cfg, granularity)
 
     def trial_fn(trial: optuna.Trial) -> tuple[float, float]:
         # Fixed by the queue (`density_grid`, `refine`); the range only declares it.
@@ -167,8 +169,9 @@ def refine(cfg: Config, study: optuna.Study, trial_fn: Objective,
             studies.run_queued(study, trial_fn, callbacks)
 
 
-def choose(study: optuna.Study, max_drop: float) -> dict[str, Any]:
-    """The highest-sparsity finished trial within the allowed val-accuracy drop."""
+def choose(study: optuna.Study, max_drop: float, storage: str) -> SearchChoice:
+    """The highest-sparsity finished trial within the allowed val-accuracy drop (`storage`:
+    where the study is, for the record, never with a password)."""
     # Queued trials only: a trial made when a worker found the queue empty computed nothing.
     mine = [t for t in study.get_trials(deepcopy=False) if studies.QUEUED in t.user_attrs]
     done = [t for t in mine if t.state == TrialState.COMPLETE]
@@ -182,15 +185,12 @@ def choose(study: optuna.Study, max_drop: float) -> dict[str, Any]:
                       stacklevel=2)
     else:
         best = max(ok, key=lambda t: (t.values[1], t.values[0]))
-    return {
-        "study": study.study_name, "trial": best.number,
-        "trial_key": best.user_attrs[studies.QUEUED],
-        "sparsity": best.user_attrs["sparsity"], "lr": best.params.get("lr"),
-        "finetune_seed": best.user_attrs["finetune_seed"],
-        "val_accuracy": best.values[0], "realised_sparsity": best.values[1],
-        "baseline_val_accuracy": best.user_attrs["baseline_val_accuracy"],
-        "within_allowed_drop": bool(ok),
-        "trials_complete": len(done),
-        "trials_pruned": sum(t.state == TrialState.PRUNED for t in mine),
-        "trials_failed": sum(t.state == TrialState.FAIL for t in mine),
-    }
+    return SearchChoice(
+        study=study.study_name, trial=best.number, trial_key=best.user_attrs[studies.QUEUED],
+        sparsity=best.user_attrs["sparsity"], lr=best.params.get("lr"),
+        finetune_seed=best.user_attrs["finetune_seed"], val_accuracy=best.values[0],
+        realised_sparsity=best.values[1],
+        baseline_val_accuracy=best.user_attrs["baseline_val_accuracy"],
+        within_allowed_drop=bool(ok), trials_complete=len(done),
+        trials_pruned=sum(t.state == TrialState.PRUNED for t in mine),
+        trials_failed=sum(t.state == TrialState.FAIL for t in mine), storage=storage)

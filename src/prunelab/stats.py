@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as st
 
+from prunelab.records import SearchChoice
+
 # Per point, the quantities averaged over seeds (the rest are labels).
 MEASURED = ("sparsity", "compression_ratio", "flops", "effective_flops",
             "val_accuracy_before", "test_accuracy_before", "val_accuracy", "test_accuracy",
@@ -63,7 +65,8 @@ def summarize(points: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def headline(rows: list[dict[str, Any]], quality: dict[str, Any], choices: dict[str, Any],
+def headline(rows: list[dict[str, Any]], quality: dict[str, Any],
+             choices: dict[str, SearchChoice],
              finetuned: dict[str, Any], max_drop: float) -> dict[str, Any]:
     """A few numbers per method-granularity, for `dvc exp show`: the searched operating
     point, the highest sweep ratio whose mean test drop is within the allowed one, and the
@@ -75,7 +78,7 @@ def headline(rows: list[dict[str, Any]], quality: dict[str, Any], choices: dict[
               and r["test_accuracy_drop"] <= max_drop]
         layers = quality.get(method, {}).get(granularity, {})
         out[series] = {
-            "searched_sparsity": choice["sparsity"],
+            "searched_sparsity": choice.sparsity,
             "searched_test_accuracy": finetuned[series]["test_accuracy"],
             "max_ratio_within_drop": max(ok, default=1.0),
             "oracle_spearman": mean_sd([q["spearman"]["mean"] for q in layers.values()])[0]

@@ -29,9 +29,10 @@ from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrial
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from prunelab import codedeps
 from prunelab.config import Config
 from prunelab.errors import PrunelabError
-from prunelab.settings import mask_url, project_root
+from prunelab.stores import mask_url, project_root
 
 JOURNAL = Path("studies/optuna-journal.log")
 QUEUED = "queued"  # user attr: the key of a queued trial (absent on any other trial)
@@ -53,7 +54,7 @@ def storage_label(cfg: Config) -> str:
 
 
 def journal_path() -> Path:
-    """The default journal, in the main project (see `settings.project_root`). Absolute,
+    """The default journal, in the main project (see `stores.project_root`). Absolute,
     because Optuna's lock is a symlink to this path: a relative target dangles (it resolves
     from studies/), so a lock left by a killed run would never be seen as stale."""
     return project_root() / JOURNAL
@@ -86,22 +87,20 @@ def open_storage(cfg: Config) -> optuna.storages.BaseStorage:
             "optuna.storage in params.yaml") from None
 
 
-def setup_digest(cfg: Config, sections: Iterable[str], modules: Iterable[str],
+def setup_digest(cfg: Config, sections: Iterable[str], code: str,
                  ignored: dict[str, Iterable[str]] | None = None) -> str:
     """8 hex digits of what a study's trials depend on: these params sections (less the
     `ignored` keys, and `data.sources` and `compute.workers`, which change no result; the
-    threads stay: they change the arithmetic) and the source of these prunelab modules. A
-    study's name ends with it, so that a changed setup starts a new study while an
-    interrupted one resumes."""
+    threads stay: they change the arithmetic) and the source of module `code` with every
+    prunelab module it imports (`codedeps`). A study's name ends with it, so that a
+    changed setup starts a new study while an interrupted one resumes."""
     dump = cfg.model_dump()
     relevant = {k: dump[k] for k in sections}
     for section, keys in {"data": ["sources"], "compute": ["workers"], **(ignored or {})}.items():
         for key in keys:
             relevant.get(section, {}).pop(key, None)
     h = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode())
-    package = Path(__file__).resolve().parent
-    for name in modules:
-        h.update((package / name).read_bytes())
+    h.update(codedeps.code_digest(code).encode())
     return h.hexdigest()[:8]
 
 

@@ -7,24 +7,36 @@ FLOPs, are measured on the result, since a neuron cut also removes the next laye
 inputs and biases. Seed s selects the baseline trained with seed s, the calibration
 batches, the random scores and the fine-tuning order, so the spread over seeds is the
 spread of the whole procedure. The statistics over points are in `stats`.
+
+The points are the queued trials of one Optuna study (plumbing in `studies`), so that any
+number of workers on any machines compute each once; a point is a pure function of its
+parameters, the params, the code and its seed's baseline, all of which name the study or
+the point's key, so it is the same whoever computed it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
+import warnings
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-import torch
+import optuna
 
+from prunelab import studies
+from prunelab.config import Config, Granularity, Method
 from prunelab.data import Split
-from prunelab.masks import PruningError, apply_masks, cut_lowest, matched_random_masks
+from prunelab.errors import PrunelabError
+from prunelab.granularity import GRANULARITIES, Pruned
+from prunelab.masks import PruningError
 from prunelab.metrics import accuracies, point_record
-from prunelab.models import Net, baked
-from prunelab.pruning import Pruned, finetune, prune_and_finetune
-from prunelab.settings import PruneSettings
+from prunelab.models import Net
+from prunelab.pruning import PruneSettings, finetune, prune_and_finetune
 from prunelab.stats import pack_correct
-from prunelab.surgery import remove_units
 from prunelab.training import EpochResult, FitSettings, correct
 
 
@@ -33,6 +45,11 @@ def ratio_sparsity(ratio: float) -> float:
     if ratio <= 1:
         raise ValueError(f"a compression ratio must exceed 1, got {ratio}")
     return 1.0 - 1.0 / ratio
+
+
+def point_settings(s: PruneSettings, ratio: float, seed: int) -> PruneSettings:
+    """What a point at `ratio` with seed `seed` runs: `s` cut to the ratio, seeded `seed`."""
+    return replace(s, sparsity=ratio_sparsity(ratio), threshold=None, seed=seed)
 
 
 def sweep_point(
@@ -48,7 +65,7 @@ def sweep_point(
     the choice within layers. A point that cannot be realised (a layer would be emptied)
     comes back with its reason under `infeasible`, so that the sweep goes on.
     """
-    s = replace(s, sparsity=ratio_sparsity(ratio), threshold=None, seed=seed)
+    s = point_settings(s, ratio, seed)
     measured = {k: v for k, v in splits.items() if k != "train"}
     bs = ft.eval_batch_size
     before: dict[str, float] = {}
@@ -70,7 +87,7 @@ def sweep_point(
     point["test_images"] = len(splits["test"])
     point["test_correct"] = pack_correct(correct(pruned.model, splits["test"], bs).cpu().numpy())
     if matched_random:
-        control = matched_random_model(base, pruned, seed)
+        control = GRANULARITIES[s.granularity].matched_random(base, pruned, seed)
         point.update(accuracies(control, measured, bs, suffix="_before_matched_random"))
         finetune(control, splits["train"], splits["val"], ft, seed)
         point.update(accuracies(control, measured, bs, suffix="_matched_random"))
@@ -79,12 +96,96 @@ def sweep_point(
     return point
 
 
-def matched_random_model(base: Net, pruned: Pruned, seed: int) -> Net:
-    """`base` cut at random to exactly `pruned`'s per-layer sparsity (weights) or per-layer
-    widths (units), with masks held for fine-tuning."""
-    if pruned.masks:
-        return apply_masks(baked(base), matched_random_masks(pruned.masks, seed))
-    g = torch.Generator().manual_seed(seed)
-    keep = [cut_lowest(torch.rand(k.numel(), generator=g), int((~k).sum()))
-            for k in pruned.unit_keep]
-    return remove_units(base, keep)
+Queued = tuple[str, dict[str, Any], dict[str, Any]]  # (key, params, user attrs)
+
+
+def study_name(cfg: Config) -> str:
+    """<model>-sweep plus a hash of the params and code a point depends on. Which methods,
+    ratios and seeds are swept is not in it: they are in each point's key, so adding one
+    queues only the new points."""
+    digest = studies.setup_digest(
+        cfg, ("model", "device", "data", "train", "prune", "finetune", "sweep", "compute"),
+        __name__, ignored={"prune": ("methods", "granularities"),
+                           "sweep": ("ratios", "seeds")})
+    return f"{cfg.model}-sweep-{digest}"
+
+
+def points(cfg: Config, baselines: dict[int, Path]) -> list[Queued]:
+    """Every point for the queue; its key names the seed's baseline by content.
+    Granularity by granularity: weight points (the slower ones) first when listed first,
+    so that a pool ends on short tasks."""
+    digest = {s: hashlib.sha1(m.read_bytes()).hexdigest()[:8] for s, m in baselines.items()}
+    return [(f"{m}-{g}-r{r:g}-s{s}-{digest[s]}",
+             {"method": m, "granularity": g, "ratio": r, "seed": s}, {})
+            for g in cfg.prune.granularities for m in cfg.prune.methods
+            for s in cfg.sweep.seeds for r in cfg.sweep.ratios]
+
+
+def open_study(cfg: Config, storage: optuna.storages.BaseStorage,
+               create: bool) -> optuna.Study:
+    """The sweep's study: created by the run that collects it, only opened by a helper."""
+    name = study_name(cfg)
+    if create:
+        return optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                                   load_if_exists=True)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise PrunelabError(
+            f"no sweep study {name} on {studies.storage_label(cfg)}: start the sweep on one "
+            "machine first (`dvc repro` or `prunelab sweep --out-dir sweep`), with the same "
+            "params.yaml, code and models/seeds as this one") from None
+
+
+@dataclass
+class PointObjective:
+    """The trial function of the sweep's study: compute the queued point it is given."""
+
+    prune: dict[tuple[str, str], PruneSettings]  # (method, granularity) -> before ratio, seed
+    finetune: FitSettings
+    matched_random: bool  # add the random control with each point's allocation
+    keys: set[str]  # the points this worker's baselines can compute
+    # Splits and (baseline, its test accuracy) per seed, loaded on the first point only.
+    load: Callable[[], tuple[dict[str, Split], dict[int, tuple[Net, float]]]]
+    last: dict[str, Any] | None = None
+    _data: tuple[dict[str, Split], dict[int, tuple[Net, float]]] | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        # Fixed by the queue; the distributions only declare them (for optuna-dashboard).
+        method = str(trial.suggest_categorical("method", list(Method.__args__)))
+        granularity = str(trial.suggest_categorical("granularity", list(Granularity.__args__)))
+        ratio = trial.suggest_float("ratio", 1.0, 1e9, log=True)
+        seed = trial.suggest_int("seed", -(2**31), 2**31 - 1)
+        if trial.user_attrs[studies.QUEUED] not in self.keys:  # queued after check_queue
+            raise PrunelabError(f"point {trial.user_attrs[studies.QUEUED]} needs other "
+                                "baselines than models/seeds here")
+        if self._data is None:
+            self._data = self.load()
+        splits, bases = self._data
+        s = self.prune[(method, granularity)]
+        # Only where a criterion allocates across layers: else the control is `random`.
+        matched = (self.matched_random and method != "random"
+                   and GRANULARITIES[granularity].allocates(bases[seed][0], s))
+        with warnings.catch_warnings():  # "cuts nothing" cannot happen for r > 1
+            warnings.simplefilter("ignore")
+            point = sweep_point(*bases[seed], splits, s, self.finetune, ratio, seed, matched)
+        trial.set_user_attr("point", point)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        self.last = point
+        if "infeasible" in point:
+            raise optuna.TrialPruned(point["infeasible"])
+        return float(point["val_accuracy"])
+
+
+def check_queue(study: optuna.Study, keys: set[str]) -> None:
+    """Refuse, before computing anything, a queue these baselines (`keys`) cannot serve: a
+    point's key names its seed's baseline by content, and a point computed from another
+    baseline would be filed under the wrong key."""
+    queued = {t.user_attrs.get(studies.QUEUED) for t in study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.WAITING,))}
+    foreign = sorted(queued - keys - {None})
+    if foreign:
+        raise PrunelabError(
+            f"{len(foreign)} queued point(s) of the sweep (first: {foreign[0]}, the last "
+            "part names its seed's baseline by content) need baselines that models/seeds "
+            "here does not hold: copy models/seeds from the machine that started the sweep")

@@ -15,16 +15,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from prunelab.config import Config
 from prunelab.data import MNIST_MD5
 from prunelab.errors import PrunelabError
-from prunelab.settings import mask_url, project_root
+from prunelab.stores import mask_url, project_root
 from prunelab.training import EpochResult, FitSettings
+
+if TYPE_CHECKING:  # a type only: the train stage logs through here without the pruning code
+    from prunelab.pruning import PruneSettings
 
 
 class TrackingError(PrunelabError, RuntimeError):
@@ -87,8 +86,7 @@ def experiment_id(name: str) -> str:
     """The id of the experiment `name`, created if it is missing. Not `mlflow.set_experiment`:
     when two processes (a stage's workers) create one experiment at once, the one that loses
     returns without making it active, and its runs go to the Default experiment, or fail on
-    an MLFLOW_EXPERIMENT_ID inherited from the parent (both seen: CI, and 1 in 6 tries of
-    two spawned processes on a new SQLite store)."""
+    an MLFLOW_EXPERIMENT_ID inherited from the parent."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -160,8 +158,7 @@ def log_epoch(r: EpochResult) -> None:
 def log_child_run(parent_run_id: str, run_name: str, tags: dict[str, str],
                   params: dict[str, Any], record: dict[str, Any]) -> None:
     """A finished run nested under `parent_run_id`, with params and a record's numbers, in
-    three store calls (`log_record` inside `stage_run` makes one per metric batch and
-    more): the sweep logs hundreds of these."""
+    three store calls: the sweep logs hundreds of these."""
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
@@ -191,16 +188,19 @@ def log_record(record: dict[str, Any], skip: set[str] | dict[str, Any] = frozens
                         for k, v in record.get("layer_sparsity", {}).items()})
 
 
-def run_params(cfg: Config, method: str, granularity: str, target_sparsity: float | None,
-               ft: FitSettings, seed: int) -> dict[str, Any]:
-    """The MLflow params every pruned-model run logs (finetune stage, sweep points), so that
-    the MLflow UI's compare view lines them all up under the same names."""
+def run_params(s: PruneSettings, ft: FitSettings, seed: int) -> dict[str, Any]:
+    """The MLflow params every pruned-model run logs (finetune stage, sweep points), from the
+    settings and fine-tuning seed that ran, never rebuilt from params.yaml (a sweep's
+    neuron points cut with `sweep.neuron_scope`; a finetune stage repeats its chosen
+    trial's seed). The same names everywhere, so the MLflow UI's compare view lines them
+    all up."""
     return {
-        "method": method, "granularity": granularity, "scope": cfg.prune.scope,
-        "target_sparsity": target_sparsity, "normalize": cfg.prune.normalize,
-        "rounds": cfg.finetune.rounds, "finetune.lr": ft.lr, "finetune.epochs": ft.epochs,
-        "finetune.penalty": ft.penalty, "finetune.lr_schedule": ft.lr_schedule,
-        "finetune.weight_decay": ft.weight_decay, "seed": seed,
+        "method": s.method, "granularity": s.granularity, "scope": s.scope,
+        "target_sparsity": s.sparsity, "threshold": s.threshold, "normalize": s.normalize,
+        "rounds": s.rounds, "calibration_seed": s.seed, "finetune.lr": ft.lr,
+        "finetune.epochs": ft.epochs, "finetune.penalty": ft.penalty,
+        "finetune.lr_schedule": ft.lr_schedule, "finetune.weight_decay": ft.weight_decay,
+        "seed": seed,
     }
 
 
@@ -214,52 +214,3 @@ def flat_params(obj: Any, prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
-
-
-def log_torch_model(model: nn.Module, name: str = "model",
-                    registered_model_name: str | None = None) -> None:
-    """Log through mlflow.pytorch in its "pt2" format (torch.export: no pickle), and
-    register it under `registered_model_name` if given (the Models page).
-
-    Naming the requirements skips MLflow's slow environment inference. MLflow would also
-    reload the saved model through pyfunc to check it serves the input example, ~4 s of a
-    ~5 s stage for a model of 0.1 MB: tests load logged models with
-    `mlflow.pytorch.load_model` instead (test_pipeline), so that check is off.
-    """
-    import mlflow
-    import mlflow.pytorch
-    from mlflow.models import infer_signature
-
-    device = next(model.parameters()).device
-    example = torch.rand(2, 1, 28, 28, device=device)
-    with torch.no_grad():
-        logits = model.eval()(example)
-    with _no_requirement_check():
-        mlflow.pytorch.log_model(
-            model,
-            name=name,
-            serialization_format="pt2",
-            input_example=example.cpu().numpy(),
-            signature=infer_signature(example.cpu().numpy(), logits.cpu().numpy()),
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "prunelab"],
-            registered_model_name=registered_model_name,
-            validate_serving_input=False,
-        )
-
-
-@contextmanager
-def _no_requirement_check() -> Iterator[None]:
-    """MLflow checks the requirements we name against every installed distribution (a
-    scan of site-packages, 0.4 s per process) only to warn on a mismatch; ours are read
-    from the running torch, so they cannot mismatch. Skipped where MLflow has that check
-    under this name (mlflow.utils.environment, 2.x-3.x); elsewhere it simply runs."""
-    from unittest import mock
-
-    from mlflow.utils import environment
-
-    name = "warn_dependency_requirement_mismatches"
-    if not hasattr(environment, name):
-        yield
-        return
-    with mock.patch.object(environment, name, lambda *a, **k: None):
-        yield

@@ -6,20 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prunelab import tracking
+from prunelab import model_registry, tracking
 from prunelab.artifacts import FINETUNED, MASK, load_pruned
 from prunelab.config import Config
 from prunelab.fileio import read_json, write_json
 from prunelab.metrics import accuracies, file_size, point_record
 from prunelab.models import baked, load_model, resolve_device, save_model
+from prunelab.prune_params import prune_settings
 from prunelab.pruning import finetune
-from prunelab.settings import (
-    finetune_settings,
-    prune_settings,
-    read_choice,
-    test_split,
-    train_val_splits,
-)
+from prunelab.records import read_choice
+from prunelab.settings import finetune_seed, finetune_settings, test_split, train_val_splits
 
 
 def run(cfg: Config, method: str, granularity: str, pruned_dir: Path, baseline: Path,
@@ -31,17 +27,15 @@ def run(cfg: Config, method: str, granularity: str, pruned_dir: Path, baseline: 
     model = load_pruned(pruned_dir, granularity, resolve_device(cfg.device))
     before = read_json(prune_metrics)
     base = load_model(baseline)
-    choice = read_choice(choice_path)
+    choice = read_choice(choice_path) if choice_path else None
     settings = finetune_settings(cfg, choice)
     s = prune_settings(cfg, method, granularity, choice)
-    params = {**tracking.run_params(cfg, method, granularity, s.sparsity, settings, cfg.seed),
-              "threshold": s.threshold}
+    seed = finetune_seed(cfg, choice)
+    params = tracking.run_params(s, settings, seed)
     tags = {"stage": "finetune", "method": method, "granularity": granularity}
     with tracking.stage_run(cfg.model, f"{method}-{granularity}", tags, params):
         tracking.log_mnist(cfg.data.root)
-        # The chosen search trial's seed: the stage then repeats that trial's fine-tuning.
-        finetune(model, train, val, settings, choice.get("finetune_seed", cfg.seed),
-                 on_epoch=tracking.log_epoch)
+        finetune(model, train, val, settings, seed, on_epoch=tracking.log_epoch)
         save_model(model, pruned_dir / FINETUNED)
         splits = {"val": val, "test": test_split(cfg)}
         metrics = point_record(model, base.spec, s, {
@@ -52,7 +46,7 @@ def run(cfg: Config, method: str, granularity: str, pruned_dir: Path, baseline: 
         write_json(metrics_path, metrics)
         tracking.log_record(metrics, skip=params)
         mlflow.log_artifact(str(pruned_dir / MASK))
-        tracking.log_torch_model(baked(model),
+        model_registry.log_torch_model(baked(model),
                                  registered_model_name=f"{cfg.model}-{method}-{granularity}")
     print(f"{method}-{granularity}: test {metrics['test_accuracy']:.4f} after fine-tuning "
           f"(was {metrics['test_accuracy_before']:.4f})")

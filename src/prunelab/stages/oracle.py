@@ -1,23 +1,22 @@
 """`prunelab oracle`: every criterion's scores on each seed's baseline against the true
-damage of removing each unit (and a sample of single weights), with a figure. Seeds run
-in worker processes."""
+damage of removing each unit (and a sample of single weights), with a figure
+(`prunelab.oracle`). Seeds run in worker processes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from prunelab import report
+from prunelab.artifacts import baseline_files
 from prunelab.config import Config, load_config
-from prunelab.criteria import CriterionSettings, build_scorer
+from prunelab.criteria import CriterionSettings
 from prunelab.fileio import write_json
 from prunelab.masks import prunable_names
 from prunelab.models import load_model, resolve_device
-from prunelab.oracle import criterion_quality, unit_damage, weight_damage
+from prunelab.oracle import criteria_against_damage
 from prunelab.pruning import calibration_batches
-from prunelab.settings import baseline_files, train_val_splits
+from prunelab.settings import train_val_splits
 from prunelab.stats import mean_sd_tree
 from prunelab.workers import worker_pool
 
@@ -34,21 +33,11 @@ def _one_seed(w: _Oracle, seed: int) -> tuple[int, dict[str, Any], dict[str, Any
     """(seed, quality per method, the figure's points per method)."""
     p = w.cfg.prune
     model = load_model(w.files[seed][0], resolve_device(w.cfg.device))
-    names = prunable_names(model, p.prune_output_layer)
-    units = unit_damage(model, w.held)
-    weights = weight_damage(model, w.held, names, w.cfg.oracle.weights_per_layer, seed)
-    calib = calibration_batches(w.train, p.calibration_batches, p.calibration_batch_size, seed)
-    settings = CriterionSettings(seed, p.neuron_norm, p.activation_stat)
-    quality, scatter = {}, {}
-    for method in p.methods:
-        unit_scores = build_scorer(method, "neuron", settings)(model, calib)
-        weight_scores = build_scorer(method, "weight", settings)(model, calib)
-        quality[method] = criterion_quality(unit_scores, weight_scores, units, weights)
-        scatter[method] = {
-            "neuron": (torch.cat(unit_scores), torch.cat(units)),  # type: ignore[arg-type]
-            "weight": (torch.cat([weight_scores[n].flatten()[i]  # type: ignore[index]
-                                  for n, (i, _) in weights.items()]),
-                       torch.cat([d for _, d in weights.values()]))}
+    quality, scatter = criteria_against_damage(
+        model, w.held,
+        calibration_batches(w.train, p.calibration_batches, p.calibration_batch_size, seed),
+        p.methods, CriterionSettings(seed, p.neuron_norm, p.activation_stat),
+        prunable_names(model, p.prune_output_layer), w.cfg.oracle.weights_per_layer, seed)
     print(f"oracle seed {seed}: " + ", ".join(
         f"{m} ρ={q['neuron']['layer0']['spearman']:.2f}" for m, q in quality.items()),
         flush=True)

@@ -10,25 +10,21 @@ from prunelab.config import Config
 from prunelab.fileio import write_json
 from prunelab.metrics import accuracies, file_size, point_record
 from prunelab.models import load_model, resolve_device
+from prunelab.prune_params import prune_settings
 from prunelab.pruning import prune_model
-from prunelab.settings import (
-    finetune_settings,
-    prune_settings,
-    read_choice,
-    test_split,
-    train_val_splits,
-)
+from prunelab.records import read_choice
+from prunelab.settings import finetune_seed, finetune_settings, test_split, train_val_splits
 
 
 def run(cfg: Config, method: str, granularity: str, baseline: Path, out_dir: Path,
         metrics_path: Path, choice_path: Path | None = None) -> None:
-    choice = read_choice(choice_path)
+    choice = read_choice(choice_path) if choice_path else None
     train, val = train_val_splits(cfg)
     base = load_model(baseline, resolve_device(cfg.device))
     s = prune_settings(cfg, method, granularity, choice)
     # The chosen trial's seed, so that rounds > 1 fine-tune between rounds as it did.
     pruned = prune_model(base, train, val, s, finetune_settings(cfg, choice),
-                         choice.get("finetune_seed", cfg.seed))
+                         finetune_seed(cfg, choice))
     save_pruned(pruned, out_dir)
     splits = {"val": val, "test": test_split(cfg)}
     metrics = point_record(pruned.model, base.spec, s, {

@@ -13,6 +13,7 @@ from prunelab import papers, report, tracking
 from prunelab.config import Config
 from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json, write_bytes, write_json
+from prunelab.records import read_choice
 from prunelab.stats import headline, infeasible, mean_sd, summarize, verdicts
 
 FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
@@ -29,7 +30,9 @@ def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
     if missing:
         raise PrunelabError(f"missing input(s) {missing}; run `dvc repro` (the search, prune, "
                             "finetune, sweep and oracle stages write them)")
-    read = {name: {s: read_json(d / f"{s}.json") for s in series} for name, d in dirs.items()}
+    read: dict[str, Any] = {name: {s: read_json(d / f"{s}.json") for s in series}
+                            for name, d in dirs.items() if name != "search"}
+    read["search"] = {s: read_choice(dirs["search"] / f"{s}.json") for s in series}
     sweeps = read.pop("sweep")
     read["points"] = [p for s in series for p in sweeps[s]["points"]]
     read["oracle"] = read_json(oracle)

@@ -9,15 +9,15 @@ import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
 from prunelab import search, studies, tracking
 from prunelab.config import Config, load_config
-from prunelab.fileio import atomic_dir, write_json
+from prunelab.fileio import atomic_dir
 from prunelab.models import load_model, resolve_device
+from prunelab.records import SearchChoice, write_choice
 from prunelab.search import EPOCH_ATTR
 from prunelab.settings import train_val_splits
 from prunelab.workers import worker_pool
@@ -97,18 +97,18 @@ def run(cfg: Config, params: Path, pairs: list[Pair], baseline: Path, out_dir: P
     choices = {}
     for pair in pairs:
         study = search.open_study(cfg, *pair, storage)
-        choices[pair] = choice = search.choose(study, cfg.search.max_accuracy_drop)
-        choice["storage"] = studies.storage_label(cfg)  # never a password
+        choices[pair] = choice = search.choose(study, cfg.search.max_accuracy_drop,
+                                               studies.storage_label(cfg))
         log_choice(parents[pair], study, choice)
-        print(f"{pair[0]}-{pair[1]}: chose sparsity {choice['sparsity']:.4f} "
-              f"(val {choice['val_accuracy']:.4f}) from {choice['trials_complete']} trials "
+        print(f"{pair[0]}-{pair[1]}: chose sparsity {choice.sparsity:.4f} "
+              f"(val {choice.val_accuracy:.4f}) from {choice.trials_complete} trials "
               f"of study {study.study_name}")
     with atomic_dir(out_dir) as tmp:  # every choice, or the previous ones
         for path in out_dir.glob("*.json") if out_dir.is_dir() else []:
             if tuple(path.stem.split("-", 1)) not in choices:  # another method's, by hand
                 shutil.copy2(path, tmp / path.name)
         for (method, granularity), choice in choices.items():
-            write_json(tmp / f"{method}-{granularity}.json", choice)
+            write_choice(tmp / f"{method}-{granularity}.json", choice)
 
 
 def _tags(method: str, granularity: str) -> dict[str, str]:
@@ -157,7 +157,7 @@ def trial_logger(cfg: Config, parent_run_id: str, method: str,
     return log
 
 
-def log_choice(parent_run_id: str, study: optuna.Study, choice: dict[str, Any]) -> None:
+def log_choice(parent_run_id: str, study: optuna.Study, choice: SearchChoice) -> None:
     """The choice and Optuna's plots, on the study's run."""
     import matplotlib
 
@@ -166,10 +166,9 @@ def log_choice(parent_run_id: str, study: optuna.Study, choice: dict[str, Any]) 
     from optuna.visualization import matplotlib as vis
 
     with mlflow.start_run(run_id=parent_run_id):
-        mlflow.log_params({"chosen_sparsity": choice["sparsity"],
-                           "chosen_trial": choice["trial"]})
-        mlflow.log_metrics({"chosen_val_accuracy": choice["val_accuracy"],
-                            "chosen_realised_sparsity": choice["realised_sparsity"]})
+        mlflow.log_params({"chosen_sparsity": choice.sparsity, "chosen_trial": choice.trial})
+        mlflow.log_metrics({"chosen_val_accuracy": choice.val_accuracy,
+                            "chosen_realised_sparsity": choice.realised_sparsity})
         plots = {
             "pareto_front.png": lambda: vis.plot_pareto_front(study),
             "history_val_accuracy.png": lambda: vis.plot_optimization_history(

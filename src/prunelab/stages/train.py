@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from prunelab import tracking
+from prunelab import model_registry, tracking
 from prunelab.config import Config, load_config
 from prunelab.data import verify_mnist
 from prunelab.fileio import atomic_dir, write_json
@@ -55,7 +55,7 @@ def _train_one(w: _Trainer, seed: int) -> tuple[int, Net, dict[str, Any]]:
         # The median ignores the first epoch's warm-up outlier.
         tracking.log_record({"seconds_per_epoch": statistics.median(r.seconds
                                                                     for r in history)})
-        tracking.log_torch_model(model)
+        model_registry.log_torch_model(model)
     print(f"{cfg.model} seed {seed}: val {val_acc:.4f}  test {test_acc:.4f}", flush=True)
     return seed, model, metrics
 
