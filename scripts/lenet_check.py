@@ -28,10 +28,11 @@ from typing import Any
 import torch
 
 from prunelab.config import load_config, parse_config
+from prunelab.markdown import han_section
 from prunelab.masks import prunable_names
 from prunelab.metrics import pruning_metrics
 from prunelab.models import build_model
-from prunelab.papers import han_judgement, han_markdown
+from prunelab.papers import han_judgement
 from prunelab.prune_params import prune_settings
 from prunelab.pruning import prune_and_finetune
 from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
@@ -128,7 +129,7 @@ def main() -> None:
     intro = (f"# `{args.model}` against the papers, held out\n\nRecipe `{recipe}`, chosen on "
              f"the validation split (seed 0, `papers/{args.model}-selection.json`), measured "
              f"on test with seeds the choice never saw ({CONFIRM_SEEDS}).")
-    text = han_markdown(intro, han_judgement(args.model, rows))
+    text = han_section(intro, han_judgement(args.model, rows))
     (OUT / f"{args.model}.md").write_text(text)
     print(text)
 

@@ -117,3 +117,13 @@ def test_touching_any_module_a_trial_imports_renames_the_study(
     changed = json.loads(proc.stdout)
     assert "prunelab/unit_criteria.py" in changed and "prunelab/criteria.py" in changed
     assert [f for f, moved in changed.items() if not moved] == []
+
+
+def test_every_stage_command_is_called_and_has_its_module() -> None:
+    import argparse
+
+    from prunelab.cli import STAGE_CALLS, build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    stages = {p.stem for p in (PACKAGE / "stages").glob("*.py")} - {"__init__"}
+    assert set(sub.choices) == set(STAGE_CALLS) == stages

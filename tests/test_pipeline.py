@@ -287,3 +287,31 @@ def test_sweep_points_and_the_comparison_are_in_mlflow(project: Path) -> None:
     assert {"summary.json", "report.md", "figures"} <= artifacts
     figures = {a.path for a in client.list_artifacts(comparison.info.run_id, "figures")}
     assert "figures/accuracy_vs_compression.png" in figures
+
+
+@pytest.mark.slow
+def test_the_report_lists_an_infeasible_point_and_judges_the_rest(
+    project: Path, tmp_path: Path
+) -> None:
+    """A point that could not be realised carries no accuracies: the report counts it and
+    gives its reason (the report once read every point's baseline accuracy and failed)."""
+    import shutil
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(project / "sweep", sweep)
+    path = sweep / "magnitude-neuron.json"
+    data = json.loads(path.read_text())
+    last = data["points"][-1]
+    data["points"][-1] = {**{k: last[k] for k in ("method", "granularity", "ratio", "seed",
+                                                 "target_sparsity")},
+                          "infeasible": "would cut every unit of layer0 (made by the test)"}
+    path.write_text(json.dumps(data))
+    out = tmp_path / "reports"
+    run(["prunelab", "report", "--sweep-dir", str(sweep), "--search-dir", "search",
+         "--prune-metrics-dir", "metrics/prune", "--finetune-metrics-dir", "metrics/finetune",
+         "--oracle", "oracle/oracle.json", "--out-dir", str(out)], project,
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert "would cut every unit of layer0 (made by the test)" in (out / "report.md").read_text()
+    cell = json.loads((out / "summary.json").read_text())["magnitude-neuron"][
+        f"r{last['ratio']:g}"]
+    assert cell["infeasible"] == 1 and cell["seeds"] == len(SEEDS) - 1

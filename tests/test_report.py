@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prunelab.papers import han_judgement, han_markdown
+from prunelab.markdown import han_section
+from prunelab.markdown import report as markdown
+from prunelab.papers import han_judgement
 from prunelab.records import SearchChoice
-from prunelab.report import markdown
 from prunelab.stats import headline, holm, mcnemar, pack_correct, summarize, verdicts
 from prunelab.sweep import ratio_sparsity
 
@@ -117,7 +118,7 @@ def test_paper_check_judges_absolute_error_and_the_per_seed_change() -> None:
     assert han["change_verdict"] == "worse than theirs"
     # SNIP's 20x: no run of ours at that compression, so no fallback to another ratio.
     assert snip["match"] is None
-    text = han_markdown("intro.", [han, snip])
+    text = han_section("intro.", [han, snip])
     assert "no matching point" in text and "prunes at initialisation" in text
     assert han_judgement("mlp", rows) == []
     # A run with no magnitude-weight points (neuron granularity only): no matching point.

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, get_args
 
 from prunelab.config import Config, ConfigError, Granularity, Method, load_config
 from prunelab.errors import PrunelabError
@@ -14,8 +17,8 @@ from prunelab.errors import PrunelabError
 
 def _method_args(p: argparse.ArgumentParser, baseline: str = "--baseline") -> None:
     """The arguments of every per-(method, granularity) stage."""
-    p.add_argument("--method", required=True, choices=list(Method.__args__))
-    p.add_argument("--granularity", required=True, choices=list(Granularity.__args__))
+    p.add_argument("--method", required=True, choices=list(get_args(Method)))
+    p.add_argument("--granularity", required=True, choices=list(get_args(Granularity)))
     p.add_argument(baseline, type=Path, required=True)
 
 
@@ -24,7 +27,7 @@ def _workers_arg(p: argparse.ArgumentParser) -> None:
                    help="local worker processes (default: compute.workers in params.yaml)")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prunelab", description=__doc__)
     p.add_argument("--params", default="params.yaml", help="parameters file (default: %(default)s)")
     sub = p.add_subparsers(dest="stage", required=True)
@@ -39,9 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     se.add_argument("--baseline", type=Path, required=True)
     se.add_argument("--out-dir", type=Path, required=True,
                     help="folder for one <method>-<granularity>.json choice per study")
-    se.add_argument("--method", choices=list(Method.__args__),
+    se.add_argument("--method", choices=list(get_args(Method)),
                     help="only this method (default: every one in prune.methods)")
-    se.add_argument("--granularity", choices=list(Granularity.__args__),
+    se.add_argument("--granularity", choices=list(get_args(Granularity)),
                     help="only this granularity (default: every one in prune.granularities)")
     _workers_arg(se)
     for name, text in [("prune", "prune the baseline with one method at one granularity"),
@@ -81,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.params)  # every stage validates all params before any work
     except ConfigError as exc:
@@ -108,48 +111,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# How each stage's `run` is called from its parsed arguments (and the worker count); the
+# stage's module is imported only when it runs, so a stage loads only what it needs.
+STAGE_CALLS: dict[str, Callable[[argparse.Namespace, Config, int], tuple[Any, ...]]] = {
+    "download": lambda a, cfg, w: (cfg,),
+    "train": lambda a, cfg, w: (cfg, Path(a.params), a.out_dir, a.metrics_out, w),
+    "search": lambda a, cfg, w: (
+        cfg, Path(a.params),
+        [(m, g) for m in ([a.method] if a.method else cfg.prune.methods)
+         for g in ([a.granularity] if a.granularity else cfg.prune.granularities)],
+        a.baseline, a.out_dir, w),
+    "prune": lambda a, cfg, w: (cfg, a.method, a.granularity, a.baseline, a.out_dir,
+                                a.metrics_out, a.choice),
+    "finetune": lambda a, cfg, w: (cfg, a.method, a.granularity, a.out_dir, a.baseline,
+                                   a.prune_metrics, a.metrics_out, a.choice),
+    "sweep": lambda a, cfg, w: (cfg, Path(a.params), a.baselines, a.out_dir, w),
+    "oracle": lambda a, cfg, w: (cfg, Path(a.params), a.baselines, a.out_dir, w),
+    "report": lambda a, cfg, w: (cfg, a.sweep_dir, a.search_dir, a.prune_metrics_dir,
+                                 a.finetune_metrics_dir, a.oracle, a.out_dir),
+}
+
+
 def _run_stage(args: argparse.Namespace, cfg: Config) -> None:
     from prunelab.workers import worker_count
 
     workers = getattr(args, "workers", None) or worker_count(cfg)
-    if args.stage == "download":
-        from prunelab.stages import download
-
-        download.run(cfg)
-    elif args.stage == "train":
-        from prunelab.stages import train
-
-        train.run(cfg, Path(args.params), args.out_dir, args.metrics_out, workers)
-    elif args.stage == "search":
-        from prunelab.stages import search
-
-        methods = [args.method] if args.method else cfg.prune.methods
-        granularities = [args.granularity] if args.granularity else cfg.prune.granularities
-        search.run(cfg, Path(args.params), [(m, g) for m in methods for g in granularities],
-                   args.baseline, args.out_dir, workers)
-    elif args.stage == "prune":
-        from prunelab.stages import prune
-
-        prune.run(cfg, args.method, args.granularity, args.baseline, args.out_dir,
-                  args.metrics_out, args.choice)
-    elif args.stage == "finetune":
-        from prunelab.stages import finetune
-
-        finetune.run(cfg, args.method, args.granularity, args.out_dir, args.baseline,
-                     args.prune_metrics, args.metrics_out, args.choice)
-    elif args.stage == "sweep":
-        from prunelab.stages import sweep
-
-        sweep.run(cfg, Path(args.params), args.baselines, args.out_dir, workers)
-    elif args.stage == "oracle":
-        from prunelab.stages import oracle
-
-        oracle.run(cfg, Path(args.params), args.baselines, args.out_dir, workers)
-    elif args.stage == "report":
-        from prunelab.stages import report
-
-        report.run(cfg, args.sweep_dir, args.search_dir, args.prune_metrics_dir,
-                   args.finetune_metrics_dir, args.oracle, args.out_dir)
+    stage = importlib.import_module(f"prunelab.stages.{args.stage}")
+    stage.run(*STAGE_CALLS[args.stage](args, cfg, workers))
 
 
 def entry() -> None:

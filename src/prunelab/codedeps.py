@@ -55,7 +55,8 @@ def closure(start: str, stop: str = STAGES, src: Path = SRC) -> set[str]:
     """`start` and what it imports, transitively, not entering modules named `stop...`
     (the CLI imports a stage's module only when that stage runs)."""
     seen: set[str] = set()
-    todo = [start]
+    # Importing a module imports the packages it sits in first.
+    todo = [start, *(".".join(start.split(".")[:i]) for i in range(1, start.count(".") + 1))]
     while todo:
         m = todo.pop()
         if m not in seen:

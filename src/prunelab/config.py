@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from prunelab.errors import PrunelabError
 
@@ -82,7 +83,7 @@ class PruneConfig(_Strict):
 
     @model_validator(mode="after")
     def _threshold_keys(self) -> PruneConfig:
-        allowed = {f"{m}-{g}" for m in Method.__args__ for g in Granularity.__args__}
+        allowed = {f"{m}-{g}" for m in get_args(Method) for g in get_args(Granularity)}
         bad = sorted(set(self.thresholds) - allowed)
         if bad:
             raise ValueError(
@@ -93,8 +94,7 @@ class PruneConfig(_Strict):
 
 
 class FinetuneConfig(_Strict):
-    # Han et al. 2015 fine-tune with about a tenth of the original learning rate.
-    lr: Annotated[float, Field(gt=0)]
+    lr: Annotated[float, Field(gt=0)]  # Han et al. 2015: about a tenth of training's
     momentum: Annotated[float, Field(ge=0, lt=1)]
     epochs: Annotated[int, Field(ge=0)]
     penalty: Literal["none", "l1", "l2"]
@@ -204,7 +204,7 @@ class Config(_Strict):
         return self
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails) -> str:
     key = ".".join(str(p) for p in err["loc"]) or "(top level)"
     kind = err["type"]
     if kind == "extra_forbidden":

@@ -103,7 +103,8 @@ def select(
         keep = {k: s >= threshold for k, s in ranked.items()}
         what = f"threshold {threshold:g}"
     else:
-        keep = _ranked(ranked, sparsity, scope)  # type: ignore[arg-type]
+        assert sparsity is not None  # exactly one of the two, checked above
+        keep = _ranked(ranked, sparsity, scope)
         what = f"sparsity {sparsity:g}"
     _check(keep, ranked, what, unit)
     return keep
@@ -113,8 +114,11 @@ def unit_layer_names(unit_scores: UnitScores) -> list[str]:
     return [f"layer{i}" for i in range(len(unit_scores))]
 
 
-def select_units(unit_scores: UnitScores, round_to: int = 1,
-                 **how: float | str | bool | dict | None) -> list[Tensor]:
+def select_units(
+    unit_scores: UnitScores, round_to: int = 1, *, sparsity: float | None = None,
+    threshold: float | None = None, scope: str = "global", normalize: bool = True,
+    scales: dict[str, float] | None = None,
+) -> list[Tensor]:
     """One bool vector per hidden layer: which neurons/channels stay.
 
     With `round_to` > 1, each layer keeps its top units in a number rounded to the nearest
@@ -123,7 +127,8 @@ def select_units(unit_scores: UnitScores, round_to: int = 1,
     left whole, or keeping fewer than `round_to` units, is not rounded.
     """
     keyed = dict(zip(unit_layer_names(unit_scores), unit_scores, strict=True))
-    keep = list(select(keyed, **how, unit="unit").values())  # type: ignore[arg-type]
+    keep = list(select(keyed, sparsity=sparsity, threshold=threshold, scope=scope,
+                       normalize=normalize, unit="unit", scales=scales).values())
     if round_to == 1:
         return keep
     out = []
@@ -168,7 +173,9 @@ def apply_masks(model: Net, masks: Masks) -> Net:
     modules = dict(model.named_modules())
     for name, mask in masks.items():
         prefix, param = name.rsplit(".", 1)
-        prune.custom_from_mask(modules[prefix], param, mask.to(modules[prefix].weight.device))
+        module = modules[prefix]
+        # torch's prune module is unannotated; custom_from_mask(module, name, mask) -> module
+        prune.custom_from_mask(module, param, mask.to(module.weight.device))  # type: ignore[no-untyped-call]
     return model
 
 

@@ -68,7 +68,8 @@ class Net(nn.Module):
         self.body = nn.Sequential(*body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        out: torch.Tensor = self.body(x)
+        return out
 
 
 def build_model(spec: ModelSpec | str) -> Net:
@@ -99,7 +100,7 @@ def build_model(spec: ModelSpec | str) -> Net:
     return Net(spec, body)
 
 
-def weighted_layers(model: Net) -> list[tuple[str, nn.Module]]:
+def weighted_layers(model: Net) -> list[tuple[str, nn.Linear | nn.Conv2d]]:
     """(parameter-name prefix, module) of every Linear/Conv2d, input to output."""
     return [
         (f"body.{i}", m)

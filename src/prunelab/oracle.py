@@ -14,6 +14,7 @@ of the layers after it, in float64 so that single-weight damages of 1e-6 are res
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -68,6 +69,7 @@ def weight_damage(model: Net, data: Split, names: list[str], per_layer: int,
     for name in names:
         index = int(name.split(".")[1])
         layer = net.body[index]
+        assert isinstance(layer, (nn.Linear, nn.Conv2d)), name  # a weighted layer's name
         inputs = net.body[:index](x)
         z = layer(inputs)
         tail = net.body[index + 1:]
@@ -125,7 +127,7 @@ def criterion_quality(unit_scores: list[Tensor] | None, weight_scores: dict[str,
     return out
 
 
-def criteria_against_damage(model: Net, held: Split, calib: Batches, methods: list[str],
+def criteria_against_damage(model: Net, held: Split, calib: Batches, methods: Sequence[str],
                             criterion: CriterionSettings, weight_names: list[str],
                             weights_per_layer: int, seed: int
                             ) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from scipy.stats import t
 
+from prunelab.records import Point, feasible
 from prunelab.stats import mean_sd
 
 # Published results to put ours beside: (baseline error %, pruned error %, compression ×).
@@ -85,38 +87,11 @@ def _matching_ratio(rows: list[dict[str, Any]], ref: dict[str, Any]) -> str | No
     return next((k for k in ours if ref["ratio"] <= realised(k) <= cap * ref["ratio"]), None)
 
 
-def han_markdown(intro: str, checks: list[dict[str, Any]]) -> str:
-    """Both judgements for every published row, after `intro` (where the runs come from)."""
-    lines = [intro + " Errors in %, mean ± sd over seeds; change = pruned error − the same "
-             "seed's baseline error, with a 95 % t-interval.", "",
-             "| paper | their error | their change | ours at | our error | our change "
-             "[95 % CI] | within 0.15 pp (absolute) | change vs theirs |",
-             "|---|---|---|---|---|---|---|---|"]
-    for c in checks:
-        theirs = (f"{c['base_error']:.2f} → " if c["base_error"] is not None else "") + \
-            f"{c['error']:.2f} at {c['ratio']:g}×"
-        if c["match"] is None:
-            lines.append(f"| {c['paper']} ({c.get('note', c['kind'])}) | {theirs} | — | "
-                         "no matching point "
-                         "| — | — | — | — |")
-            continue
-        mean, lo, hi = c["our_change"]
-        lines.append(
-            f"| {c['paper']} ({c.get('note', c['kind'])}) | {theirs} | "
-            + (f"{c['their_change']:+.2f}" if "their_change" in c else "—")
-            + f" | {c['our_ratio']:.1f}× | {c['our_base_error'][0]:.2f} → "
-            f"{c['our_error'][0]:.2f} ± {c['our_error'][1]:.2f} | {mean:+.2f} "
-            f"[{lo:+.2f}, {hi:+.2f}] | "
-            + {True: "yes", False: "no"}.get(c.get("within_tolerance"), "—")
-            + f" | {c.get('change_verdict', '—')} |")
-    return "\n".join(lines) + "\n"
-
-
-def rows_from_points(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rows_from_points(points: Iterable[Point]) -> list[dict[str, Any]]:
     """The sweep's magnitude-weight points as `han_judgement` rows, one per seed."""
     rows: dict[int, dict[str, Any]] = {}
-    for p in points:
-        if p["method"] == "magnitude" and p["granularity"] == "weight" and "infeasible" not in p:
+    for p in feasible(points):
+        if p["method"] == "magnitude" and p["granularity"] == "weight":
             row = rows.setdefault(p["seed"], {"seed": p["seed"], "ratios": {},
                                               "base_test_error": 1 - p["baseline_test_accuracy"]})
             row["ratios"][f"{p['ratio']:g}"] = {"compression_ratio": p["compression_ratio"],

@@ -1,13 +1,20 @@
 """The records stages hand each other, typed, each written and read through one function.
 
 A search choice (`search/<method>-<granularity>.json`) is what the prune and finetune
-stages repeat: the chosen trial's sparsity, fine-tuning lr and seed.
+stages repeat: the chosen trial's sparsity, fine-tuning lr and seed. A sweep point
+(`sweep/<method>-<granularity>.json`) is one pruned and fine-tuned model of the
+comparison, or the reason it could not be realised; the sweep checks each as it makes it
+(`as_point`), the report as it reads them, so a missing or misspelt key fails there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, TypedDict, cast
+
+from typing_extensions import TypeIs  # in typing from Python 3.13
 
 from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json, write_json
@@ -45,3 +52,88 @@ def read_choice(path: Path) -> SearchChoice:
             f"{path} is not a search choice of this version (missing {sorted(names - set(data))}, "
             f"unknown {sorted(set(data) - names)}): run `dvc repro search` to write it again")
     return SearchChoice(**data)
+
+
+class PointKey(TypedDict):
+    """What every point has: where it sits in the comparison."""
+
+    method: str
+    granularity: str
+    ratio: float
+    seed: int
+    target_sparsity: float
+
+
+class InfeasiblePoint(PointKey):
+    infeasible: str  # why it could not be realised (e.g. a layer would be emptied)
+
+
+class MatchedRandom(TypedDict, total=False):
+    """The random control with a point's allocation, where a criterion allocates. (A base
+    of its own: `NotRequired` in a postponed annotation is not seen by Python 3.11.)"""
+
+    val_accuracy_before_matched_random: float
+    test_accuracy_before_matched_random: float
+    val_accuracy_matched_random: float
+    test_accuracy_matched_random: float
+    test_correct_matched_random: str
+
+
+class SweepPoint(PointKey, MatchedRandom):
+    """A pruned and fine-tuned model: what it cost (`metrics.pruning_metrics`), what it
+    scored before and after fine-tuning, and which test images it got right."""
+
+    threshold: float | None
+    sparsity: float
+    layer_sparsity: dict[str, float]
+    parameters_remaining: int
+    compression_ratio: float
+    dense_flops: int
+    flops: int
+    effective_flops: int
+    val_accuracy_before: float
+    test_accuracy_before: float
+    val_accuracy: float
+    test_accuracy: float
+    baseline_test_accuracy: float
+    test_accuracy_drop: float
+    test_images: int
+    test_correct: str  # stats.pack_correct of the per-image correctness
+
+
+Point = SweepPoint | InfeasiblePoint
+
+
+def _keys(kind: type[Any]) -> tuple[set[str], set[str]]:
+    """(required, optional) keys of a TypedDict."""
+    return set(kind.__required_keys__), set(kind.__optional_keys__)
+
+
+def as_point(record: Mapping[str, Any], where: str) -> Point:
+    """`record` checked to be a point (every required key, no unknown one)."""
+    kind: type[Any] = InfeasiblePoint if "infeasible" in record else SweepPoint
+    required, optional = _keys(kind)
+    missing, unknown = required - set(record), set(record) - required - optional
+    if missing or unknown:
+        raise PrunelabError(f"{where}: not a sweep point of this version (missing "
+                            f"{sorted(missing)}, unknown {sorted(unknown)}): run "
+                            "`dvc repro sweep` to compute it again")
+    return cast(Point, dict(record))  # its keys checked just above
+
+
+# TypeIs, not TypeGuard: a point that is not feasible is then known to be infeasible.
+def is_feasible(point: Point) -> TypeIs[SweepPoint]:
+    return "infeasible" not in point
+
+
+def feasible(points: Iterable[Point]) -> list[SweepPoint]:
+    return [p for p in points if is_feasible(p)]
+
+
+def write_points(path: Path, method: str, granularity: str, points: list[Point]) -> None:
+    write_json(path, {"method": method, "granularity": granularity, "points": points})
+
+
+def read_points(path: Path) -> list[Point]:
+    return [as_point(p, f"{path}, point {i}")
+            for i, p in enumerate(read_json(path)["points"])]

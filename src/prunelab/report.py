@@ -1,5 +1,5 @@
-"""The comparison's outputs from the sweep's summary rows: plot series, figures, the check
-against the published numbers, and the Markdown report. No DVC or MLflow here."""
+"""The comparison's figures and plot series from the sweep's summary rows (its Markdown is
+`markdown`'s). No DVC or MLflow here."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 from prunelab.fileio import atomic_path  # noqa: E402
-from prunelab.verdict_text import verdict_lines  # noqa: E402
 
 X_AXES = {"compression_ratio": "compression ratio (all parameters, ×)",
           "effective_flops": "effective FLOPs per image"}
@@ -105,83 +104,6 @@ def oracle_figure(scatter: dict[str, dict[str, tuple[Any, Any]]]) -> Figure:
             ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
-
-
-def oracle_table(quality: dict[str, Any]) -> list[str]:
-    """Markdown rows: Spearman ρ and bottom-half agreement per criterion, granularity and
-    layer (mean ± sd over seeds)."""
-    lines = ["| criterion | granularity | layer | ρ with loss increase | ρ with \\|Δloss\\| "
-             "| truly least important half also ranked low |", "|---|---|---|---|---|---|"]
-    for method, grans in quality.items():
-        for gran, layers in grans.items():
-            for layer, q in layers.items():
-                rho, rho_abs, low = q["spearman"], q["spearman_abs"], q["bottom_half"]
-                lines.append(f"| {method} | {gran} | {layer} | {rho['mean']:.2f} ± "
-                             f"{rho['sd']:.2f} | {rho_abs['mean']:.2f} ± {rho_abs['sd']:.2f} "
-                             f"| {100 * low['mean']:.0f} ± {100 * low['sd']:.0f} % |")
-    return lines
-
-
-def oracle_section(quality: dict[str, Any], figure: Path, report_dir: Path,
-                   examples: int) -> str:
-    """The criterion-quality table and scatter plot, as a Markdown section."""
-    rel = Path(*[".."] * len(report_dir.parts)) / figure
-    lines = ["", "## Criterion quality against the true damage", "",
-             f"For every hidden unit, and for a random sample of single weights per layer, the "
-             f"true change of the loss on {examples} held-out validation images when it alone "
-             "is removed (the oracle of Molchanov et al. 2017), against each criterion's score "
-             "on the same baseline (mean ± sd over seeds). A criterion that knows what matters "
-             "has ρ near 1; random has ρ near 0 and ranks about 50 % of the truly least "
-             "important half low. The loss increase is signed (removing some units lowers "
-             "the held-out loss, and those are the best to cut); first-order criteria "
-             "estimate its magnitude, hence the second column.", "", *oracle_table(quality), "",
-             f"![score vs true damage, first seed]({rel.as_posix()})", ""]
-    return "\n".join(lines)
-
-
-def infeasible_section(points: list[dict[str, Any]]) -> str:
-    if not points:
-        return ""
-    lines = ["", "## Points that could not be realised", ""]
-    lines += [f"- {p['method']}-{p['granularity']}, ratio {p['ratio']:g}, seed {p['seed']}: "
-              f"{p['infeasible']}" for p in points]
-    return "\n".join(lines) + "\n"
-
-
-def _pct(mean: float, sd: float, n: int) -> str:
-    """mean ± sd in %; a single seed has no sample sd, so none is shown."""
-    return f"{100 * mean:.2f} ± {100 * sd:.2f}" if n > 1 else f"{100 * mean:.2f}"
-
-
-def markdown(model: str, rows: list[dict[str, Any]], verdicts: list[dict[str, Any]],
-             paper_text: str, baseline: tuple[float, float], seeds: list[int],
-             figures: dict[str, str], settings: str, decided_counts: dict[str, int]) -> str:
-    """reports/report.md: verdicts first, then the table, the figures, the paper check."""
-    lines = [f"# Pruning criteria compared on `{model}`", "",
-             f"Baseline test accuracy {_pct(*baseline, len(seeds))} % (mean ± sample sd "
-             f"over seeds {seeds}; with one seed, no sd). {settings}", ""]
-    lines += verdict_lines(verdicts, decided_counts)
-    lines += ["", "## Table", "",
-              "Accuracies in %, mean ± sd over seeds; ratio is the target (cut 1 − 1/r of "
-              "the prunable weights or hidden units), compression the realised ratio of all "
-              "parameters.", "",
-              "| method | granularity | ratio | compression | sparsity | effective MFLOPs "
-              "| test acc before FT | test acc after FT | drop (pp) | random-matched after FT |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['granularity']} | {r['ratio']:g} | "
-            f"{r['compression_ratio']:.1f}× | {100 * r['sparsity']:.1f} % | "
-            f"{r['effective_flops'] / 1e6:.3f} | "
-            f"{_pct(r['test_accuracy_before'], r['test_accuracy_before_sd'], r['seeds'])} | "
-            f"{_pct(r['test_accuracy'], r['test_accuracy_sd'], r['seeds'])} | "
-            f"{_pct(r['test_accuracy_drop'], r['test_accuracy_drop_sd'], r['seeds'])} | "
-            + (_pct(r["test_accuracy_matched_random"], r["test_accuracy_matched_random_sd"],
-                    r["seeds"]) if "test_accuracy_matched_random" in r else "—") + " |")
-    lines += ["", "## Figures", ""]
-    lines += [f"![{title}]({path})" for title, path in figures.items()]
-    lines += ["", "## Check against the papers", "", paper_text]
-    return "\n".join(lines) + "\n"
 
 
 def save_figure(fig: Figure, path: Path) -> None:

@@ -22,7 +22,7 @@ UnitScores = list[Tensor]
 Batches = Sequence[tuple[Tensor, Tensor]]
 
 
-def weights_of(model: Net) -> dict[str, nn.Parameter]:
+def weights_of(model: Net) -> dict[str, Tensor]:
     return {f"{prefix}.weight": m.weight for prefix, m in weighted_layers(model)}
 
 

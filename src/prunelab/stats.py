@@ -23,13 +23,20 @@ from __future__ import annotations
 import base64
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 from scipy import stats as st
 
-from prunelab.records import SearchChoice
+from prunelab.records import (
+    InfeasiblePoint,
+    Point,
+    SearchChoice,
+    SweepPoint,
+    feasible,
+    is_feasible,
+)
 
 # Per point, the quantities averaged over seeds (the rest are labels).
 MEASURED = ("sparsity", "compression_ratio", "flops", "effective_flops",
@@ -44,16 +51,16 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarize(points: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize(points: Iterable[Point]) -> list[dict[str, Any]]:
     """One row per (method, granularity, ratio): mean and sample sd over the seeds whose
     point was feasible (`infeasible` counts the others); the matched random control's
     accuracies where the points have them."""
-    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, float], list[Point]] = {}
     for p in points:
         groups.setdefault((p["method"], p["granularity"], p["ratio"]), []).append(p)
     rows = []
     for (method, granularity, ratio), all_ps in sorted(groups.items()):
-        ps = [p for p in all_ps if "infeasible" not in p]
+        ps: list[Mapping[str, Any]] = list(feasible(all_ps))  # read by column name below
         if not ps:
             continue
         row: dict[str, Any] = {"method": method, "granularity": granularity, "ratio": ratio,
@@ -86,9 +93,9 @@ def headline(rows: list[dict[str, Any]], quality: dict[str, Any],
     return out
 
 
-def infeasible(points: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def infeasible(points: Iterable[Point]) -> list[InfeasiblePoint]:
     """The points that could not be realised, with their reasons."""
-    return [p for p in points if "infeasible" in p]
+    return [p for p in points if not is_feasible(p)]
 
 
 def mean_sd_tree(trees: list[dict[str, Any]]) -> dict[str, Any]:
@@ -96,7 +103,7 @@ def mean_sd_tree(trees: list[dict[str, Any]]) -> dict[str, Any]:
     number replaced by {"mean": ..., "sd": ...} over the seeds."""
     first = trees[0]
     if not isinstance(first, dict):
-        mean, sd = mean_sd([float(t) for t in trees])  # type: ignore[arg-type]
+        mean, sd = mean_sd([float(t) for t in trees])
         return {"mean": mean, "sd": sd}
     return {k: mean_sd_tree([t[k] for t in trees]) for k in first}
 
@@ -153,17 +160,16 @@ ALPHA = 0.05  # family-wise error rate per granularity (Holm)
 RANDOM_MATCHED = "random-matched"  # label of a method's own matched random control
 
 
-def verdicts(points: Iterable[dict[str, Any]], alpha: float = ALPHA) -> list[dict[str, Any]]:
+def verdicts(points: Iterable[Point], alpha: float = ALPHA) -> list[dict[str, Any]]:
     """Per (granularity, ratio) cell: the method with the best mean test accuracy after
     fine-tuning, its paired comparison with every other method (and with its own matched
     random control, where the points carry one), Holm-adjusted within the granularity, the
     set of methods that cannot be told apart from the best, and whether the cell is decided
     (that set is the best alone). Points need `test_correct` (see `pack_correct`)."""
-    cells: dict[tuple[str, float], dict[str, dict[int, dict[str, Any]]]] = {}
-    for p in points:
-        if "infeasible" not in p:
-            cells.setdefault((p["granularity"], p["ratio"]), {}).setdefault(
-                p["method"], {})[p["seed"]] = p
+    cells: dict[tuple[str, float], dict[str, dict[int, SweepPoint]]] = {}
+    for p in feasible(points):
+        cells.setdefault((p["granularity"], p["ratio"]), {}).setdefault(
+            p["method"], {})[p["seed"]] = p
     out: list[dict[str, Any]] = []
     for granularity in sorted({g for g, _ in cells}, key=lambda g: g != "weight"):
         family: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
@@ -185,7 +191,7 @@ def verdicts(points: Iterable[dict[str, Any]], alpha: float = ALPHA) -> list[dic
 
 
 def _cell(granularity: str, ratio: float,
-          methods: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+          methods: dict[str, dict[int, SweepPoint]]) -> dict[str, Any]:
     def mean_acc(m: str) -> float:
         return statistics.fmean(p["test_accuracy"] for p in methods[m].values())
 
@@ -212,5 +218,5 @@ def _cell(granularity: str, ratio: float,
     return v
 
 
-def _correct(point: dict[str, Any], key: str = "test_correct") -> np.ndarray:
+def _correct(point: Mapping[str, Any], key: str = "test_correct") -> np.ndarray:
     return unpack_correct(point[key], point["test_images"])

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import optuna
 
@@ -36,6 +36,7 @@ from prunelab.masks import PruningError
 from prunelab.metrics import accuracies, point_record
 from prunelab.models import Net
 from prunelab.pruning import PruneSettings, finetune, prune_and_finetune
+from prunelab.records import Point, as_point, is_feasible
 from prunelab.stats import pack_correct
 from prunelab.training import EpochResult, FitSettings, correct
 
@@ -56,7 +57,7 @@ def sweep_point(
     base: Net, base_test_accuracy: float, splits: dict[str, Split], s: PruneSettings,
     ft: FitSettings, ratio: float, seed: int, matched_random: bool,
     on_epoch: Callable[[EpochResult], None] | None = None,
-) -> dict[str, Any]:
+) -> Point:
     """Prune `base` to `ratio` with seed `seed` (calibration, random scores, fine-tuning
     order), fine-tune, and measure before and after on `splits` ("train", "val", "test").
 
@@ -66,6 +67,7 @@ def sweep_point(
     comes back with its reason under `infeasible`, so that the sweep goes on.
     """
     s = point_settings(s, ratio, seed)
+    where = f"sweep point {s.method}-{s.granularity} ratio {ratio:g} seed {seed}"
     measured = {k: v for k, v in splits.items() if k != "train"}
     bs = ft.eval_batch_size
     before: dict[str, float] = {}
@@ -77,8 +79,9 @@ def sweep_point(
         pruned = prune_and_finetune(base, splits["train"], splits["val"], s, ft, seed,
                                     on_pruned=measure_before, on_epoch=on_epoch)
     except PruningError as exc:
-        return {"method": s.method, "granularity": s.granularity, "ratio": ratio,
-                "seed": seed, "target_sparsity": s.sparsity, "infeasible": str(exc)}
+        return as_point({"method": s.method, "granularity": s.granularity, "ratio": ratio,
+                         "seed": seed, "target_sparsity": s.sparsity, "infeasible": str(exc)},
+                        where)
     point = point_record(pruned.model, base.spec, s, {
         "ratio": ratio, "seed": seed, **before, **accuracies(pruned.model, measured, bs),
         "baseline_test_accuracy": base_test_accuracy})
@@ -93,7 +96,7 @@ def sweep_point(
         point.update(accuracies(control, measured, bs, suffix="_matched_random"))
         point["test_correct_matched_random"] = pack_correct(
             correct(control, splits["test"], bs).cpu().numpy())
-    return point
+    return as_point(point, where)
 
 
 Queued = tuple[str, dict[str, Any], dict[str, Any]]  # (key, params, user attrs)
@@ -147,13 +150,13 @@ class PointObjective:
     keys: set[str]  # the points this worker's baselines can compute
     # Splits and (baseline, its test accuracy) per seed, loaded on the first point only.
     load: Callable[[], tuple[dict[str, Split], dict[int, tuple[Net, float]]]]
-    last: dict[str, Any] | None = None
+    last: Point | None = None
     _data: tuple[dict[str, Split], dict[int, tuple[Net, float]]] | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         # Fixed by the queue; the distributions only declare them (for optuna-dashboard).
-        method = str(trial.suggest_categorical("method", list(Method.__args__)))
-        granularity = str(trial.suggest_categorical("granularity", list(Granularity.__args__)))
+        method = str(trial.suggest_categorical("method", list(get_args(Method))))
+        granularity = str(trial.suggest_categorical("granularity", list(get_args(Granularity))))
         ratio = trial.suggest_float("ratio", 1.0, 1e9, log=True)
         seed = trial.suggest_int("seed", -(2**31), 2**31 - 1)
         if trial.user_attrs[studies.QUEUED] not in self.keys:  # queued after check_queue
@@ -172,18 +175,18 @@ class PointObjective:
         trial.set_user_attr("point", point)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         self.last = point
-        if "infeasible" in point:
+        if not is_feasible(point):
             raise optuna.TrialPruned(point["infeasible"])
-        return float(point["val_accuracy"])
+        return point["val_accuracy"]
 
 
 def check_queue(study: optuna.Study, keys: set[str]) -> None:
     """Refuse, before computing anything, a queue these baselines (`keys`) cannot serve: a
     point's key names its seed's baseline by content, and a point computed from another
     baseline would be filed under the wrong key."""
-    queued = {t.user_attrs.get(studies.QUEUED) for t in study.get_trials(
-        deepcopy=False, states=(optuna.trial.TrialState.WAITING,))}
-    foreign = sorted(queued - keys - {None})
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    queued = {str(t.user_attrs[studies.QUEUED]) for t in waiting if studies.QUEUED in t.user_attrs}
+    foreign = sorted(queued - keys)
     if foreign:
         raise PrunelabError(
             f"{len(foreign)} queued point(s) of the sweep (first: {foreign[0]}, the last "

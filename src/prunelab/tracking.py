@@ -12,7 +12,7 @@ import functools
 import hashlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,7 +134,9 @@ def log_mnist(root: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MLflow warns that this source kind is "experimental"
         source = resolve_dataset_source(str((Path(root) / "MNIST" / "raw").resolve()))
-        dataset = MetaDataset(source=source, name="mnist", digest=digest)
+        # MetaDataset's `profile` is abstract in MLflow's annotations but defined (None) in
+        # its code: the class is meant to be used as it is (MLflow's docs do).
+        dataset = MetaDataset(source=source, name="mnist", digest=digest)  # type: ignore[abstract]
         try:
             mlflow.log_input(dataset, context="training")
         except MlflowException as exc:
@@ -178,7 +180,7 @@ def log_child_run(parent_run_id: str, run_name: str, tags: dict[str, str],
     client.set_terminated(run.info.run_id)
 
 
-def log_record(record: dict[str, Any], skip: set[str] | dict[str, Any] = frozenset()) -> None:
+def log_record(record: dict[str, Any], skip: Collection[str] = ()) -> None:
     """A metrics record's numbers (and its per-layer sparsity) as MLflow metrics."""
     import mlflow
 

@@ -75,7 +75,7 @@ def train_epoch(
         if s.penalty != "none" and s.penalty_weight > 0:
             loss = loss + s.penalty_weight * weight_penalty(model, s.penalty)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch's stub leaves it unannotated
         opt.step()
         total += loss.detach() * len(y)  # stays on device: no sync per step
         n += len(y)

@@ -61,7 +61,7 @@ def _call(job: tuple[Callable[[Any, Any], Any], Any]) -> Any:
 
 @contextmanager
 def worker_pool(make_state: Callable[..., Any], args: tuple[Any, ...], workers: int,
-                threads: int) -> Iterator[Imap]:
+                threads: int) -> Iterator[Imap[Any, Any]]:
     """`imap(task, items)` yields `task(state, item)` for every item, in completion order,
     computed in `workers` spawned processes whose `state = make_state(*args)` is built
     once each. With one worker everything runs in this process (no start-up cost)."""

@@ -9,11 +9,11 @@ import io
 from pathlib import Path
 from typing import Any
 
-from prunelab import papers, report, tracking
+from prunelab import markdown, papers, report, tracking
 from prunelab.config import Config
 from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json, write_bytes, write_json
-from prunelab.records import read_choice
+from prunelab.records import feasible, read_choice, read_points
 from prunelab.stats import headline, infeasible, mean_sd, summarize, verdicts
 
 FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
@@ -31,10 +31,9 @@ def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
         raise PrunelabError(f"missing input(s) {missing}; run `dvc repro` (the search, prune, "
                             "finetune, sweep and oracle stages write them)")
     read: dict[str, Any] = {name: {s: read_json(d / f"{s}.json") for s in series}
-                            for name, d in dirs.items() if name != "search"}
+                            for name, d in dirs.items() if name not in ("search", "sweep")}
     read["search"] = {s: read_choice(dirs["search"] / f"{s}.json") for s in series}
-    sweeps = read.pop("sweep")
-    read["points"] = [p for s in series for p in sweeps[s]["points"]]
+    read["points"] = [p for s in series for p in read_points(dirs["sweep"] / f"{s}.json")]
     read["oracle"] = read_json(oracle)
     return read
 
@@ -67,10 +66,11 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         first = set(cfg.sweep.seeds[:k])
         decided[str(k)] = sum(v["decided"] for v in verdicts(
             [p for p in points if p["seed"] in first]))
-    base_by_seed = {p["seed"]: p["baseline_test_accuracy"] for p in points}
+    # Every seed's baseline, from its feasible points (an infeasible one carries no accuracy).
+    base_by_seed = {p["seed"]: p["baseline_test_accuracy"] for p in feasible(points)}
     baseline = mean_sd(list(base_by_seed.values()))
     if cfg.model in papers.PAPERS:
-        paper_text = papers.han_markdown(
+        paper_text = markdown.han_section(
             "Magnitude pruning of weights in this run's sweep (its params; for the held-out "
             "check see `papers/`).",
             papers.han_judgement(cfg.model, papers.rows_from_points(points)))
@@ -112,11 +112,11 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         for path, fig in figs.items():
             mlflow.log_figure(fig, path)
             report.save_figure(fig, out / path)
-        text = report.markdown(cfg.model, rows, verdict, paper_text, baseline, cfg.sweep.seeds,
+        text = markdown.report(cfg.model, rows, verdict, paper_text, baseline, cfg.sweep.seeds,
                                FIGURES, settings, decided)
-        text += report.oracle_section(quality, oracle.parent / "scatter.png", out,
+        text += markdown.oracle_section(quality, oracle.parent / "scatter.png", out,
                                       cfg.oracle.examples)
-        text += report.infeasible_section(infeasible(points))
+        text += markdown.infeasible_section(infeasible(points))
         write_bytes(out / "report.md", text.encode())
         mlflow.log_artifact(str(out / "report.md"))
         mlflow.log_metrics({"baseline_test_accuracy": baseline[0]})

@@ -9,6 +9,7 @@ import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -88,9 +89,11 @@ def run(cfg: Config, params: Path, pairs: list[Pair], baseline: Path, out_dir: P
         for _ in imap(_grid_trial, grid):
             pass
         for pair, study in opened.items():  # other machines' workers may still be at it
+            def run_here(p: Pair = pair, s: optuna.Study = study) -> bool:
+                return studies.run_queued(s, here().objective(p), here().loggers(p))
+
             studies.wait_for_queue(study, storage, search.grid_keys(cfg), cfg.optuna.heartbeat_s,
-                                   lambda p=pair, s=study: studies.run_queued(
-                                       s, here().objective(p), here().loggers(p)))
+                                   run_here)
         if cfg.search.refine and cfg.search.finetune_lr is None:
             for _ in imap(_refine, pairs):
                 pass
@@ -124,13 +127,13 @@ def parent_run(cfg: Config, study: optuna.Study, method: str, granularity: str) 
     found = mlflow.search_runs([tracking.experiment_id(experiment)], output_format="list",
                                filter_string=f"tags.`optuna.study` = '{study.study_name}'")
     if found:
-        return found[0].info.run_id
+        return str(found[0].info.run_id)
     params = {"method": method, "granularity": granularity, "study": study.study_name,
               "trials": cfg.search.trials, "max_accuracy_drop": cfg.search.max_accuracy_drop}
     tags = {**_tags(method, granularity), "optuna.study": study.study_name}
     with tracking.stage_run(experiment, study.study_name, tags, params) as run:
         tracking.log_mnist(cfg.data.root)
-        return run.info.run_id
+        return str(run.info.run_id)
 
 
 def trial_logger(cfg: Config, parent_run_id: str, method: str,
@@ -169,7 +172,7 @@ def log_choice(parent_run_id: str, study: optuna.Study, choice: SearchChoice) ->
         mlflow.log_params({"chosen_sparsity": choice.sparsity, "chosen_trial": choice.trial})
         mlflow.log_metrics({"chosen_val_accuracy": choice.val_accuracy,
                             "chosen_realised_sparsity": choice.realised_sparsity})
-        plots = {
+        plots: dict[str, Callable[[], Any]] = {
             "pareto_front.png": lambda: vis.plot_pareto_front(study),
             "history_val_accuracy.png": lambda: vis.plot_optimization_history(
                 study, target=lambda t: t.values[0], target_name="val_accuracy"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import optuna
 
@@ -18,9 +17,10 @@ from prunelab import studies, sweep, tracking
 from prunelab.artifacts import baseline_files
 from prunelab.config import Config, load_config
 from prunelab.data import Split
-from prunelab.fileio import atomic_dir, read_json, write_json
+from prunelab.fileio import atomic_dir, read_json
 from prunelab.models import Net, load_model, resolve_device
 from prunelab.prune_params import sweep_prune_settings
+from prunelab.records import Point, as_point, is_feasible, write_points
 from prunelab.settings import finetune_settings, test_split, train_val_splits
 from prunelab.workers import worker_pool
 
@@ -56,7 +56,7 @@ class _Worker:
         return studies.run_queued(self.study, self.objective)
 
 
-def _one_point(w: _Worker, _: int) -> dict[str, Any] | None:
+def _one_point(w: _Worker, _: int) -> Point | None:
     w.objective.last = None
     w.run_one()
     return w.objective.last
@@ -87,7 +87,7 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
                 log.add(point)
     done = studies.wait_for_queue(main.study, main.storage, {k for k, _, _ in points},
                                   cfg.optuna.heartbeat_s, main.run_one)
-    by_key = {k: done[k].user_attrs["point"] for k, _, _ in points}
+    by_key = {k: as_point(done[k].user_attrs["point"], f"sweep point {k}") for k, _, _ in points}
     for point in by_key.values():  # computed elsewhere, or by an earlier run
         log.add(point)
     with atomic_dir(out_dir) as tmp:  # every method's points, or the previous ones
@@ -96,8 +96,7 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
                 mine = sorted((p for p in by_key.values()
                                if p["method"] == m and p["granularity"] == g),
                               key=lambda p: (p["seed"], p["ratio"]))
-                write_json(tmp / f"{m}-{g}.json", {"method": m, "granularity": g,
-                                                   "points": mine})
+                write_points(tmp / f"{m}-{g}.json", m, g, mine)
 
 
 def _help(w: _Worker, params: Path, baselines: Path, workers: int, threads: int) -> None:
@@ -129,12 +128,12 @@ class _PointLog:
             self.parents[(method, granularity)] = run.info.run_id
         return self.parents[(method, granularity)]
 
-    def add(self, point: dict[str, Any]) -> None:
+    def add(self, point: Point) -> None:
         m, g, r, s = point["method"], point["granularity"], point["ratio"], point["seed"]
         if (m, g, r, s) in self.logged:
             return
         self.logged.add((m, g, r, s))
-        if "infeasible" in point:
+        if not is_feasible(point):
             print(f"{m}-{g} seed {s} ratio {r:g}: infeasible: {point['infeasible']}", flush=True)
             return
         # The settings the point ran with (`sweep_point` builds them the same way).
