@@ -216,7 +216,7 @@ def test_report_table_is_the_mean_and_sd_of_the_points_and_names_the_best(
 
 @pytest.mark.slow
 def test_points_keep_their_test_predictions_and_matched_controls(project: Path) -> None:
-    from prunelab.stats import unpack_correct
+    from prunelab.records import unpack_correct
 
     for method in METHODS:
         for granularity in GRANULARITIES:

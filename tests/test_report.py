@@ -8,8 +8,8 @@ import pytest
 from prunelab.markdown import han_section
 from prunelab.markdown import report as markdown
 from prunelab.papers import han_judgement
-from prunelab.records import SearchChoice
-from prunelab.stats import headline, holm, mcnemar, pack_correct, summarize, verdicts
+from prunelab.records import SearchChoice, pack_correct
+from prunelab.stats import headline, holm, mcnemar, summarize, verdicts
 from prunelab.sweep import ratio_sparsity
 
 N = 10_000  # test images

@@ -55,7 +55,7 @@ def test_summary_counts_infeasible_seeds_and_averages_the_rest() -> None:
 
 
 def test_a_point_with_its_matched_control_keeps_both_predictions(small_splits) -> None:
-    from prunelab.stats import unpack_correct
+    from prunelab.records import unpack_correct
 
     train, val, test = small_splits
     torch.manual_seed(0)

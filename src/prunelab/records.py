@@ -9,11 +9,13 @@ comparison, or the reason it could not be realised; the sweep checks each as it 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
+import numpy as np
 from typing_extensions import TypeIs  # in typing from Python 3.13
 
 from prunelab.errors import PrunelabError
@@ -98,7 +100,7 @@ class SweepPoint(PointKey, MatchedRandom):
     baseline_test_accuracy: float
     test_accuracy_drop: float
     test_images: int
-    test_correct: str  # stats.pack_correct of the per-image correctness
+    test_correct: str  # `pack_correct` of the per-image correctness on the test split
 
 
 Point = SweepPoint | InfeasiblePoint
@@ -128,6 +130,15 @@ def is_feasible(point: Point) -> TypeIs[SweepPoint]:
 
 def feasible(points: Iterable[Point]) -> list[SweepPoint]:
     return [p for p in points if is_feasible(p)]
+
+
+def pack_correct(correct: np.ndarray) -> str:
+    """Which test images a model gets right, as text for JSON (1 bit per image)."""
+    return base64.b64encode(np.packbits(correct.astype(bool)).tobytes()).decode()
+
+
+def unpack_correct(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), np.uint8))[:n].astype(bool)
 
 
 def write_points(path: Path, method: str, granularity: str, points: list[Point]) -> None:

@@ -20,7 +20,6 @@ McNemar's exact test per seed is reported beside (how many seeds separate the tw
 
 from __future__ import annotations
 
-import base64
 import math
 import statistics
 from collections.abc import Iterable, Mapping
@@ -36,6 +35,7 @@ from prunelab.records import (
     SweepPoint,
     feasible,
     is_feasible,
+    unpack_correct,
 )
 
 # Per point, the quantities averaged over seeds (the rest are labels).
@@ -108,15 +108,6 @@ def mean_sd_tree(trees: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: mean_sd_tree([t[k] for t in trees]) for k in first}
 
 
-def pack_correct(correct: np.ndarray) -> str:
-    """Which test images a model gets right, as text for JSON (1 bit per image)."""
-    return base64.b64encode(np.packbits(correct.astype(bool)).tobytes()).decode()
-
-
-def unpack_correct(text: str, n: int) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(base64.b64decode(text), np.uint8))[:n].astype(bool)
-
-
 def holm(pvalues: list[float]) -> list[float]:
     """Holm–Bonferroni adjusted p-values, in the order given: the i-th smallest of m is
     multiplied by (m − i + 1), then made monotone and capped at 1."""
@@ -165,7 +156,7 @@ def verdicts(points: Iterable[Point], alpha: float = ALPHA) -> list[dict[str, An
     fine-tuning, its paired comparison with every other method (and with its own matched
     random control, where the points carry one), Holm-adjusted within the granularity, the
     set of methods that cannot be told apart from the best, and whether the cell is decided
-    (that set is the best alone). Points need `test_correct` (see `pack_correct`)."""
+    (that set is the best alone). Points need `test_correct` (`records.pack_correct`)."""
     cells: dict[tuple[str, float], dict[str, dict[int, SweepPoint]]] = {}
     for p in feasible(points):
         cells.setdefault((p["granularity"], p["ratio"]), {}).setdefault(

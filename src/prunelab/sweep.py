@@ -36,8 +36,7 @@ from prunelab.masks import PruningError
 from prunelab.metrics import accuracies, point_record
 from prunelab.models import Net
 from prunelab.pruning import PruneSettings, finetune, prune_and_finetune
-from prunelab.records import Point, as_point, is_feasible
-from prunelab.stats import pack_correct
+from prunelab.records import Point, as_point, is_feasible, pack_correct
 from prunelab.training import EpochResult, FitSettings, correct
 
 
