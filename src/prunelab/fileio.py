@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+
+def _unique(path: Path) -> Path:
+    """A name beside `path` no other writer uses, which the stale-file sweeps recognise.
+    Not tempfile's: it creates files 0600 and folders 0700 whatever the umask, so outputs
+    others must read (metrics, reports, data) would be private."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
 
 
 @contextmanager
@@ -20,8 +27,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     # A writer killed by SIGKILL cannot clean up: drop what such a writer left behind.
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _unique(path)
+    with open(tmp, "xb"):  # created as open() creates files: the umask sets its mode
+        pass
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -54,7 +62,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     old = path.with_name(f".{path.name}.old.tmp")
     for stale in [*path.parent.glob(f".{path.name}.*.tmp"), old]:
         shutil.rmtree(stale, ignore_errors=True)  # left by a writer killed by SIGKILL
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _unique(path)
+    tmp.mkdir()  # as mkdir creates folders (the umask sets its mode), unlike mkdtemp's 0700
     try:
         yield tmp
         if path.exists():
