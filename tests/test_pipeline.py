@@ -33,7 +33,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
                                      "search.trials": 3,
                                      "sweep.ratios": RATIOS, "sweep.seeds": SEEDS})
     proj = copy_project(tmp_path_factory.mktemp("proj"), params)
-    run(["dvc", "repro"], proj)
+    (proj / "repro.log").write_text(run(["dvc", "repro"], proj).stdout)
     return proj
 
 
@@ -315,3 +315,21 @@ def test_the_report_lists_an_infeasible_point_and_judges_the_rest(
     cell = json.loads((out / "summary.json").read_text())["magnitude-neuron"][
         f"r{last['ratio']:g}"]
     assert cell["infeasible"] == 1 and cell["seeds"] == len(SEEDS) - 1
+
+
+@pytest.mark.slow
+def test_long_stages_say_where_they_are(project: Path) -> None:
+    """One whole line per update in `dvc repro`'s log (not a terminal): k of n, the time
+    elapsed, and an estimate of what is left until the last."""
+    import re
+
+    log = (project / "repro.log").read_text().splitlines()
+    grid = len(METHODS) * len(GRANULARITIES) * 3  # search.trials
+    points = len(METHODS) * len(GRANULARITIES) * len(RATIOS) * len(SEEDS)
+    for what, unit, total in [("train", "baselines", len(SEEDS)),
+                              ("search", "grid trials", grid), ("sweep", "points", points),
+                              ("oracle", "seeds", len(SEEDS))]:
+        said = [ln for ln in log if ln.startswith(f"{what}: ") and f" {unit}, " in ln]
+        assert said, f"no progress line of {what} in the log"
+        assert re.fullmatch(rf"{what}: {total} of {total} {unit}, \d+ (s|min \d+ s) elapsed",
+                            said[-1]), said[-1]

@@ -15,6 +15,7 @@ from prunelab.fileio import write_json
 from prunelab.masks import prunable_names
 from prunelab.models import load_model, resolve_device
 from prunelab.oracle import criteria_against_damage
+from prunelab.progress import progress
 from prunelab.pruning import calibration_batches
 from prunelab.settings import train_val_splits
 from prunelab.stats import mean_sd_tree
@@ -49,7 +50,8 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path, workers: int)
     seeds = cfg.sweep.seeds
     with worker_pool(_Oracle, (str(params), baselines), min(workers, len(seeds)),
                      cfg.compute.threads) as imap:
-        results = sorted(imap(_one_seed, seeds), key=lambda r: seeds.index(r[0]))
+        results = sorted(progress(imap(_one_seed, seeds), len(seeds), "oracle", "seeds"),
+                         key=lambda r: seeds.index(r[0]))
     write_json(out_dir / "oracle.json", mean_sd_tree([q for _, q, _ in results]))
     # The first seed's points, for the figure.
     report.save_figure(report.oracle_figure(results[0][2]), out_dir / "scatter.png")

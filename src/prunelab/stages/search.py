@@ -18,6 +18,7 @@ from prunelab import search, studies, tracking
 from prunelab.config import Config, load_config
 from prunelab.fileio import atomic_dir
 from prunelab.models import load_model, resolve_device
+from prunelab.progress import progress
 from prunelab.records import SearchChoice, write_choice
 from prunelab.search import EPOCH_ATTR
 from prunelab.settings import train_val_splits
@@ -86,7 +87,7 @@ def run(cfg: Config, params: Path, pairs: list[Pair], baseline: Path, out_dir: P
 
     with worker_pool(_Searcher, (str(params), str(baseline), parents), workers,
                      cfg.compute.threads) as imap:
-        for _ in imap(_grid_trial, grid):
+        for _ in progress(imap(_grid_trial, grid), len(grid), "search", "grid trials"):
             pass
         for pair, study in opened.items():  # other machines' workers may still be at it
             def run_here(p: Pair = pair, s: optuna.Study = study) -> bool:
@@ -95,7 +96,7 @@ def run(cfg: Config, params: Path, pairs: list[Pair], baseline: Path, out_dir: P
             studies.wait_for_queue(study, storage, search.grid_keys(cfg), cfg.optuna.heartbeat_s,
                                    run_here)
         if cfg.search.refine and cfg.search.finetune_lr is None:
-            for _ in imap(_refine, pairs):
+            for _ in progress(imap(_refine, pairs), len(pairs), "search", "studies refined"):
                 pass
     choices = {}
     for pair in pairs:

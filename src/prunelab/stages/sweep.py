@@ -19,6 +19,7 @@ from prunelab.config import Config, load_config
 from prunelab.data import Split
 from prunelab.fileio import atomic_dir, read_json
 from prunelab.models import Net, load_model, resolve_device
+from prunelab.progress import progress
 from prunelab.prune_params import sweep_prune_settings
 from prunelab.records import Point, as_point, is_feasible, write_points
 from prunelab.settings import finetune_settings, test_split, train_val_splits
@@ -82,7 +83,7 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
           flush=True)
     with worker_pool(_Worker, (str(params), baselines), max(1, min(workers, todo)),
                      cfg.compute.threads) as imap:
-        for point in imap(_one_point, list(range(todo))):
+        for point in progress(imap(_one_point, list(range(todo))), todo, "sweep", "points"):
             if point is not None:
                 log.add(point)
     done = studies.wait_for_queue(main.study, main.storage, {k for k, _, _ in points},
@@ -106,7 +107,8 @@ def _help(w: _Worker, params: Path, baselines: Path, workers: int, threads: int)
     while todo := studies.waiting(w.study):
         with worker_pool(_Worker, (str(params), baselines), max(1, min(workers, todo)),
                          threads) as imap:
-            total += sum(p is not None for p in imap(_one_point, list(range(todo))))
+            total += sum(p is not None for p in progress(
+                imap(_one_point, list(range(todo))), todo, "sweep worker", "points"))
     print(f"sweep study {w.study.study_name}: this worker computed {total} point(s)")
 
 
@@ -140,9 +142,7 @@ class _PointLog:
         ran = sweep.point_settings(sweep_prune_settings(self.cfg, m, g), r, s)
         params = {**tracking.run_params(ran, self.finetune, s), "ratio": r}
         tags = {"stage": "sweep", "method": m, "granularity": g}
+        # Its numbers go to MLflow; the log says where the sweep is (`progress`).
         tracking.log_child_run(self.parent(m, g), f"{m}-{g}-r{r:g}-s{s}", tags, params,
                                {k: v for k, v in point.items()
                                 if k not in {"ratio", "seed", "target_sparsity"}})
-        print(f"{m}-{g} seed {s} ratio {r:g}: test {point['test_accuracy_before']:.4f} -> "
-              f"{point['test_accuracy']:.4f} ({point['compression_ratio']:.1f}x of parameters)",
-              flush=True)

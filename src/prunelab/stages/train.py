@@ -13,6 +13,7 @@ from prunelab.config import Config, load_config
 from prunelab.data import verify_mnist
 from prunelab.fileio import atomic_dir, write_json
 from prunelab.models import Net, build_model, count_parameters, resolve_device, save_model
+from prunelab.progress import progress
 from prunelab.settings import test_split, train_settings, train_val_splits
 from prunelab.training import evaluate, fit, seed_everything
 from prunelab.workers import worker_pool
@@ -66,7 +67,8 @@ def run(cfg: Config, params: Path, out_dir: Path, metrics_path: Path, workers: i
     seeds = cfg.sweep.seeds
     with worker_pool(_Trainer, (str(params),), min(workers, len(seeds)),
                      cfg.compute.threads) as imap:
-        trained = {seed: (model, metrics) for seed, model, metrics in imap(_train_one, seeds)}
+        trained = {seed: (model, metrics) for seed, model, metrics in progress(
+            imap(_train_one, seeds), len(seeds), "train", "baselines")}
     with atomic_dir(out_dir) as tmp:  # all the baselines, or the previous ones
         for seed, (model, metrics) in trained.items():
             save_model(model, tmp / f"{seed}.safetensors")
