@@ -9,20 +9,20 @@ from prunelab.markdown import han_section
 from prunelab.markdown import report as markdown
 from prunelab.papers import han_judgement
 from prunelab.records import SearchChoice, pack_correct
-from prunelab.stats import headline, holm, mcnemar, summarize, verdicts
+from prunelab.stats import crossed_se, headline, holm, mcnemar, summarize, verdicts
 from prunelab.sweep import ratio_sparsity
 
 N = 10_000  # test images
 
 
 def point(method: str, ratio: float, seed: int, acc: float,
-          correct: np.ndarray | None = None) -> dict:
+          correct: np.ndarray | None = None, val: float | None = None) -> dict:
     if correct is None:  # `acc` of the images right, the errors first
         correct = np.arange(N) >= round((1 - acc) * N)
     return {"method": method, "granularity": "weight", "ratio": ratio, "seed": seed,
             "sparsity": ratio_sparsity(ratio), "compression_ratio": ratio * 0.9, "flops": 1,
             "effective_flops": 1, "val_accuracy_before": acc, "test_accuracy_before": acc,
-            "val_accuracy": acc, "test_accuracy": float(correct.mean()),
+            "val_accuracy": acc if val is None else val, "test_accuracy": float(correct.mean()),
             "baseline_test_accuracy": 0.98, "test_accuracy_drop": 0.98 - acc,
             "test_images": N, "test_correct": pack_correct(correct)}
 
@@ -67,14 +67,52 @@ def test_a_method_ahead_on_every_seed_is_decided_despite_the_baselines_spread() 
     (v,) = verdicts(points)
     c = v["comparisons"]["b"]
     assert v["best"] == "a" and c["diff"] == pytest.approx(0.001)
-    # By hand: the per-seed differences are all 0.001, so s² = 0; per image the difference
-    # averaged over seeds is 0.2 on 50 images (10 a seed, none shared), 0 elsewhere:
-    # var = (50·0.04 − N·0.001²) / (N − 1) = 1.99/9999, SE = sqrt(var / N).
-    se = (1.99 / 9999 / N) ** 0.5
-    assert c["se"] == pytest.approx(se)
-    # t quantile 0.975 at 4 degrees of freedom, from the table: 2.7764.
-    assert c["lo"] == pytest.approx(0.001 - 2.7764 * se, abs=1e-7)
+    # By hand, the 5 × N table of differences: 1 on each seed's own 10 images, else 0; grand
+    # mean 0.001. Seeds: every row mean is 0.001, SS_seed = 0. Images: 0.2 on 50, 0 on the
+    # rest, SS_image = 5·(50·0.199² + 9950·0.001²) = 9.95. Total: 50·0.999² + 49950·0.001²
+    # = 49.95, so SS_resid = 40 on 4·9999 = 39996 df. MS_seed + MS_image − MS_resid =
+    # 9.95/9999 − 40/39996 < 0: no seed or image effect, all interaction, so the SE is
+    # the interaction's own, sqrt(MS_resid / (5N)), on 39996 df.
+    se = (40 / 39996 / (5 * N)) ** 0.5
+    assert c["se"] == pytest.approx(se) and c["df"] == 39996
+    # t quantile 0.975 at 39996 degrees of freedom, from the table: 1.9600.
+    assert c["lo"] == pytest.approx(0.001 - 1.9600 * se, abs=1e-7)
     assert c["p_holm"] < 0.01 and v["decided"] and v["ties"] == ["a"]
+
+
+def test_crossed_standard_error_and_satterthwaite_df_by_hand() -> None:
+    """D = [[1, 0, 0, −1], [1, 1, 0, 0]] (2 seeds × 4 images). Grand mean 1/4; seed means
+    0, 1/2; image means 1, 1/2, 0, −1/2. SS_seed = 4·(1/16 + 1/16) = 1/2 on 1 df; SS_image
+    = 2·(9/16 + 1/16 + 1/16 + 9/16) = 5/2 on 3 df (MS 5/6); residuals all ±1/4, SS_resid
+    = 8/16 = 1/2 on 3 df (MS 1/6). SE² = (1/2 + 5/6 − 1/6) / 8 = 7/48. Satterthwaite:
+    df = (7/6)² / ((1/2)²/1 + (5/6)²/3 + (1/6)²/3) = (49/36) / (53/108) = 147/53. The
+    per-seed and per-image variances added (the old SE) give (1/2 + 5/6)/8 = 1/6: the
+    interaction counted twice."""
+    se, df = crossed_se(np.array([[1, 0, 0, -1], [1, 1, 0, 0]], dtype=float))
+    assert se == pytest.approx((7 / 48) ** 0.5) and df == pytest.approx(147 / 53)
+    # All interaction: seed and image shares estimate below zero, the SE is the
+    # interaction's own: MS_resid = 4 on 1 df, SE² = 4 / 4.
+    assert crossed_se(np.array([[1, -1], [-1, 1]], dtype=float)) == (1.0, 1.0)
+    # One seed: the image term alone, var([1, 0, 0, 1]) / 4 = (1/3) / 4, on 3 df.
+    se1, df1 = crossed_se(np.array([[1, 0, 0, 1]], dtype=float))
+    assert se1 == pytest.approx((1 / 12) ** 0.5) and df1 == 3
+
+
+def test_the_best_is_chosen_on_validation_and_tied_unless_ahead_on_test() -> None:
+    """"v" leads on validation, "t" on test by 0.2 pp on every seed: the best is "v" (not
+    the test winner), the comparison with "t" is negative, and "v" is not ahead of it."""
+    points = []
+    for seed in range(3):
+        t = wrong_at(seed, 0.97)
+        v = t.copy()
+        v[np.flatnonzero(t)[:20]] = False  # 20 images fewer right on test
+        points += [point("v", 4, seed, 0.97, v, val=0.975),
+                   point("t", 4, seed, 0.97, t, val=0.972)]
+    (cell,) = verdicts(points)
+    c = cell["comparisons"]["t"]
+    assert cell["best"] == "v" and c["diff"] == pytest.approx(-0.002)
+    assert c["p_holm"] < 0.05  # significant, but the wrong way: not a lead
+    assert not cell["decided"] and cell["ties"] == ["v", "t"]
 
 
 def test_identical_methods_are_not_decided() -> None:
@@ -130,8 +168,9 @@ def test_one_seed_shows_no_sd_and_tests_on_the_test_images_alone() -> None:
               point("random", 16, 0, 0.9800, wrong_at(1, 0.98))]
     rows = summarize(points)
     (v,) = verdicts(points)
-    # One seed: no spread over seeds, so the interval is the test set's noise alone (df ∞).
-    assert v["best"] == "magnitude" and v["comparisons"]["random"]["df"] == float("inf")
+    # One seed: no spread over seeds, so the interval is the test set's noise alone, on
+    # the N − 1 degrees of freedom of the images' variance.
+    assert v["best"] == "magnitude" and v["comparisons"]["random"]["df"] == N - 1
     text = markdown("lenet5", rows, [v], "", (0.9929, 0.0), [0], {}, "",
                     {"all": int(v["decided"])})
     data_lines = [ln for ln in text.splitlines() if ln.startswith(("| magnitude", "| random"))]

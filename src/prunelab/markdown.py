@@ -20,14 +20,16 @@ def verdict_lines(verdicts: list[dict[str, Any]], decided_counts: dict[str, int]
     n = len(verdicts)
     lines = [
         "## Verdicts", "",
-        "Best method by mean test accuracy after fine-tuning in each cell, compared in pairs "
-        "with every other method on the same seeds and the same test images: the difference "
-        "of accuracy with a 95 % t-interval whose standard error counts both the spread over "
-        "seeds and the test set's sampling noise; p-values Holm–Bonferroni adjusted across "
-        f"all comparisons of one granularity (family-wise α = {ALPHA}). A cell is decided "
-        "when the best method is ahead of every other after adjustment; otherwise the "
-        "methods it cannot be told apart from are named. `random-matched` is random pruning "
-        "with the best method's own per-layer sparsity.", "",
+        "Best method by mean validation accuracy after fine-tuning in each cell (shown with "
+        "its test accuracy), compared in pairs with every other method on the same seeds "
+        "and the same test images: the difference of test accuracy with a 95 % t-interval "
+        "whose standard error counts the spread over seeds, the test set's sampling noise "
+        "and their interaction once each (crossed random effects, Satterthwaite df); "
+        "p-values Holm–Bonferroni adjusted across all comparisons of one granularity "
+        f"(family-wise α = {ALPHA}). A cell is decided when the best method is ahead of "
+        "every other after adjustment; otherwise the methods it is not ahead of are named. "
+        "`random-matched` is random pruning with the best method's own per-layer "
+        "sparsity.", "",
         f"Decided cells: **{decided_counts['all']} of {n}** with all seeds"
         + "".join(f"; {c} of {n} with the first {k} seeds" for k, c in decided_counts.items()
                   if k != "all") + ".", ""]
@@ -36,7 +38,7 @@ def verdict_lines(verdicts: list[dict[str, Any]], decided_counts: dict[str, int]
         if v["decided"]:
             text += " — decided: ahead of every other method"
         elif len(v["ties"]) > 1:
-            text += " — not decided: cannot be told apart from " + ", ".join(v["ties"][1:])
+            text += " — not decided: not ahead of " + ", ".join(v["ties"][1:])
         for control in ("random", RANDOM_MATCHED):
             c = v["comparisons"].get(control)
             if c is not None:

@@ -2,17 +2,22 @@
 
 Methods are compared in pairs on the same seeds (seed s: the same baseline, calibration
 batches and data order for every method) and on the same test images, so each comparison
-is paired twice over. The difference of two methods' test accuracy after fine-tuning,
-d̄ = mean over seeds of d_s, gets the standard error
+is paired twice over. The per-image difference of correctness D_si (seed s of n, image
+i of N, values −1, 0, 1) is a crossed two-way table,
 
-    SE² = s²_d / n  +  var_i(e_i) / N,
+    D_si = μ + a_s + b_i + c_si,
 
-s²_d the sample variance of the n per-seed differences (the procedure's own spread) and
-e_i the per-image difference of correctness averaged over seeds (the test set's sampling
-noise, which the seeds share: the same N images score every model). A t-interval with
-n − 1 degrees of freedom follows (a normal one with a single seed). The second term
-partly re-counts noise already in s²_d, so the interval errs on the wide side; a percentile
-bootstrap over 3–5 seeds would err on the narrow side, which is why it is not used.
+a_s the procedure's own spread (baseline, calibration, data order), b_i the test set's
+sampling noise (the same N images score every model), c_si their interaction. The mean
+difference D̄ has variance σa²/n + σb²/N + σc²/(nN), estimated without bias by
+
+    SE² = (MS_seed + MS_image − MS_resid) / (nN)
+
+from the two-way ANOVA's mean squares (each noise source counted once: the per-seed and
+per-image variances alone, added, count σc² twice), with Satterthwaite's degrees of
+freedom for that sum (Satterthwaite 1946). An estimate below the interaction's own share
+MS_resid/(nN) is raised to it (its df then (n − 1)(N − 1)). One seed: the image term
+alone, σa not estimable.
 p-values are Holm–Bonferroni adjusted across the comparisons of one granularity; a cell is
 "decided" only where every comparison of its best method is significant after adjustment.
 McNemar's exact test per seed is reported beside (how many seeds separate the two alone).
@@ -128,18 +133,36 @@ def mcnemar(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return {"only_a": only_a, "only_b": only_b, "p": p}
 
 
+def crossed_se(d: np.ndarray) -> tuple[float, float]:
+    """(SE of the grand mean, Satterthwaite df) of an n × N table of paired differences
+    under the crossed random-effects model above."""
+    n, images = d.shape
+    grand = d.mean()
+    ss_seed = images * float(((d.mean(1) - grand) ** 2).sum())
+    ss_image = n * float(((d.mean(0) - grand) ** 2).sum())
+    ss_resid = float(((d - grand) ** 2).sum()) - ss_seed - ss_image
+    ms_image = ss_image / (images - 1)
+    if n == 1:
+        return math.sqrt(ms_image / images), float(images - 1)
+    df_resid = (n - 1) * (images - 1)
+    terms = [(ss_seed / (n - 1), n - 1), (ms_image, images - 1), (-ss_resid / df_resid, df_resid)]
+    total = sum(ms for ms, _ in terms)
+    floor = -terms[2][0]
+    if total <= floor:  # sampling noise took the seed and image shares below zero
+        return math.sqrt(floor / (n * images)), float(df_resid)
+    df = total ** 2 / sum(ms ** 2 / k for ms, k in terms if ms != 0.0)
+    return math.sqrt(total / (n * images)), df
+
+
 def paired_difference(a: list[np.ndarray], b: list[np.ndarray],
                       confidence: float = 0.95) -> dict[str, Any]:
     """Accuracy of `a` minus `b` over paired seeds (lists in seed order, each the per-image
-    correctness on the same test images): mean, SE, t-interval, two-sided p, per-seed
-    McNemar p-values."""
-    per_seed = np.array([x.mean() - y.mean() for x, y in zip(a, b, strict=True)])
-    n, images = len(per_seed), len(a[0])
-    per_image = np.mean([x.astype(float) - y for x, y in zip(a, b, strict=True)], axis=0)
-    var_seeds = per_seed.var(ddof=1) / n if n > 1 else 0.0
-    se = math.sqrt(var_seeds + per_image.var(ddof=1) / images)
-    df = n - 1 if n > 1 else math.inf
-    mean = float(per_seed.mean())
+    correctness on the same test images): mean, SE and df (`crossed_se`), t-interval,
+    two-sided p, per-seed McNemar p-values."""
+    d = np.array([x.astype(float) - y for x, y in zip(a, b, strict=True)])
+    n = len(d)
+    se, df = crossed_se(d)
+    mean = float(d.mean())
     q = float(st.t.ppf(0.5 + confidence / 2, df))
     p = 1.0 if se == 0 else float(2 * st.t.sf(abs(mean) / se, df))
     return {"diff": mean, "se": se, "lo": mean - q * se, "hi": mean + q * se, "df": df,
@@ -152,11 +175,13 @@ RANDOM_MATCHED = "random-matched"  # label of a method's own matched random cont
 
 
 def verdicts(points: Iterable[Point], alpha: float = ALPHA) -> list[dict[str, Any]]:
-    """Per (granularity, ratio) cell: the method with the best mean test accuracy after
-    fine-tuning, its paired comparison with every other method (and with its own matched
-    random control, where the points carry one), Holm-adjusted within the granularity, the
-    set of methods that cannot be told apart from the best, and whether the cell is decided
-    (that set is the best alone). Points need `test_correct` (`records.pack_correct`)."""
+    """Per (granularity, ratio) cell: the method with the best mean *validation* accuracy
+    after fine-tuning (chosen on the test images it is then compared on, its lead would be
+    biased upward: the winner's curse), its paired comparison on test with every other
+    method (and with its own matched random control, where the points carry one),
+    Holm-adjusted within the granularity, the set of methods it is not significantly ahead
+    of, and whether the cell is decided (that set is the best alone). Points need
+    `test_correct` (`records.pack_correct`)."""
     cells: dict[tuple[str, float], dict[str, dict[int, SweepPoint]]] = {}
     for p in feasible(points):
         cells.setdefault((p["granularity"], p["ratio"]), {}).setdefault(
@@ -175,10 +200,15 @@ def verdicts(points: Iterable[Point], alpha: float = ALPHA) -> list[dict[str, An
         for v in out:
             if v["granularity"] == granularity:
                 others = [m for m in v["comparisons"] if m != RANDOM_MATCHED]
-                v["ties"] = [v["best"]] + [m for m in others
-                                           if v["comparisons"][m]["p_holm"] >= alpha]
+                v["ties"] = [v["best"]] + [m for m in others if not _ahead(
+                    v["comparisons"][m], alpha)]
                 v["decided"] = bool(others) and len(v["ties"]) == 1
     return out
+
+
+def _ahead(c: Mapping[str, Any], alpha: float) -> bool:
+    """The best is ahead of the other: positive on test and significant after Holm."""
+    return bool(c["diff"] > 0 and c["p_holm"] < alpha)
 
 
 def _cell(granularity: str, ratio: float,
@@ -186,7 +216,10 @@ def _cell(granularity: str, ratio: float,
     def mean_acc(m: str) -> float:
         return statistics.fmean(p["test_accuracy"] for p in methods[m].values())
 
-    best = max(methods, key=mean_acc)
+    def mean_val(m: str) -> float:
+        return statistics.fmean(p["val_accuracy"] for p in methods[m].values())
+
+    best = max(methods, key=mean_val)
     by_method = {m: statistics.fmean(p["compression_ratio"] for p in ps.values())
                  for m, ps in methods.items()}
     v: dict[str, Any] = {
