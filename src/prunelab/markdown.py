@@ -42,8 +42,13 @@ def verdict_lines(verdicts: list[dict[str, Any]], decided_counts: dict[str, int]
         for control in ("random", RANDOM_MATCHED):
             c = v["comparisons"].get(control)
             if c is not None:
-                above = "above" if c["lo"] > 0 and c["p_holm"] < ALPHA else "not clearly above"
-                text += f"; {above} {control} by {100 * c['diff']:.2f} pp"
+                diff = f"{100 * c['diff']:+.2f} pp"
+                if c["lo"] > 0 and c["p_holm"] < ALPHA:
+                    text += f"; above {control} by {diff}"
+                elif c["diff"] > 0:
+                    text += f"; not clearly above {control} ({diff})"
+                else:
+                    text += f"; not above {control} ({diff} on test)"
         lines.append(text + ".")
     lines += ["", "| cell | best | compared with | difference (pp) [95 % CI] | p (Holm) | "
               "seeds where McNemar p < 0.05 |", "|---|---|---|---|---|---|"]
