@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from prunelab.config import load_config
-from prunelab.criteria import magnitude_scores
+from prunelab.criteria.magnitude_activity import magnitude_scores
 from prunelab.data import load_train_val
 from prunelab.masks import apply_masks, prunable_names, select
 from prunelab.models import build_model

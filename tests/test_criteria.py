@@ -21,23 +21,27 @@ import pytest
 import torch
 from torch import nn
 
-from prunelab.criteria import (
-    activation_weight_scores,
+from prunelab.criteria.first_order import (
     fisher_scores,
-    gradient_scores,
-    magnitude_scores,
-    random_scores,
-    taylor_scores,
-)
-from prunelab.models import ModelSpec, Net
-from prunelab.unit_criteria import (
-    activation_unit_scores,
     fisher_unit_scores,
+    gradient_scores,
     gradient_unit_scores,
-    magnitude_unit_scores,
-    random_unit_scores,
+    taylor_scores,
     taylor_unit_scores,
 )
+from prunelab.criteria.magnitude_activity import (
+    activation_unit_scores,
+    activation_weight_scores,
+    magnitude_scores,
+    magnitude_unit_scores,
+    random_scores,
+    random_unit_scores,
+    wanda_raw,
+    wanda_scores,
+    wanda_unit_scores,
+)
+from prunelab.masks import select
+from prunelab.models import ModelSpec, Net
 
 q = 1 / (1 + math.exp(-1))
 r = 1 / (1 + math.exp(-6))
@@ -88,6 +92,20 @@ def test_activation_weight_is_magnitude_times_mean_abs_input(tiny: Net) -> None:
     s = activation_weight_scores(tiny, BATCHES)
     close(s["body.0.weight"], [[0.5, 1], [1, 0], [0.5, 1.5]])
     close(s["body.2.weight"], [[0.5, 0, 1.5], [0, 1, 1.5]])
+
+
+def test_wanda_is_magnitude_times_input_norm_ranked_within_each_row(tiny: Net) -> None:
+    # ‖x_j‖₂ over both examples = [1, 1], so layer 1's raw scores are |W1|; ‖a_j‖₂ = [1, 2, 3]
+    # so layer 2's are [[1, 0, 3], [0, 2, 3]]. Scores are the rank in the row, (r + 1)/d.
+    close(wanda_raw(tiny, BATCHES)["body.2.weight"], [[1, 0, 3], [0, 2, 3]])
+    s = wanda_scores(tiny, BATCHES)
+    close(s["body.0.weight"], [[0.5, 1], [1, 0.5], [0.5, 1]])
+    close(s["body.2.weight"], [[2 / 3, 1 / 3, 1], [1 / 3, 2 / 3, 1]])
+    # Any cut takes the same number from each row: 3 of layer 2's 6 weights -> 1 or 2 a row.
+    keep = select({"w": s["body.2.weight"]}, sparsity=0.5, normalize=False)["w"]
+    assert keep.sum(1).tolist() in ([1, 2], [2, 1])
+    (units,) = wanda_unit_scores(tiny, BATCHES)
+    close(units, [3, 2, 4])
 
 
 def test_unit_magnitude_l1_and_l2(tiny: Net) -> None:

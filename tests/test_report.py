@@ -16,12 +16,16 @@ N = 10_000  # test images
 
 
 def point(method: str, ratio: float, seed: int, acc: float,
-          correct: np.ndarray | None = None, val: float | None = None) -> dict:
+          correct: np.ndarray | None = None, val: float | None = None,
+          before: np.ndarray | None = None) -> dict:
     if correct is None:  # `acc` of the images right, the errors first
         correct = np.arange(N) >= round((1 - acc) * N)
-    return {"method": method, "granularity": "weight", "ratio": ratio, "seed": seed,
+    before = correct if before is None else before
+    return {"test_correct_before": pack_correct(before), "method": method,
+            "granularity": "weight", "ratio": ratio, "seed": seed,
             "sparsity": ratio_sparsity(ratio), "compression_ratio": ratio * 0.9, "flops": 1,
-            "effective_flops": 1, "val_accuracy_before": acc, "test_accuracy_before": acc,
+            "effective_flops": 1, "val_accuracy_before": float(before.mean()),
+            "test_accuracy_before": float(before.mean()),
             "val_accuracy": acc if val is None else val, "test_accuracy": float(correct.mean()),
             "baseline_test_accuracy": 0.98, "test_accuracy_drop": 0.98 - acc,
             "test_images": N, "test_correct": pack_correct(correct)}
@@ -171,7 +175,7 @@ def test_one_seed_shows_no_sd_and_tests_on_the_test_images_alone() -> None:
     # One seed: no spread over seeds, so the interval is the test set's noise alone, on
     # the N − 1 degrees of freedom of the images' variance.
     assert v["best"] == "magnitude" and v["comparisons"]["random"]["df"] == N - 1
-    text = markdown("lenet5", rows, [v], "", (0.9929, 0.0), [0], {}, "",
+    text = markdown("lenet5", rows, [v], [v], "", (0.9929, 0.0), [0], {}, "",
                     {"all": int(v["decided"])})
     data_lines = [ln for ln in text.splitlines() if ln.startswith(("| magnitude", "| random"))]
     assert len(data_lines) == 2 and not any("±" in ln for ln in data_lines)
@@ -191,3 +195,19 @@ def test_headline_takes_the_highest_ratio_within_the_drop_and_the_mean_rho() -> 
     # 16x is within 0.5 pp although 8x is not: the highest ratio within it is 16.
     assert line == {"searched_sparsity": 0.9, "searched_test_accuracy": 0.97,
                     "max_ratio_within_drop": 16, "oracle_spearman": pytest.approx(0.4)}
+
+
+def test_before_fine_tuning_is_judged_on_the_cut_models_own_predictions() -> None:
+    """"a" is far ahead right after the cut (95 % vs 80 %) and tied after fine-tuning:
+    the before-fine-tuning verdict is decided for "a", the after one is not."""
+    points = []
+    for seed in range(5):
+        after = wrong_at(seed, 0.97)
+        points += [point("a", 8, seed, 0.97, after, before=wrong_at(10 + seed, 0.95)),
+                   point("b", 8, seed, 0.97, after, before=wrong_at(20 + seed, 0.80))]
+    (after_v,) = verdicts(points)
+    (before_v,) = verdicts(points, stage="_before")
+    assert not after_v["decided"]
+    assert before_v["best"] == "a" and before_v["decided"]
+    assert before_v["comparisons"]["b"]["diff"] == pytest.approx(0.15, abs=1e-3)
+    assert before_v["best_mean"] == pytest.approx(0.95, abs=1e-3)

@@ -16,7 +16,8 @@ from pydantic_core import ErrorDetails
 
 from prunelab.errors import PrunelabError
 
-Method = Literal["gradient", "taylor", "fisher", "magnitude", "activation", "random"]
+Method = Literal["gradient", "taylor", "fisher", "obs", "obs-noupdate", "magnitude", "activation",
+                 "wanda", "random"]
 Granularity = Literal["weight", "neuron"]
 ModelName = Literal["mlp", "lenet300", "lenet5"]
 LrSchedule = Literal["constant", "cosine"]  # cosine: annealed to ~0 over the run's epochs
@@ -86,10 +87,8 @@ class PruneConfig(_Strict):
         allowed = {f"{m}-{g}" for m in get_args(Method) for g in get_args(Granularity)}
         bad = sorted(set(self.thresholds) - allowed)
         if bad:
-            raise ValueError(
-                f"unknown key(s) {bad} in prune.thresholds; keys look like "
-                f"'<method>-<granularity>', one of {sorted(allowed)}"
-            )
+            raise ValueError(f"unknown key(s) {bad} in prune.thresholds; keys look like "
+                             f"'<method>-<granularity>', one of {sorted(allowed)}")
         return self
 
 

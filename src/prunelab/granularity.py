@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 import torch
 from torch import Tensor
 
-from prunelab.criteria import UNIT_CRITERIA, WEIGHT_CRITERIA, CriterionSettings
+from prunelab.criteria import UNIT_CRITERIA, WEIGHT_CRITERIA, Criterion, CriterionSettings, Factory
 from prunelab.masks import (
     apply_masks,
     cut_lowest,
@@ -57,24 +57,34 @@ class Pruned:
 
 
 class Granularity(ABC, Generic[S]):
-    criteria: ClassVar[dict[str, Callable[[CriterionSettings], Callable[[Net, Batches],
-                                                                      Any]]]]
+    criteria: ClassVar[dict[str, Factory[Any]]]
 
-    def scorer(self, method: str, settings: CriterionSettings) -> Callable[[Net, Batches], S]:
+    def criterion(self, method: str, settings: CriterionSettings) -> Criterion[S]:
         """The criterion named in params.yaml, its settings bound (Torch-Pruning's
-        importance objects): call it with (model, calibration batches)."""
+        importance objects)."""
         if method not in self.criteria:
             raise ValueError(f"unknown method {method!r}; choose one of {sorted(self.criteria)}")
-        scorer: Callable[[Net, Batches], S] = self.criteria[method](settings)
-        return scorer
+        criterion: Criterion[S] = self.criteria[method](settings)
+        return criterion
+
+    def scorer(self, method: str, settings: CriterionSettings) -> Callable[[Net, Batches], S]:
+        """The criterion's scoring: call it with (model, calibration batches)."""
+        return self.criterion(method, settings).score
 
     def prune(self, model: Net, calib: Batches, s: PruneSettings,
               before: Pruned | None = None) -> Pruned:
         """One cut of a copy of `model` (the original is left untouched) as `s` says;
-        `before`: an earlier round's cut on this model, whose cuts and scales carry on."""
-        model = baked(model)
-        criterion = CriterionSettings(s.seed, s.neuron_norm, s.activation_stat)
-        return self.cut(model, self.scorer(s.method, criterion)(model, calib), s, before)
+        `before`: an earlier round's cut on this model, whose cuts and scales carry on.
+        A surgeon's criterion (OBS) then updates what is left, from `model`'s inputs."""
+        work = baked(model)
+        c = self.criterion(s.method, CriterionSettings(s.seed, s.neuron_norm,
+                                                        s.activation_stat))
+        if c.scope is not None:  # the allocation the method's paper prescribes
+            s = replace(s, scope=c.scope)
+        pruned = self.cut(work, c.score(work, calib), s, before)
+        if c.refit is not None:
+            c.refit(model, pruned.model, pruned.kept, calib)
+        return pruned
 
     @abstractmethod
     def cut(self, model: Net, scores: S, s: PruneSettings, before: Pruned | None) -> Pruned:

@@ -19,7 +19,7 @@ def cell_label(v: dict[str, Any]) -> str:
 def verdict_lines(verdicts: list[dict[str, Any]], decided_counts: dict[str, int]) -> list[str]:
     n = len(verdicts)
     lines = [
-        "## Verdicts", "",
+        "## Verdicts after fine-tuning", "",
         "Best method by mean validation accuracy after fine-tuning in each cell (shown with "
         "its test accuracy), compared in pairs with every other method on the same seeds "
         "and the same test images: the difference of test accuracy with a 95 % t-interval "
@@ -33,6 +33,22 @@ def verdict_lines(verdicts: list[dict[str, Any]], decided_counts: dict[str, int]
         f"Decided cells: **{decided_counts['all']} of {n}** with all seeds"
         + "".join(f"; {c} of {n} with the first {k} seeds" for k, c in decided_counts.items()
                   if k != "all") + ".", ""]
+    return lines + _verdict_bullets(verdicts) + _comparison_table(verdicts)
+
+
+def before_finetuning_lines(verdicts: list[dict[str, Any]]) -> list[str]:
+    """The same verdicts on the pruned models before fine-tuning: one-shot accuracy, where
+    a surgeon's update (OBS) should show, as fine-tuning can make up for a poor cut."""
+    decided = sum(v["decided"] for v in verdicts)
+    return ["", "## Verdicts before fine-tuning", "",
+            "As above, on the same models right after the cut (best chosen on validation "
+            "accuracy before fine-tuning; its own Holm family per granularity). Decided "
+            f"cells: **{decided} of {len(verdicts)}**.", ""
+            ] + _verdict_bullets(verdicts) + _comparison_table(verdicts)
+
+
+def _verdict_bullets(verdicts: list[dict[str, Any]]) -> list[str]:
+    lines = []
     for v in verdicts:
         text = f"- **{cell_label(v)}**: {v['best']} ({100 * v['best_mean']:.2f} %)"
         if v["decided"]:
@@ -50,8 +66,12 @@ def verdict_lines(verdicts: list[dict[str, Any]], decided_counts: dict[str, int]
                 else:
                     text += f"; not above {control} ({diff} on test)"
         lines.append(text + ".")
-    lines += ["", "| cell | best | compared with | difference (pp) [95 % CI] | p (Holm) | "
-              "seeds where McNemar p < 0.05 |", "|---|---|---|---|---|---|"]
+    return lines
+
+
+def _comparison_table(verdicts: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "| cell | best | compared with | difference (pp) [95 % CI] | p (Holm) | "
+             "seeds where McNemar p < 0.05 |", "|---|---|---|---|---|---|"]
     for v in verdicts:
         for other, c in v["comparisons"].items():
             mc = sum(p < ALPHA for p in c["mcnemar_p"])
@@ -108,13 +128,15 @@ def _pct(mean: float, sd: float, n: int) -> str:
 
 
 def report(model: str, rows: list[dict[str, Any]], verdicts: list[dict[str, Any]],
-             paper_text: str, baseline: tuple[float, float], seeds: list[int],
-             figures: dict[str, str], settings: str, decided_counts: dict[str, int]) -> str:
+           before: list[dict[str, Any]], paper_text: str, baseline: tuple[float, float],
+           seeds: list[int], figures: dict[str, str], settings: str,
+           decided_counts: dict[str, int]) -> str:
     """reports/report.md: verdicts first, then the table, the figures, the paper check."""
     lines = [f"# Pruning criteria compared on `{model}`", "",
              f"Baseline test accuracy {_pct(*baseline, len(seeds))} % (mean ± sample sd "
              f"over seeds {seeds}; with one seed, no sd). {settings}", ""]
     lines += verdict_lines(verdicts, decided_counts)
+    lines += before_finetuning_lines(before)
     lines += ["", "## Table", "",
               "Accuracies in %, mean ± sd over seeds; ratio is the target (cut 1 − 1/r of "
               "the prunable weights or hidden units), compression the realised ratio of all "

@@ -101,6 +101,7 @@ class SweepPoint(PointKey, MatchedRandom):
     test_accuracy_drop: float
     test_images: int
     test_correct: str  # `pack_correct` of the per-image correctness on the test split
+    test_correct_before: str  # the same before fine-tuning
 
 
 Point = SweepPoint | InfeasiblePoint

@@ -41,6 +41,18 @@ def recording(modules: Sequence[nn.Module], inputs: bool = False) -> Iterator[li
             h.remove()
 
 
+def layer_inputs(layer: nn.Module, inp: Tensor) -> Tensor:
+    """A Linear's or Conv2d's input as the (rows, features) matrix its weight multiplies:
+    a conv's input unfolded into one row per example and output position, its features
+    ordered as the weight's flattened (in_channel, kh, kw)."""
+    if isinstance(layer, nn.Conv2d):
+        if isinstance(layer.padding, str):
+            raise ValueError(f"{layer}: padding {layer.padding!r} is not unfolded here")
+        cols = F.unfold(inp, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
+        return cols.transpose(1, 2).flatten(0, 1)
+    return inp.flatten(1)
+
+
 def per_unit(t: Tensor) -> Tensor:
     """(N, C) or (N, C, H, W) -> (N, C): a channel's value is the mean over its positions."""
     return t.flatten(2).mean(2) if t.dim() > 2 else t

@@ -174,14 +174,17 @@ ALPHA = 0.05  # family-wise error rate per granularity (Holm)
 RANDOM_MATCHED = "random-matched"  # label of a method's own matched random control
 
 
-def verdicts(points: Iterable[Point], alpha: float = ALPHA) -> list[dict[str, Any]]:
+def verdicts(points: Iterable[Point], alpha: float = ALPHA,
+             stage: str = "") -> list[dict[str, Any]]:
     """Per (granularity, ratio) cell: the method with the best mean *validation* accuracy
     after fine-tuning (chosen on the test images it is then compared on, its lead would be
     biased upward: the winner's curse), its paired comparison on test with every other
     method (and with its own matched random control, where the points carry one),
     Holm-adjusted within the granularity, the set of methods it is not significantly ahead
     of, and whether the cell is decided (that set is the best alone). Points need
-    `test_correct` (`records.pack_correct`)."""
+    `test_correct` (`records.pack_correct`). `stage="_before"`: the same on the pruned
+    models before fine-tuning (one-shot accuracy, where OBS's claim lies); a separate
+    family, as it answers another question."""
     cells: dict[tuple[str, float], dict[str, dict[int, SweepPoint]]] = {}
     for p in feasible(points):
         cells.setdefault((p["granularity"], p["ratio"]), {}).setdefault(
@@ -192,7 +195,7 @@ def verdicts(points: Iterable[Point], alpha: float = ALPHA) -> list[dict[str, An
         for (gran, ratio), methods in sorted(cells.items()):
             if gran != granularity:
                 continue
-            v = _cell(granularity, ratio, methods)
+            v = _cell(granularity, ratio, methods, stage)
             family += [(v, other, c) for other, c in v["comparisons"].items()]
             out.append(v)
         for (_, _, c), p_adj in zip(family, holm([c["p"] for _, _, c in family]), strict=True):
@@ -211,13 +214,17 @@ def _ahead(c: Mapping[str, Any], alpha: float) -> bool:
     return bool(c["diff"] > 0 and c["p_holm"] < alpha)
 
 
-def _cell(granularity: str, ratio: float,
-          methods: dict[str, dict[int, SweepPoint]]) -> dict[str, Any]:
+def _cell(granularity: str, ratio: float, methods: dict[str, dict[int, SweepPoint]],
+          stage: str) -> dict[str, Any]:
     def mean_acc(m: str) -> float:
-        return statistics.fmean(p["test_accuracy"] for p in methods[m].values())
+        return statistics.fmean(float(p[f"test_accuracy{stage}"])  # type: ignore[literal-required]
+                                for p in methods[m].values())
 
     def mean_val(m: str) -> float:
-        return statistics.fmean(p["val_accuracy"] for p in methods[m].values())
+        return statistics.fmean(float(p[f"val_accuracy{stage}"])  # type: ignore[literal-required]
+                                for p in methods[m].values())
+
+    key = f"test_correct{stage}"
 
     best = max(methods, key=mean_val)
     by_method = {m: statistics.fmean(p["compression_ratio"] for p in ps.values())
@@ -232,9 +239,9 @@ def _cell(granularity: str, ratio: float,
         if other != best:
             seeds = sorted(set(methods[best]) & set(methods[other]))
             v["comparisons"][other] = paired_difference(
-                [_correct(methods[best][s]) for s in seeds],
-                [_correct(methods[other][s]) for s in seeds])
-    if all("test_correct_matched_random" in p for p in methods[best].values()):
+                [_correct(methods[best][s], key) for s in seeds],
+                [_correct(methods[other][s], key) for s in seeds])
+    if not stage and all("test_correct_matched_random" in p for p in methods[best].values()):
         seeds = sorted(methods[best])
         v["comparisons"][RANDOM_MATCHED] = paired_difference(
             [_correct(methods[best][s]) for s in seeds],

@@ -70,9 +70,12 @@ def sweep_point(
     measured = {k: v for k, v in splits.items() if k != "train"}
     bs = ft.eval_batch_size
     before: dict[str, float] = {}
+    before_correct: list[str] = []
 
     def measure_before(pruned: Pruned) -> None:
         before.update(accuracies(pruned.model, measured, bs, suffix="_before"))
+        before_correct.append(pack_correct(correct(pruned.model, splits["test"], bs)
+                                           .cpu().numpy()))
 
     try:
         pruned = prune_and_finetune(base, splits["train"], splits["val"], s, ft, seed,
@@ -88,6 +91,7 @@ def sweep_point(
     # Which test images it gets right, so that the report's paired tests need no rerun.
     point["test_images"] = len(splits["test"])
     point["test_correct"] = pack_correct(correct(pruned.model, splits["test"], bs).cpu().numpy())
+    point["test_correct_before"] = before_correct[0]
     if matched_random:
         control = GRANULARITIES[s.granularity].matched_random(base, pruned, seed)
         point.update(accuracies(control, measured, bs, suffix="_before_matched_random"))

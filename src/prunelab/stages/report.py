@@ -112,8 +112,9 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         for path, fig in figs.items():
             mlflow.log_figure(fig, path)
             report.save_figure(fig, out / path)
-        text = markdown.report(cfg.model, rows, verdict, paper_text, baseline, cfg.sweep.seeds,
-                               FIGURES, settings, decided)
+        text = markdown.report(cfg.model, rows, verdict, verdicts(points, stage="_before"),
+                               paper_text, baseline, cfg.sweep.seeds, FIGURES, settings,
+                               decided)
         text += markdown.oracle_section(quality, oracle.parent / "scatter.png", out,
                                       cfg.oracle.examples)
         text += markdown.infeasible_section(infeasible(points))

@@ -1,0 +1,50 @@
+"""What a criterion is, whatever its family: settings bound when it is built, scoring in
+one call (Torch-Pruning's importance objects), and for a surgeon the update it makes to
+what is left once the cut is chosen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from torch import Tensor
+
+from prunelab.models import Net
+from prunelab.scoring import Batches, Scores, UnitScores
+
+S = TypeVar("S", Scores, UnitScores)
+
+# (the model before the cut, the cut model, what was kept, calibration batches): updates
+# the cut model's remaining weights in place. `kept` maps a weight's name to its bool mask,
+# or "units.<i>" to hidden layer i's keep-vector (as `granularity.Pruned` holds them).
+Refit = Callable[[Net, Net, dict[str, Tensor], Batches], None]
+
+
+@dataclass(frozen=True)
+class CriterionSettings:
+    """What some criteria need beyond the model and the batches."""
+
+    seed: int  # random: the generator's seed
+    neuron_norm: str  # magnitude, neuron granularity: "l1" | "l2"
+    activation_stat: str  # activation, neuron granularity: "mean" | "apoz"
+
+
+@dataclass(frozen=True)
+class Criterion(Generic[S]):
+    """A criterion with its settings bound. `score(model, batches)`: higher means keep.
+    `refit`: a surgeon's update of the remaining weights after the cut (None: the cut
+    model keeps its weights as they were). `scope`: the allocation over layers the
+    method's paper prescribes, overriding `prune.scope` (None: it follows it)."""
+
+    score: Callable[[Net, Batches], S]
+    refit: Refit | None = None
+    scope: str | None = None
+
+
+Factory = Callable[[CriterionSettings], Criterion[S]]
+
+
+def plain(score: Callable[[Net, Batches], S]) -> Factory[S]:
+    """A criterion that is only a score, whatever its settings."""
+    return lambda _settings: Criterion(score)
