@@ -86,6 +86,10 @@ def test_structured_obs_update_is_the_least_squares_refit_without_the_unit() -> 
     H_KK⁻¹ (K the kept units), which minimises the consumer's output error."""
     g = torch.Generator().manual_seed(1)
     body = [nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)]
+    with torch.no_grad():  # seeded, and every unit alive (positive weights and inputs)
+        body[0].weight.copy_(torch.rand(3, 4, generator=g))
+        body[0].bias.zero_()
+        body[2].weight.copy_(torch.randn(2, 3, generator=g))
     net = Net(ModelSpec("mlp", (3,)), body)
     x = torch.rand(64, 4, generator=g)
     batches = [(x, torch.zeros(64, dtype=torch.long))]

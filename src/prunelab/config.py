@@ -16,8 +16,8 @@ from pydantic_core import ErrorDetails
 
 from prunelab.errors import PrunelabError
 
-Method = Literal["gradient", "taylor", "fisher", "obs", "obs-noupdate", "magnitude", "activation",
-                 "wanda", "random"]
+Method = Literal["gradient", "taylor", "fisher", "obs", "obs-noupdate", "movement", "gmp",
+                 "magnitude", "activation", "wanda", "random"]
 Granularity = Literal["weight", "neuron"]
 ModelName = Literal["mlp", "lenet300", "lenet5"]
 LrSchedule = Literal["constant", "cosine"]  # cosine: annealed to ~0 over the run's epochs
@@ -80,6 +80,8 @@ class PruneConfig(_Strict):
     # (layers kept whole or below it are left), so the smaller model runs fast; 1 = off.
     round_to: Annotated[int, Field(ge=1)]
     activation_stat: Literal["mean", "apoz"]
+    gradual_interval: Annotated[int, Field(ge=1)]  # gmp, movement: steps between updates
+    gradual_end: Annotated[float, Field(gt=0.0, le=1.0)]  # ... and the target reached
     seed: int
 
     @model_validator(mode="after")
@@ -108,8 +110,7 @@ class SearchConfig(_Strict):
     """The Optuna study that picks each method's sparsity on the validation split."""
 
     trials: Annotated[int, Field(ge=1)]
-    # Extra trials after those, each bisecting (in log density) between the sparsest trial
-    # within the allowed drop and the least sparse one beyond it.
+    # Then trials bisecting (log density) the sparsest within the drop and the next beyond.
     refine: Annotated[int, Field(ge=0)]
     # Search ranges of the target sparsity (fraction of prunable weights / of hidden
     # units). A trial prunes and fine-tunes exactly as the prune and finetune stages do.

@@ -30,6 +30,7 @@ from prunelab.masks import (
     select,
     select_units,
     unit_layer_names,
+    unit_masks,
 )
 from prunelab.models import Net, baked, unit_groups
 from prunelab.scoring import Batches, Scores, UnitScores
@@ -67,6 +68,11 @@ class Granularity(ABC, Generic[S]):
         criterion: Criterion[S] = self.criteria[method](settings)
         return criterion
 
+    def criterion_for(self, s: PruneSettings) -> Criterion[S]:
+        """The criterion `s` names, with `s`'s settings."""
+        return self.criterion(s.method, CriterionSettings(s.seed, s.neuron_norm,
+                                                          s.activation_stat))
+
     def scorer(self, method: str, settings: CriterionSettings) -> Callable[[Net, Batches], S]:
         """The criterion's scoring: call it with (model, calibration batches)."""
         return self.criterion(method, settings).score
@@ -77,8 +83,7 @@ class Granularity(ABC, Generic[S]):
         `before`: an earlier round's cut on this model, whose cuts and scales carry on.
         A surgeon's criterion (OBS) then updates what is left, from `model`'s inputs."""
         work = baked(model)
-        c = self.criterion(s.method, CriterionSettings(s.seed, s.neuron_norm,
-                                                        s.activation_stat))
+        c = self.criterion_for(s)
         if c.scope is not None:  # the allocation the method's paper prescribes
             s = replace(s, scope=c.scope)
         pruned = self.cut(work, c.score(work, calib), s, before)
@@ -108,6 +113,21 @@ class Granularity(ABC, Generic[S]):
     @abstractmethod
     def hold(self, model: Net, kept: dict[str, Tensor]) -> Net:
         """A saved pruned model with its cut held again, for fine-tuning."""
+
+    # Pruning during fine-tuning (`gradual`): which weights carry a gate, the cut at one
+    # mask update (each layer to the same fraction), and the pruned model at the end.
+    @abstractmethod
+    def gated(self, model: Net, s: PruneSettings) -> list[str]:
+        """The weights a cut can touch."""
+
+    @abstractmethod
+    def live_cut(self, model: Net, scores: S, sparsity: float,
+                 s: PruneSettings) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """(what is kept, as `Pruned.kept`; a mask for every gated weight)."""
+
+    @abstractmethod
+    def finish(self, model: Net, kept: dict[str, Tensor]) -> Pruned:
+        """`model` (plain weights again, cut ones at 0) as a `Pruned` holding `kept`."""
 
 
 class Weights(Granularity[Scores]):
@@ -142,6 +162,17 @@ class Weights(Granularity[Scores]):
 
     def hold(self, model: Net, kept: dict[str, Tensor]) -> Net:
         return apply_masks(model, {k: v.bool() for k, v in kept.items()})
+
+    def gated(self, model: Net, s: PruneSettings) -> list[str]:
+        return prunable_names(model, s.prune_output_layer)
+
+    def live_cut(self, model: Net, scores: Scores, sparsity: float,
+                 s: PruneSettings) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        masks = select(scores, sparsity=sparsity, scope="layer", normalize=False)
+        return masks, masks
+
+    def finish(self, model: Net, kept: dict[str, Tensor]) -> Pruned:
+        return Pruned(apply_masks(model, kept), kept, {})
 
 
 class Neurons(Granularity[UnitScores]):
@@ -178,6 +209,19 @@ class Neurons(Granularity[UnitScores]):
 
     def hold(self, model: Net, kept: dict[str, Tensor]) -> Net:
         return model  # the smaller dense model holds its cut by its shape
+
+    def gated(self, model: Net, s: PruneSettings) -> list[str]:
+        names = [f"{n}.weight" for g in unit_groups(model) for n in (g.producer, g.consumer)]
+        return list(dict.fromkeys(names))
+
+    def live_cut(self, model: Net, scores: UnitScores, sparsity: float,
+                 s: PruneSettings) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        keep = select_units(scores, s.round_to, sparsity=sparsity, scope="layer",
+                            normalize=False)
+        return _keyed(keep), unit_masks(model, keep)
+
+    def finish(self, model: Net, kept: dict[str, Tensor]) -> Pruned:
+        return Pruned(remove_units(model, list(kept.values())), kept, {})
 
 
 def _keyed(keep: list[Tensor]) -> dict[str, Tensor]:

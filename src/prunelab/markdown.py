@@ -149,7 +149,8 @@ def report(model: str, rows: list[dict[str, Any]], verdicts: list[dict[str, Any]
             f"| {r['method']} | {r['granularity']} | {r['ratio']:g} | "
             f"{r['compression_ratio']:.1f}× | {100 * r['sparsity']:.1f} % | "
             f"{r['effective_flops'] / 1e6:.3f} | "
-            f"{_pct(r['test_accuracy_before'], r['test_accuracy_before_sd'], r['seeds'])} | "
+            + (_pct(r["test_accuracy_before"], r["test_accuracy_before_sd"], r["seeds"])
+               if "test_accuracy_before" in r else "— (cut while fine-tuning)") + " | "
             f"{_pct(r['test_accuracy'], r['test_accuracy_sd'], r['seeds'])} | "
             f"{_pct(r['test_accuracy_drop'], r['test_accuracy_drop_sd'], r['seeds'])} | "
             + (_pct(r["test_accuracy_matched_random"], r["test_accuracy_matched_random_sd"],

@@ -14,6 +14,7 @@ of the layers after it, in float64 so that single-weight damages of 1e-6 are res
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -147,3 +148,14 @@ def criteria_against_damage(model: Net, held: Split, calib: Batches, methods: Se
                                   for n, (i, _) in weights.items()]),
                        torch.cat([d for _, d in weights.values()]))}
     return quality, scatter
+
+
+def mean_sd_tree(trees: list[dict[str, Any]]) -> dict[str, Any]:
+    """Nested dicts of numbers (one per seed, same shape) -> the same shape with each
+    number replaced by {"mean": ..., "sd": ...} over the seeds (sample sd; 0 for one)."""
+    first = trees[0]
+    if not isinstance(first, dict):
+        values = [float(t) for t in trees]
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return {"mean": statistics.fmean(values), "sd": sd}
+    return {k: mean_sd_tree([t[k] for t in trees]) for k in first}

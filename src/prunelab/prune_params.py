@@ -27,7 +27,8 @@ def prune_settings(cfg: Config, method: str, granularity: str,
         sparsity=None if threshold is not None else sparsity, threshold=threshold,
         scope=p.scope, normalize=p.normalize, prune_output_layer=p.prune_output_layer,
         neuron_norm=p.neuron_norm, activation_stat=p.activation_stat, round_to=p.round_to,
-        rounds=cfg.finetune.rounds, calibration_batches=p.calibration_batches,
+        rounds=cfg.finetune.rounds, gradual_interval=p.gradual_interval,
+        gradual_end=p.gradual_end, calibration_batches=p.calibration_batches,
         calibration_batch_size=p.calibration_batch_size, seed=p.seed,
     )
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from prunelab.data import Split, batches
+from prunelab.gradual import prune_during_finetuning
 from prunelab.granularity import GRANULARITIES, Pruned
-from prunelab.models import Net
+from prunelab.models import Net, baked
 from prunelab.scoring import Batches
 from prunelab.training import EpochResult, FitSettings, fit
 
@@ -39,6 +40,10 @@ class PruneSettings:
     activation_stat: str
     round_to: int  # neuron granularity: kept units per layer rounded to a multiple
     rounds: int  # 1 = one-shot; k > 1 reaches the target in k prune/fine-tune rounds
+    # Methods that prune during fine-tuning (gmp, movement; `gradual`): a mask update every
+    # `gradual_interval` steps, the target reached at `gradual_end` of the steps.
+    gradual_interval: int
+    gradual_end: float
     calibration_batches: int
     calibration_batch_size: int
     seed: int  # calibration batches and random scores
@@ -88,10 +93,18 @@ def prune_iteratively(model: Net, train: Split, s: PruneSettings,
     return pruned
 
 
+def prunes_during_finetuning(s: PruneSettings) -> bool:
+    """Whether `s`'s method cuts while fine-tuning (gmp, movement) instead of before it."""
+    return GRANULARITIES[s.granularity].criterion_for(s).live is not None
+
+
 def prune_model(base: Net, train: Split, val: Split, s: PruneSettings, ft: FitSettings,
                 seed: int) -> Pruned:
     """The pruning half of the procedure: one-shot (calibration seeded `s.seed`) or in
-    `s.rounds` rounds with the fine-tuning `ft` between them, seeded `seed + round`."""
+    `s.rounds` rounds with the fine-tuning `ft` between them, seeded `seed + round`. A
+    method that prunes during fine-tuning cuts nothing here: a dense copy, cut later."""
+    if prunes_during_finetuning(s):
+        return Pruned(baked(base), {}, {})
     if s.rounds == 1:
         calib = calibration_batches(train, s.calibration_batches, s.calibration_batch_size,
                                     s.seed)
@@ -107,10 +120,22 @@ def finetune(
     model: Net, train: Split, val: Split, s: FitSettings, seed: int,
     on_epoch: Callable[[EpochResult], None] | None = None,
 ) -> list[EpochResult]:
-    """The fine-tuning half: the baseline's training loop on the pruned model. Masks held by
-    torch.nn.utils.prune keep cut weights at exactly zero; a smaller neuron-pruned model
-    needs no mask."""
+    """The baseline's training loop on a pruned model. Masks held by torch.nn.utils.prune
+    keep cut weights at exactly zero; a smaller neuron-pruned model needs no mask."""
     return fit(model, train, val, s, seed, on_epoch=on_epoch, desc="finetune")
+
+
+def finetune_pruned(
+    pruned: Pruned, train: Split, val: Split, s: PruneSettings, ft: FitSettings, seed: int,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+) -> Pruned:
+    """The fine-tuning half: `pruned` fine-tuned with `ft` seeded `seed` (in place), or,
+    for a method that prunes during fine-tuning, cut to `s.sparsity` while it is."""
+    live = GRANULARITIES[s.granularity].criterion_for(s).live
+    if live is None:
+        finetune(pruned.model, train, val, ft, seed, on_epoch=on_epoch)
+        return pruned
+    return prune_during_finetuning(pruned.model, train, val, s, ft, seed, live, on_epoch)
 
 
 def prune_and_finetune(
@@ -119,10 +144,10 @@ def prune_and_finetune(
     on_epoch: Callable[[EpochResult], None] | None = None,
 ) -> Pruned:
     """Prune `base` (a copy) as `s` says, then fine-tune it with `ft` seeded `seed`.
-    `on_pruned` sees the model before fine-tuning (to measure it), `on_epoch` each epoch
-    (to log, or to stop a hopeless search trial by raising)."""
+    `on_pruned` sees the cut model before fine-tuning (to measure it; not called for a
+    method that prunes during fine-tuning, which has none), `on_epoch` each epoch (to
+    log, or to stop a hopeless search trial by raising)."""
     pruned = prune_model(base, train, val, s, ft, seed)
-    if on_pruned is not None:
+    if on_pruned is not None and not prunes_during_finetuning(s):
         on_pruned(pruned)
-    finetune(pruned.model, train, val, ft, seed, on_epoch=on_epoch)
-    return pruned
+    return finetune_pruned(pruned, train, val, s, ft, seed, on_epoch)

@@ -81,7 +81,16 @@ class MatchedRandom(TypedDict, total=False):
     test_correct_matched_random: str
 
 
-class SweepPoint(PointKey, MatchedRandom):
+class BeforeFinetuning(TypedDict, total=False):
+    """The cut model right after the cut: absent for a method that prunes during
+    fine-tuning (gmp, movement), which has no such model."""
+
+    val_accuracy_before: float
+    test_accuracy_before: float
+    test_correct_before: str  # `pack_correct`, as `test_correct`
+
+
+class SweepPoint(PointKey, MatchedRandom, BeforeFinetuning):
     """A pruned and fine-tuned model: what it cost (`metrics.pruning_metrics`), what it
     scored before and after fine-tuning, and which test images it got right."""
 
@@ -93,15 +102,12 @@ class SweepPoint(PointKey, MatchedRandom):
     dense_flops: int
     flops: int
     effective_flops: int
-    val_accuracy_before: float
-    test_accuracy_before: float
     val_accuracy: float
     test_accuracy: float
     baseline_test_accuracy: float
     test_accuracy_drop: float
     test_images: int
     test_correct: str  # `pack_correct` of the per-image correctness on the test split
-    test_correct_before: str  # the same before fine-tuning
 
 
 Point = SweepPoint | InfeasiblePoint

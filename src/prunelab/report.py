@@ -26,10 +26,11 @@ def series_name(row: dict[str, Any]) -> str:
 
 def curve_records(rows: list[dict[str, Any]], x: str, y: str) -> list[dict[str, Any]]:
     """Plot data for DVC: one record per point with the series, x, the mean of y and a
-    ±1 sd band (`lo`, `hi`) over seeds."""
+    ±1 sd band (`lo`, `hi`) over seeds (rows without y, such as gmp before fine-tuning,
+    are left out)."""
     return [{"series": series_name(r), x: r[x], y: r[y],
              "lo": r[y] - r[f"{y}_sd"], "hi": r[y] + r[f"{y}_sd"]}
-            for r in sorted(rows, key=lambda r: (series_name(r), r[x]))]
+            for r in sorted(rows, key=lambda r: (series_name(r), r[x])) if y in r]
 
 
 def curves_figure(rows: list[dict[str, Any]], x: str) -> Figure:
@@ -42,7 +43,9 @@ def curves_figure(rows: list[dict[str, Any]], x: str) -> Figure:
             ax = axes[i][j]
             for method in sorted({r["method"] for r in rows if r["granularity"] == gran}):
                 rs = sorted((r for r in rows if r["granularity"] == gran
-                             and r["method"] == method), key=lambda r: r[x])
+                             and r["method"] == method and y in r), key=lambda r: r[x])
+                if not rs:  # no model before fine-tuning (gmp, movement)
+                    continue
                 xs = [r[x] for r in rs]
                 mean = [100 * r[y] for r in rs]
                 sd = [100 * r[f"{y}_sd"] for r in rs]

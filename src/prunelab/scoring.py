@@ -8,7 +8,7 @@ score per neuron or channel. Higher means more important.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -51,6 +51,39 @@ def layer_inputs(layer: nn.Module, inp: Tensor) -> Tensor:
         cols = F.unfold(inp, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
         return cols.transpose(1, 2).flatten(0, 1)
     return inp.flatten(1)
+
+
+def summed(per_batch: Iterable[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Key by key, the sum over batches of per-batch tensors."""
+    total: dict[str, Tensor] = {}
+    for batch in per_batch:
+        for k, t in batch.items():
+            total[k] = total[k] + t if k in total else t
+    return total
+
+
+def weight_gradients(model: Net, batches: Batches) -> Iterator[dict[str, tuple[Tensor, Tensor]]]:
+    """Per calibration batch: each weight (detached) and the gradient of the batch-mean
+    cross-entropy with respect to it."""
+    weights = weights_of(model)
+    model.eval()
+    for x, y in batches:
+        grads = torch.autograd.grad(F.cross_entropy(model(x), y), list(weights.values()))
+        yield {k: (w.detach(), g) for (k, w), g in zip(weights.items(), grads, strict=True)}
+
+
+def input_rows(model: Net, batches: Batches) -> Iterator[dict[str, Tensor]]:
+    """Per calibration batch: each weighted layer's input as the matrix its weight
+    multiplies (`layer_inputs`), keyed by the layer's prefix ("body.<i>")."""
+    layers = weighted_layers(model)
+    model.eval()
+    with recording([m for _, m in layers], inputs=True) as seen:
+        for x, _ in batches:
+            seen.clear()
+            with torch.no_grad():
+                model(x)
+            yield {prefix: layer_inputs(m, inp)
+                   for (prefix, m), inp in zip(layers, seen, strict=True)}
 
 
 def per_unit(t: Tensor) -> Tensor:

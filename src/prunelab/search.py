@@ -110,11 +110,8 @@ def objective(cfg: Config, method: str, granularity: str, base: Net, train: Spli
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         last: dict[str, float] = {}
 
-        def measure_pruned(pruned: Pruned) -> None:
-            prunable = prunable_names(base, s.prune_output_layer)
-            last["realised"] = pruning_metrics(pruned.model, base.spec, prunable)["sparsity"]
+        def measure_pruned(pruned: Pruned) -> None:  # before fine-tuning, where there is one
             last["val"] = evaluate(pruned.model, val, ft.eval_batch_size).accuracy
-            trial.set_user_attr("realised_sparsity", last["realised"])
             trial.set_user_attr(f"{EPOCH_ATTR}0", last["val"])
 
         def stop_if_hopeless(r: EpochResult) -> None:
@@ -126,8 +123,13 @@ def objective(cfg: Config, method: str, granularity: str, base: Net, train: Spli
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "cuts nothing" at the range's low end
-            prune_and_finetune(base, train, val, s, ft, seed, on_pruned=measure_pruned,
-                               on_epoch=stop_if_hopeless)
+            pruned = prune_and_finetune(base, train, val, s, ft, seed,
+                                        on_pruned=measure_pruned, on_epoch=stop_if_hopeless)
+        if "val" not in last:  # no epoch and nothing before it (gmp with epochs: 0)
+            last["val"] = evaluate(pruned.model, val, ft.eval_batch_size).accuracy
+        prunable = prunable_names(base, s.prune_output_layer)
+        last["realised"] = pruning_metrics(pruned.model, base.spec, prunable)["sparsity"]
+        trial.set_user_attr("realised_sparsity", last["realised"])
         # Feasible (<= 0) when within the allowed drop; TPE prefers feasible trials.
         trial.set_constraint("accuracy_drop_excess", floor - last["val"])
         trial.set_user_attr("constraint", floor - last["val"])

@@ -103,16 +103,6 @@ def infeasible(points: Iterable[Point]) -> list[InfeasiblePoint]:
     return [p for p in points if not is_feasible(p)]
 
 
-def mean_sd_tree(trees: list[dict[str, Any]]) -> dict[str, Any]:
-    """Nested dicts of numbers (one per seed, same shape) -> the same shape with each
-    number replaced by {"mean": ..., "sd": ...} over the seeds."""
-    first = trees[0]
-    if not isinstance(first, dict):
-        mean, sd = mean_sd([float(t) for t in trees])
-        return {"mean": mean, "sd": sd}
-    return {k: mean_sd_tree([t[k] for t in trees]) for k in first}
-
-
 def holm(pvalues: list[float]) -> list[float]:
     """Holm–Bonferroni adjusted p-values, in the order given: the i-th smallest of m is
     multiplied by (m − i + 1), then made monotone and capped at 1."""
@@ -187,6 +177,8 @@ def verdicts(points: Iterable[Point], alpha: float = ALPHA,
     family, as it answers another question."""
     cells: dict[tuple[str, float], dict[str, dict[int, SweepPoint]]] = {}
     for p in feasible(points):
+        if f"test_correct{stage}" not in p:  # no model before fine-tuning (gmp, movement)
+            continue
         cells.setdefault((p["granularity"], p["ratio"]), {}).setdefault(
             p["method"], {})[p["seed"]] = p
     out: list[dict[str, Any]] = []

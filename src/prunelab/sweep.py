@@ -91,7 +91,8 @@ def sweep_point(
     # Which test images it gets right, so that the report's paired tests need no rerun.
     point["test_images"] = len(splits["test"])
     point["test_correct"] = pack_correct(correct(pruned.model, splits["test"], bs).cpu().numpy())
-    point["test_correct_before"] = before_correct[0]
+    if before_correct:  # not for a method that prunes during fine-tuning: it has no before
+        point["test_correct_before"] = before_correct[0]
     if matched_random:
         control = GRANULARITIES[s.granularity].matched_random(base, pruned, seed)
         point.update(accuracies(control, measured, bs, suffix="_before_matched_random"))

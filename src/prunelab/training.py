@@ -65,9 +65,10 @@ def weight_penalty(model: nn.Module, kind: str) -> torch.Tensor:
 
 def train_epoch(
     model: nn.Module, data: Split, opt: torch.optim.Optimizer, s: FitSettings,
-    generator: torch.Generator,
+    generator: torch.Generator, on_step: Callable[[], None] | None = None,
 ) -> float:
-    """One pass over `data` in shuffled mini-batches; returns the mean training loss."""
+    """One pass over `data` in shuffled mini-batches; returns the mean training loss.
+    `on_step` runs after every optimizer step (pruning during fine-tuning moves masks)."""
     model.train()
     total, n = torch.zeros((), device=data.x.device), 0
     for x, y in batches(data, s.batch_size, generator):
@@ -77,6 +78,8 @@ def train_epoch(
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's stub leaves it unannotated
         opt.step()
+        if on_step is not None:
+            on_step()
         total += loss.detach() * len(y)  # stays on device: no sync per step
         n += len(y)
     return float(total) / max(n, 1)
@@ -109,6 +112,7 @@ def correct(model: nn.Module, data: Split, batch_size: int = 2000) -> torch.Tens
 def fit(
     model: nn.Module, train: Split, val: Split, s: FitSettings, seed: int,
     on_epoch: Callable[[EpochResult], None] | None = None, desc: str = "train",
+    on_step: Callable[[], None] | None = None,
 ) -> list[EpochResult]:
     """Train for `s.epochs` epochs, evaluating on `val` after each; deterministic per seed."""
     generator = torch.Generator().manual_seed(seed)
@@ -121,7 +125,7 @@ def fit(
     for epoch in bar:
         lr = float(opt.param_groups[0]["lr"])
         start = time.perf_counter()
-        train_loss = train_epoch(model, train, opt, s, generator)
+        train_loss = train_epoch(model, train, opt, s, generator, on_step)
         seconds = time.perf_counter() - start
         if schedule is not None:
             schedule.step()

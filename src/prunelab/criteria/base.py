@@ -19,6 +19,9 @@ S = TypeVar("S", Scores, UnitScores)
 # the cut model's remaining weights in place. `kept` maps a weight's name to its bool mask,
 # or "units.<i>" to hidden layer i's keep-vector (as `granularity.Pruned` holds them).
 Refit = Callable[[Net, Net, dict[str, Tensor], Batches], None]
+# (the model fine-tuning, its current masks and movement scores by weight name): the scores
+# a method that prunes during fine-tuning ranks by at a mask update (`gradual`).
+Live = Callable[[Net, dict[str, Tensor], dict[str, Tensor]], S]
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,14 @@ class Criterion(Generic[S]):
     """A criterion with its settings bound. `score(model, batches)`: higher means keep.
     `refit`: a surgeon's update of the remaining weights after the cut (None: the cut
     model keeps its weights as they were). `scope`: the allocation over layers the
-    method's paper prescribes, overriding `prune.scope` (None: it follows it)."""
+    method's paper prescribes, overriding `prune.scope` (None: it follows it). `live`:
+    set for a method that prunes during fine-tuning instead of before it (`gradual`);
+    its `score` is then what it would rank by at the trained model (for the oracle)."""
 
     score: Callable[[Net, Batches], S]
     refit: Refit | None = None
     scope: str | None = None
+    live: Live[S] | None = None
 
 
 Factory = Callable[[CriterionSettings], Criterion[S]]

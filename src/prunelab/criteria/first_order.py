@@ -11,8 +11,6 @@ Calibration batches come from the *training* split. Higher means keep.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from prunelab.criteria.base import Factory, plain
@@ -22,21 +20,18 @@ from prunelab.scoring import (
     Scores,
     UnitScores,
     per_unit,
+    summed,
     summed_positions,
     unit_gradients,
+    weight_gradients,
     weights_of,
 )
 
 
 def gradient_scores(model: Net, batches: Batches) -> Scores:
     """Mean over calibration batches of |∂L/∂w| (L the batch-mean cross-entropy)."""
-    weights = weights_of(model)
-    total = {k: torch.zeros_like(w) for k, w in weights.items()}
-    model.eval()
-    for x, y in batches:
-        grads = torch.autograd.grad(F.cross_entropy(model(x), y), list(weights.values()))
-        for k, g in zip(weights, grads, strict=True):
-            total[k] += g.abs()
+    total = summed({k: g.abs() for k, (_, g) in batch.items()}
+                   for batch in weight_gradients(model, batches))
     return {k: t / len(batches) for k, t in total.items()}
 
 
@@ -58,13 +53,8 @@ def fisher_scores(model: Net, batches: Batches) -> Scores:
     s = ½·h_kk·u_k² (LeCun et al. 1990) with the Hessian diagonal estimated by the empirical
     Fisher E_b[g_b²], up to the factor ½ — a second-order criterion from gradients alone.
     """
-    weights = weights_of(model)
-    total = {k: torch.zeros_like(w) for k, w in weights.items()}
-    model.eval()
-    for x, y in batches:
-        grads = torch.autograd.grad(F.cross_entropy(model(x), y), list(weights.values()))
-        for (k, w), g in zip(weights.items(), grads, strict=True):
-            total[k] += (w.detach() * g).pow(2)
+    total = summed({k: (w * g).pow(2) for k, (w, g) in batch.items()}
+                   for batch in weight_gradients(model, batches))
     return {k: t / len(batches) for k, t in total.items()}
 
 

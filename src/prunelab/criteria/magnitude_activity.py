@@ -16,9 +16,10 @@ from prunelab.scoring import (
     Batches,
     Scores,
     UnitScores,
-    layer_inputs,
+    input_rows,
     per_unit,
     recording,
+    summed,
     weights_of,
 )
 
@@ -56,16 +57,8 @@ def activation_weight_scores(model: Net, batches: Batches) -> Scores:
 def input_norms(model: Net, batches: Batches) -> dict[str, Tensor]:
     """Per weighted layer, ‖X_j‖₂ of each input feature j over every calibration example
     (and, for a conv, every position of its unfolded patches): one value per column."""
-    layers = weighted_layers(model)
-    sq: dict[str, Tensor] = {}
-    model.eval()
-    with torch.no_grad(), recording([m for _, m in layers], inputs=True) as seen:
-        for x, _ in batches:
-            seen.clear()
-            model(x)
-            for (prefix, m), inp in zip(layers, seen, strict=True):
-                total = layer_inputs(m, inp).pow(2).sum(0)
-                sq[prefix] = sq[prefix] + total if prefix in sq else total
+    sq = summed({k: rows.pow(2).sum(0) for k, rows in batch.items()}
+                for batch in input_rows(model, batches))
     return {k: v.sqrt() for k, v in sq.items()}
 
 

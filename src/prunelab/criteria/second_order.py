@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from prunelab.criteria.base import Criterion, Factory
 from prunelab.models import Net, unit_groups, weighted_layers
-from prunelab.scoring import Batches, Scores, UnitScores, layer_inputs, recording
+from prunelab.scoring import Batches, Scores, UnitScores, input_rows
 
 DAMPING = 0.01
 
@@ -54,19 +54,13 @@ _TRACES: dict[str, tuple[Tensor, Tensor]] = {}
 def layer_hessians(model: Net, batches: Batches) -> dict[str, Tensor]:
     """Per weighted layer ("body.<i>"), H = 2/N Σ x xᵀ over its calibration inputs, damped,
     in float64."""
-    layers = weighted_layers(model)
     sums: dict[str, Tensor] = {}
     n: dict[str, int] = {}
-    model.eval()
-    with torch.no_grad(), recording([m for _, m in layers], inputs=True) as seen:
-        for x, _ in batches:
-            seen.clear()
-            model(x)
-            for (prefix, m), inp in zip(layers, seen, strict=True):
-                rows = layer_inputs(m, inp).double()
-                gram = rows.T @ rows
-                sums[prefix] = sums[prefix] + gram if prefix in sums else gram
-                n[prefix] = n.get(prefix, 0) + len(rows)
+    for batch in input_rows(model, batches):
+        for k, rows in batch.items():
+            gram = rows.double().T @ rows.double()
+            sums[k] = sums[k] + gram if k in sums else gram
+            n[k] = n.get(k, 0) + len(rows)
     return {k: damped(2 * s / n[k]) for k, s in sums.items()}
 
 

@@ -14,11 +14,10 @@ from prunelab.criteria import CriterionSettings
 from prunelab.fileio import write_json
 from prunelab.masks import prunable_names
 from prunelab.models import load_model, resolve_device
-from prunelab.oracle import criteria_against_damage
+from prunelab.oracle import criteria_against_damage, mean_sd_tree
 from prunelab.progress import progress
 from prunelab.pruning import calibration_batches
 from prunelab.settings import train_val_splits
-from prunelab.stats import mean_sd_tree
 from prunelab.workers import worker_pool
 
 
