@@ -1,6 +1,8 @@
 """Seconds to score and cut one model, for every method at both granularities, side by
 side, with each method's time as a multiple of magnitude's (the floor: no data at all)
-and of one fine-tuning epoch measured in the same run.
+and of one fine-tuning epoch measured in the same run. A method that prunes during
+fine-tuning (gmp, movement) is timed as it runs: one fine-tuning epoch with its gates and
+mask updates, whose extra over a plain epoch is its cost.
 
 Run from the project root after `dvc repro train` (it needs data/ and models/seeds/):
 
@@ -28,7 +30,7 @@ from prunelab.criteria import second_order
 from prunelab.granularity import GRANULARITIES
 from prunelab.models import load_model
 from prunelab.prune_params import sweep_prune_settings
-from prunelab.pruning import calibration_batches
+from prunelab.pruning import calibration_batches, prune_and_finetune, prunes_during_finetuning
 from prunelab.settings import finetune_settings, train_val_splits
 from prunelab.training import make_optimizer, train_epoch
 
@@ -40,19 +42,23 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = load_config("params.yaml")
-    train, _ = train_val_splits(cfg)
+    train, val = train_val_splits(cfg)
     base = load_model(f"models/seeds/{args.seed}.safetensors")
     ft = finetune_settings(cfg)
     runs = {(m, g): replace(sweep_prune_settings(cfg, m, g), sparsity=0.875, seed=args.seed)
             for g in cfg.prune.granularities for m in cfg.prune.methods}
     calib = calibration_batches(train, cfg.prune.calibration_batches,
                                 cfg.prune.calibration_batch_size, args.seed)
+    one_epoch = replace(ft, epochs=1)
     times: dict[object, list[float]] = {k: [] for k in [*runs, "finetune epoch"]}
     for _ in range(args.repeats):
         for (m, g), s in runs.items():
             second_order._TRACES.clear()
             start = time.perf_counter()
-            GRANULARITIES[g].prune(base, calib, s)
+            if prunes_during_finetuning(s):  # the cut is made inside the epoch
+                prune_and_finetune(base, train, val, s, one_epoch, seed=0)
+            else:
+                GRANULARITIES[g].prune(base, calib, s)
             times[(m, g)].append(time.perf_counter() - start)
         model = load_model(f"models/seeds/{args.seed}.safetensors")
         opt = make_optimizer(model, ft)
@@ -66,10 +72,14 @@ def main() -> None:
           f"one fine-tuning epoch {epoch:.2f} s")
     print("| method | granularity | s to score and cut | × magnitude | × one fine-tuning epoch |")
     print("|---|---|---|---|---|")
-    for (m, g) in runs:
+    for (m, g), s in runs.items():
         floor = med[("magnitude", g)]
         t = med[(m, g)]
-        print(f"| {m} | {g} | {t:.3f} | {t / floor:.1f} | {t / epoch:.2f} |")
+        if prunes_during_finetuning(s):
+            print(f"| {m} | {g} | {t:.3f} for a fine-tuning epoch while cutting | — | "
+                  f"{t / epoch:.2f} (its extra: {t / epoch - 1:+.2f}) |")
+        else:
+            print(f"| {m} | {g} | {t:.3f} | {t / floor:.1f} | {t / epoch:.2f} |")
 
 
 if __name__ == "__main__":

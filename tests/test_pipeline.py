@@ -20,7 +20,8 @@ from prunelab.training import evaluate
 
 from helpers import copy_project, run, small_params
 
-METHODS = ["magnitude", "random"]
+METHODS = ["magnitude", "gmp", "random"]
+DURING_FINETUNING = {"gmp"}  # cut while fine-tuning: no model before it
 GRANULARITIES = ["weight", "neuron"]
 RATIOS, SEEDS = [2, 8], [0, 1]
 
@@ -206,8 +207,14 @@ def test_report_table_is_the_mean_and_sd_of_the_points_and_names_the_best(
             cell = [row for row in rows if row["granularity"] == g and float(row["ratio"]) == r]
             # Chosen on validation, not on the test images it is compared on.
             best = max(cell, key=lambda row: float(row["val_accuracy"]))["method"]
-            (line,) = [ln for ln in text.splitlines() if ln.startswith(f"- **{g}, {r}× (")]
+            after, before = text.split("## Verdicts before fine-tuning")
+            (line,) = [ln for ln in after.splitlines() if ln.startswith(f"- **{g}, {r}× (")]
             assert f"**: {best} (" in line and "realised" in line
+            # ... and again on the models before fine-tuning, chosen on their val accuracy.
+            best = max((row for row in cell if row["method"] not in DURING_FINETUNING),
+                       key=lambda row: float(row["val_accuracy_before"]))["method"]
+            (line,) = [ln for ln in before.splitlines() if ln.startswith(f"- **{g}, {r}× (")]
+            assert f"**: {best} (" in line
     for png in ("accuracy_vs_compression", "accuracy_vs_flops", "layer_sparsity"):
         assert (project / f"reports/figures/{png}.png").read_bytes()[:4] == b"\x89PNG"
         assert f"(figures/{png}.png)" in text
@@ -229,6 +236,14 @@ def test_points_keep_their_test_predictions_and_matched_controls(project: Path) 
                 assert "test_correct_matched_random" not in p
     oracle = json.loads((project / "oracle/oracle.json").read_text())
     assert set(oracle) == set(METHODS)
+    for method in METHODS:
+        for p in sweep_points(project, f"{method}-weight") + sweep_points(
+                project, f"{method}-neuron"):
+            # A model before fine-tuning exists, and is judged, only for a one-shot cut.
+            assert ("test_correct_before" in p) == (method not in DURING_FINETUNING)
+    # gmp's prune stage cuts nothing; its finetune stage ends at the searched sparsity.
+    assert metrics(project, "prune/gmp-weight.json")["sparsity"] == 0
+    assert "— (cut while fine-tuning)" in (project / "reports/report.md").read_text()
     rho = oracle["magnitude"]["neuron"]["layer0"]["spearman"]["mean"]
     assert rho > oracle["random"]["neuron"]["layer0"]["spearman"]["mean"] + 0.1
     assert (project / "oracle/scatter.png").read_bytes()[:4] == b"\x89PNG"
@@ -247,8 +262,10 @@ def test_dvc_plots_show_renders_the_curves(project: Path) -> None:
         content = plot["content"]
         assert content["layer"][1]["encoding"]["y"]["field"] == y  # the template was filled
         values = content["data"]["values"]
-        assert {v["series"] for v in values} == series
-        assert len(values) == len(series) * len(RATIOS)
+        drawn = series if name.startswith("after") else {
+            x for x in series if x.split("-")[0] not in DURING_FINETUNING}
+        assert {v["series"] for v in values} == drawn
+        assert len(values) == len(drawn) * len(RATIOS)
         assert all(v["lo"] <= v[y] <= v["hi"] for v in values)  # a band around each mean
     for png in ("accuracy_vs_compression", "accuracy_vs_flops", "layer_sparsity"):
         (image,) = shown[f"reports/figures/{png}.png"]

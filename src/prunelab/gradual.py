@@ -85,7 +85,9 @@ def prune_during_finetuning(
     if s.sparsity is None:
         raise ValueError(f"{s.method} prunes to a target sparsity, not a threshold: remove "
                          f"prune.thresholds['{s.method}-{s.granularity}']")
-    target = s.sparsity
+    if s.gradual_interval is None or s.gradual_end is None:
+        raise ValueError(f"{s.method}: give gradual_interval and gradual_end (prune section)")
+    target, interval = s.sparsity, s.gradual_interval
     granularity = GRANULARITIES[s.granularity]
     modules = dict(model.named_modules())
     gates: dict[str, Gate] = {}
@@ -110,7 +112,7 @@ def prune_during_finetuning(
     def on_step() -> None:
         state["step"] += 1
         t = state["step"]
-        if t <= end and (t % s.gradual_interval == 0 or t == end):
+        if t <= end and (t % interval == 0 or t == end):
             update(cubic_sparsity(t, target, end))
 
     fit(model, train, val, ft, seed, on_epoch=on_epoch, desc="gradual", on_step=on_step)

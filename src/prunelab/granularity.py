@@ -73,6 +73,16 @@ class Granularity(ABC, Generic[S]):
         return self.criterion(s.method, CriterionSettings(s.seed, s.neuron_norm,
                                                           s.activation_stat))
 
+    def settled(self, s: PruneSettings) -> PruneSettings:
+        """`s` as its method runs it: the scope its paper fixes (OBS, gmp, movement: the
+        same fraction of every layer), no schedule where it does not prune during
+        fine-tuning. What is logged is then what ran."""
+        c = self.criterion_for(s)
+        if c.scope is not None:
+            s = replace(s, scope=c.scope)
+        return s if c.live is not None else replace(s, gradual_interval=None,
+                                                    gradual_end=None)
+
     def scorer(self, method: str, settings: CriterionSettings) -> Callable[[Net, Batches], S]:
         """The criterion's scoring: call it with (model, calibration batches)."""
         return self.criterion(method, settings).score
@@ -83,9 +93,8 @@ class Granularity(ABC, Generic[S]):
         `before`: an earlier round's cut on this model, whose cuts and scales carry on.
         A surgeon's criterion (OBS) then updates what is left, from `model`'s inputs."""
         work = baked(model)
+        s = self.settled(s)
         c = self.criterion_for(s)
-        if c.scope is not None:  # the allocation the method's paper prescribes
-            s = replace(s, scope=c.scope)
         pruned = self.cut(work, c.score(work, calib), s, before)
         if c.refit is not None:
             c.refit(model, pruned.model, pruned.kept, calib)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from prunelab.config import Config
+from prunelab.granularity import GRANULARITIES
 from prunelab.pruning import PruneSettings
 from prunelab.records import SearchChoice
 
@@ -22,7 +23,7 @@ def prune_settings(cfg: Config, method: str, granularity: str,
     sparsity = {"weight": p.weight_sparsity, "neuron": p.neuron_sparsity}[granularity]
     if choice:
         sparsity = choice.sparsity
-    return PruneSettings(
+    return GRANULARITIES[granularity].settled(PruneSettings(
         method=method, granularity=granularity,
         sparsity=None if threshold is not None else sparsity, threshold=threshold,
         scope=p.scope, normalize=p.normalize, prune_output_layer=p.prune_output_layer,
@@ -30,11 +31,13 @@ def prune_settings(cfg: Config, method: str, granularity: str,
         rounds=cfg.finetune.rounds, gradual_interval=p.gradual_interval,
         gradual_end=p.gradual_end, calibration_batches=p.calibration_batches,
         calibration_batch_size=p.calibration_batch_size, seed=p.seed,
-    )
+    ))
 
 
 def sweep_prune_settings(cfg: Config, method: str, granularity: str) -> PruneSettings:
     """A sweep point's settings before its ratio and seed (`sweep.point_settings`): as
     `prune` says, but units are cut with `sweep.neuron_scope`."""
     s = prune_settings(cfg, method, granularity)
-    return replace(s, scope=cfg.sweep.neuron_scope) if granularity == "neuron" else s
+    if granularity == "neuron":
+        s = GRANULARITIES[granularity].settled(replace(s, scope=cfg.sweep.neuron_scope))
+    return s

@@ -42,8 +42,8 @@ class PruneSettings:
     rounds: int  # 1 = one-shot; k > 1 reaches the target in k prune/fine-tune rounds
     # Methods that prune during fine-tuning (gmp, movement; `gradual`): a mask update every
     # `gradual_interval` steps, the target reached at `gradual_end` of the steps.
-    gradual_interval: int
-    gradual_end: float
+    gradual_interval: int | None  # None: the method cuts before fine-tuning
+    gradual_end: float | None
     calibration_batches: int
     calibration_batch_size: int
     seed: int  # calibration batches and random scores

@@ -196,10 +196,12 @@ def run_params(s: PruneSettings, ft: FitSettings, seed: int) -> dict[str, Any]:
     neuron points cut with `sweep.neuron_scope`; a finetune stage repeats its chosen
     trial's seed). The same names everywhere, so the MLflow UI's compare view lines them
     all up."""
+    cut = ({"rounds": s.rounds} if s.gradual_interval is None else  # cut while fine-tuning
+           {"gradual_interval": s.gradual_interval, "gradual_end": s.gradual_end})
     return {
         "method": s.method, "granularity": s.granularity, "scope": s.scope,
         "target_sparsity": s.sparsity, "threshold": s.threshold, "normalize": s.normalize,
-        "rounds": s.rounds, "calibration_seed": s.seed, "finetune.lr": ft.lr,
+        **cut, "calibration_seed": s.seed, "finetune.lr": ft.lr,
         "finetune.epochs": ft.epochs, "finetune.penalty": ft.penalty,
         "finetune.lr_schedule": ft.lr_schedule, "finetune.weight_decay": ft.weight_decay,
         "seed": seed,

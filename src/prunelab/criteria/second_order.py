@@ -58,7 +58,7 @@ def layer_hessians(model: Net, batches: Batches) -> dict[str, Tensor]:
     n: dict[str, int] = {}
     for batch in input_rows(model, batches):
         for k, rows in batch.items():
-            gram = rows.double().T @ rows.double()
+            gram = (rows.T @ rows).double()  # a batch in float32 (4× faster), sums in float64
             sums[k] = sums[k] + gram if k in sums else gram
             n[k] = n.get(k, 0) + len(rows)
     return {k: damped(2 * s / n[k]) for k, s in sums.items()}
