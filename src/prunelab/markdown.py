@@ -76,9 +76,35 @@ def _comparison_table(verdicts: list[dict[str, Any]]) -> list[str]:
         for other, c in v["comparisons"].items():
             mc = sum(p < ALPHA for p in c["mcnemar_p"])
             lines.append(f"| {v['granularity']} {v['ratio']:g}× | {v['best']} | {other} | "
-                         f"{100 * c['diff']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}]"
-                         f" | {c['p_holm']:.3g} | {mc} of {c['seeds']} |")
+                         f"{_interval(c)} | {c['p_holm']:.3g} | {mc} of {c['seeds']} |")
     return lines
+
+
+def ablation_lines(contrasts: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]
+                   ) -> list[str]:
+    """Each ablation's (right after the cut, after fine-tuning) contrasts as one table."""
+    lines: list[str] = []
+    for before, after in contrasts:
+        if not after:
+            continue
+        method, other = after[0]["method"], after[0]["other"]
+        lines += ["", f"## Ablation: `{method}` against `{other}`", "",
+                  f"The same cut with and without what `{method}` adds to it, paired on seeds "
+                  "and test images (as the verdicts); p Holm-adjusted over the cells of each "
+                  "column. Positive: the addition helps.", "",
+                  "| cell | right after the cut (pp) [95 % CI] | p (Holm) "
+                  "| after fine-tuning (pp) [95 % CI] | p (Holm) |", "|---|---|---|---|---|"]
+        right_after = {(c["granularity"], c["ratio"]): c for c in before}
+        for c in after:
+            b = right_after.get((c["granularity"], c["ratio"]))
+            lines.append(f"| {c['granularity']} {c['ratio']:g}× | "
+                         + (f"{_interval(b)} | {b['p_holm']:.3g}" if b else "— | —")
+                         + f" | {_interval(c)} | {c['p_holm']:.3g} |")
+    return lines
+
+
+def _interval(c: dict[str, Any]) -> str:
+    return f"{100 * c['diff']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}]"
 
 
 def oracle_table(quality: dict[str, Any]) -> list[str]:
@@ -130,13 +156,15 @@ def _pct(mean: float, sd: float, n: int) -> str:
 def report(model: str, rows: list[dict[str, Any]], verdicts: list[dict[str, Any]],
            before: list[dict[str, Any]], paper_text: str, baseline: tuple[float, float],
            seeds: list[int], figures: dict[str, str], settings: str,
-           decided_counts: dict[str, int]) -> str:
+           decided_counts: dict[str, int],
+           ablations: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> str:
     """reports/report.md: verdicts first, then the table, the figures, the paper check."""
     lines = [f"# Pruning criteria compared on `{model}`", "",
              f"Baseline test accuracy {_pct(*baseline, len(seeds))} % (mean ± sample sd "
              f"over seeds {seeds}; with one seed, no sd). {settings}", ""]
     lines += verdict_lines(verdicts, decided_counts)
     lines += before_finetuning_lines(before)
+    lines += ablation_lines(ablations)
     lines += ["", "## Table", "",
               "Accuracies in %, mean ± sd over seeds; ratio is the target (cut 1 − 1/r of "
               "the prunable weights or hidden units), compression the realised ratio of all "

@@ -85,7 +85,7 @@ def headline(rows: list[dict[str, Any]], quality: dict[str, Any],
     criterion's mean ρ with the true damage (over layers)."""
     out: dict[str, Any] = {}
     for series, choice in choices.items():
-        method, granularity = series.split("-")
+        method, granularity = series.rsplit("-", 1)  # a method may hold "-": obs-noupdate
         ok = [r["ratio"] for r in rows if f"{r['method']}-{r['granularity']}" == series
               and r["test_accuracy_drop"] <= max_drop]
         layers = quality.get(method, {}).get(granularity, {})

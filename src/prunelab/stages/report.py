@@ -11,6 +11,7 @@ from typing import Any
 
 from prunelab import markdown, papers, report, tracking
 from prunelab.config import Config
+from prunelab.contrasts import ABLATIONS, contrast
 from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json, write_bytes, write_json
 from prunelab.records import feasible, read_choice, read_points
@@ -112,9 +113,11 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         for path, fig in figs.items():
             mlflow.log_figure(fig, path)
             report.save_figure(fig, out / path)
+        ablations = [(contrast(points, m, o, stage="_before"), contrast(points, m, o))
+                     for m, o in ABLATIONS]
         text = markdown.report(cfg.model, rows, verdict, verdicts(points, stage="_before"),
                                paper_text, baseline, cfg.sweep.seeds, FIGURES, settings,
-                               decided)
+                               decided, ablations)
         text += markdown.oracle_section(quality, oracle.parent / "scatter.png", out,
                                       cfg.oracle.examples)
         text += markdown.infeasible_section(infeasible(points))

@@ -109,7 +109,7 @@ def run(cfg: Config, params: Path, pairs: list[Pair], baseline: Path, out_dir: P
               f"of study {study.study_name}")
     with atomic_dir(out_dir) as tmp:  # every choice, or the previous ones
         for path in out_dir.glob("*.json") if out_dir.is_dir() else []:
-            if tuple(path.stem.split("-", 1)) not in choices:  # another method's, by hand
+            if tuple(path.stem.rsplit("-", 1)) not in choices:  # another method's, by hand
                 shutil.copy2(path, tmp / path.name)
         for (method, granularity), choice in choices.items():
             write_choice(tmp / f"{method}-{granularity}.json", choice)
