@@ -10,7 +10,6 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from prunelab.criteria.during_finetuning import movement_live
 from prunelab.data import Split
 from prunelab.gradual import Gate, cubic_sparsity, prune_during_finetuning
 from prunelab.granularity import GRANULARITIES
@@ -48,8 +47,11 @@ def test_movement_score_three_steps_by_hand() -> None:
     torch.testing.assert_close(gate.movement, torch.tensor([[-4.8, 6.0], [19.2, 1.8]]))
     torch.testing.assert_close(layer.parametrizations.weight.original.detach(),
                                torch.tensor([[0.4, -2.0], [3.6, 0.8]]))
-    scores = movement_live(Net.__new__(Net), {"w": gate.mask}, {"w": gate.movement})
-    keep = GRANULARITIES["weight"].live_cut(Net.__new__(Net), scores, 0.5, None)[0]["w"]  # type: ignore[arg-type]
+    from prunelab.masks import select
+
+    live = GRANULARITIES["weight"].criterion("movement", None).live  # type: ignore[arg-type]
+    scores = live(Net.__new__(Net), {"w": gate.movement})  # type: ignore[misc]
+    keep = select(scores, sparsity=0.5, scope="layer", normalize=False)["w"]
     assert keep.tolist() == [[False, True], [True, False]]
 
 
@@ -67,13 +69,13 @@ def test_the_cut_follows_the_schedule_and_ends_at_the_target(
     seen: list[float] = []
     live = g.criterion_for(s).live
 
-    def watching(model: Net, masks: dict[str, Any], movement: dict[str, Any]) -> Any:
+    def watching(model: Net, movement: dict[str, Any]) -> Any:
+        mask = model.body[2].parametrizations.weight[0].mask  # the first layer's gate
         if granularity == "weight":
-            m = masks["body.2.weight"]
-            seen.append(1 - float(m.mean()))
+            seen.append(1 - float(mask.mean()))
         else:  # the hidden layer's rows cut
-            seen.append(1 - float(masks["body.2.weight"][:, 0].ne(0).float().mean()))
-        return live(model, masks, movement)  # type: ignore[misc]
+            seen.append(1 - float(mask[:, 0].ne(0).float().mean()))
+        return live(model, movement)  # type: ignore[misc]
 
     pruned = prune_during_finetuning(baked(trained_mlp), train, val, s, ft, 0, watching)
     steps = [7, 14, 21, 28, 30]

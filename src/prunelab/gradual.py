@@ -100,8 +100,7 @@ def prune_during_finetuning(
 
     @torch.no_grad()
     def update(sparsity: float) -> None:
-        scores = live(model, {k: g.mask for k, g in gates.items()},
-                      {k: g.movement for k, g in gates.items()})
+        scores = live(model, {k: g.movement for k, g in gates.items()})
         with warnings.catch_warnings():  # "cuts nothing" at the schedule's first steps
             warnings.simplefilter("ignore")
             state["kept"], masks = granularity.live_cut(model, scores, sparsity, s)

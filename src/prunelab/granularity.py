@@ -177,7 +177,8 @@ class Weights(Granularity[Scores]):
 
     def live_cut(self, model: Net, scores: Scores, sparsity: float,
                  s: PruneSettings) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        masks = select(scores, sparsity=sparsity, scope="layer", normalize=False)
+        gated = {k: scores[k] for k in self.gated(model, s)}  # scores may cover every layer
+        masks = select(gated, sparsity=sparsity, scope="layer", normalize=False)
         return masks, masks
 
     def finish(self, model: Net, kept: dict[str, Tensor]) -> Pruned:

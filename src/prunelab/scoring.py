@@ -53,6 +53,11 @@ def layer_inputs(layer: nn.Module, inp: Tensor) -> Tensor:
     return inp.flatten(1)
 
 
+def incoming_sums(model: Net, scores: Scores) -> UnitScores:
+    """Per hidden unit, the sum of its incoming weights' scores (its producer's row)."""
+    return [scores[f"{g.producer}.weight"].flatten(1).sum(1) for g in unit_groups(model)]
+
+
 def summed(per_batch: Iterable[dict[str, Tensor]]) -> dict[str, Tensor]:
     """Key by key, the sum over batches of per-batch tensors."""
     total: dict[str, Tensor] = {}

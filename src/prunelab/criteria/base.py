@@ -19,9 +19,9 @@ S = TypeVar("S", Scores, UnitScores)
 # the cut model's remaining weights in place. `kept` maps a weight's name to its bool mask,
 # or "units.<i>" to hidden layer i's keep-vector (as `granularity.Pruned` holds them).
 Refit = Callable[[Net, Net, dict[str, Tensor], Batches], None]
-# (the model fine-tuning, its current masks and movement scores by weight name): the scores
-# a method that prunes during fine-tuning ranks by at a mask update (`gradual`).
-Live = Callable[[Net, dict[str, Tensor], dict[str, Tensor]], S]
+# (the model fine-tuning, whose gated weights read as W ⊙ M; the movement scores by weight
+# name): what a method that prunes during fine-tuning ranks by at a mask update (`gradual`).
+Live = Callable[[Net, dict[str, Tensor]], S]
 
 
 @dataclass(frozen=True)

@@ -17,20 +17,18 @@ calibration batches at the trained weights would accumulate, −Σ_b ∂L_b/∂w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from functools import partial
 
-from torch import Tensor
-
-from prunelab.criteria.base import Criterion, CriterionSettings, Factory
+from prunelab.criteria.base import Criterion, Factory
 from prunelab.criteria.magnitude_activity import magnitude_scores, magnitude_unit_scores
-from prunelab.models import Net, unit_groups
+from prunelab.models import Net
 from prunelab.scoring import (
     Batches,
     Scores,
     UnitScores,
+    incoming_sums,
     summed,
     weight_gradients,
-    weights_of,
 )
 
 
@@ -41,50 +39,20 @@ def movement_scores(model: Net, batches: Batches) -> Scores:
 
 
 def movement_unit_scores(model: Net, batches: Batches) -> UnitScores:
-    scores = movement_scores(model, batches)
-    return [scores[f"{g.producer}.weight"].flatten(1).sum(1) for g in unit_groups(model)]
+    return incoming_sums(model, movement_scores(model, batches))
 
 
-def _effective(model: Net, masks: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {k: w.detach() * masks[k] for k, w in weights_of(model).items() if k in masks}
-
-
-def gmp_live(model: Net, masks: dict[str, Tensor], movement: dict[str, Tensor]) -> Scores:
-    return {k: w.abs() for k, w in _effective(model, masks).items()}
-
-
-def movement_live(model: Net, masks: dict[str, Tensor], movement: dict[str, Tensor]) -> Scores:
-    return dict(movement)
-
-
-def _gmp_unit_live(norm: str) -> Callable[[Net, dict[str, Tensor], dict[str, Tensor]],
-                                          UnitScores]:
-    p = 1 if norm == "l1" else 2
-
-    def live(model: Net, masks: dict[str, Tensor], movement: dict[str, Tensor]) -> UnitScores:
-        w = _effective(model, masks)
-        return [w[f"{g.producer}.weight"].flatten(1).norm(p=p, dim=1)
-                for g in unit_groups(model)]
-    return live
-
-
-def movement_unit_live(model: Net, masks: dict[str, Tensor],
-                       movement: dict[str, Tensor]) -> UnitScores:
-    return [movement[f"{g.producer}.weight"].flatten(1).sum(1) for g in unit_groups(model)]
-
-
-def _gmp_units(c: CriterionSettings) -> Criterion[UnitScores]:
-    def score(model: Net, batches: Batches) -> UnitScores:
-        return magnitude_unit_scores(model, batches, norm=c.neuron_norm)
-    return Criterion(score, scope="layer", live=_gmp_unit_live(c.neuron_norm))
-
-
+# While fine-tuning, a gated weight reads as W ⊙ M, so gmp's live score is magnitude's.
 WEIGHT: dict[str, Factory[Scores]] = {
-    "gmp": lambda c: Criterion(magnitude_scores, scope="layer", live=gmp_live),
-    "movement": lambda c: Criterion(movement_scores, scope="layer", live=movement_live),
+    "gmp": lambda c: Criterion(magnitude_scores, scope="layer",
+                               live=lambda model, _movement: magnitude_scores(model)),
+    "movement": lambda c: Criterion(movement_scores, scope="layer",
+                                    live=lambda _model, movement: dict(movement)),
 }
 UNIT: dict[str, Factory[UnitScores]] = {
-    "gmp": _gmp_units,
+    "gmp": lambda c: Criterion(
+        partial(magnitude_unit_scores, norm=c.neuron_norm), scope="layer",
+        live=lambda model, _movement: magnitude_unit_scores(model, norm=c.neuron_norm)),
     "movement": lambda c: Criterion(movement_unit_scores, scope="layer",
-                                    live=movement_unit_live),
+                                    live=incoming_sums),
 }

@@ -16,6 +16,7 @@ from prunelab.scoring import (
     Batches,
     Scores,
     UnitScores,
+    incoming_sums,
     input_rows,
     per_unit,
     recording,
@@ -123,8 +124,7 @@ def wanda_unit_scores(model: Net, batches: Batches) -> UnitScores:
     Wanda for single weights only; this structured form (a unit's score the sum of its
     weights') is this project's, the same way `magnitude` goes from |w| to a row's L1.
     """
-    raw = wanda_raw(model, batches)
-    return [raw[f"{g.producer}.weight"].flatten(1).sum(1) for g in unit_groups(model)]
+    return incoming_sums(model, wanda_raw(model, batches))
 
 
 def random_unit_scores(model: Net, batches: Batches = (), seed: int = 0) -> UnitScores:
