@@ -18,6 +18,7 @@ import warnings
 from dataclasses import replace
 
 from prunelab.config import load_config
+from prunelab.cpu import pin_cpu_capability
 from prunelab.models import build_model
 from prunelab.prune_params import prune_settings
 from prunelab.pruning import Pruned, prune_and_finetune
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
     cfg = load_config(args.params)
+    pin_cpu_capability(cfg.compute.cpu_capability)  # as `prunelab` does
     train, val = train_val_splits(cfg)
     test = test_split(cfg)
     rows: dict[tuple[str, str], list[tuple[float, float, float]]] = {}

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from prunelab.config import load_config, parse_config
+from prunelab.cpu import pin_cpu_capability
 from prunelab.markdown import han_section
 from prunelab.masks import prunable_names
 from prunelab.metrics import pruning_metrics
@@ -114,6 +115,7 @@ def main() -> None:
     ap.add_argument("model", choices=sorted(RATIOS))
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
+    pin_cpu_capability(load_config(args.params).compute.cpu_capability)  # as `prunelab` does
     OUT.mkdir(exist_ok=True)
     if args.phase == "select":
         rows = run_jobs(selection_jobs(args.params, args.model))

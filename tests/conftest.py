@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from prunelab.config import load_config
+from prunelab.cpu import pin_cpu_capability
 from prunelab.data import Split, fetch_mnist, load_test, load_train_val
 
 ROOT = Path(__file__).resolve().parents[1]
+# What `prunelab` does before any tensor work: the tests that compare a model computed
+# in-process with one a `prunelab` or `dvc repro` subprocess saved run the same kernels.
+pin_cpu_capability(load_config(ROOT / "params.yaml").compute.cpu_capability)
 # The PostgreSQL that the distributed-mode tests use for real; overridable.
 PG_URL = os.environ.get("PRUNELAB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 # The local mirror beside the checkout (see params.yaml data.sources); overridable.

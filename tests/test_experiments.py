@@ -4,6 +4,7 @@ our metrics, and a `--temp` experiment's MLflow runs land in the project's own s
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,15 @@ def test_a_temp_experiment_logs_to_the_project_s_mlflow_store(committed: Path) -
     assert all(r.data.tags["git.commit"] for r in runs)
     (ft,) = [r for r in runs if r.data.tags["stage"] == "finetune"]
     assert float(ft.data.params["finetune.lr"]) == 0.02
+
+
+@pytest.mark.slow
+def test_more_seeds_compute_only_the_new_seeds_points(committed: Path) -> None:
+    """The sweep's points are keyed by seed (and its baseline's content), not its study:
+    a third seed computes that seed's one point; the two earlier ones come from the
+    study. (Runs last: the workspace keeps the earlier experiments' params.)"""
+    out = run(["dvc", "exp", "run", "-n", "seeds3", "-S", "sweep.seeds=[0,1,2]"], committed,
+              **GIT_ID).stdout
+    assert re.search(r"sweep study \S+: 3 points, 1 to compute", out), out[-2000:]
+    points = json.loads((committed / "sweep" / "magnitude-weight.json").read_text())["points"]
+    assert sorted(p["seed"] for p in points) == [0, 1, 2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -74,3 +75,37 @@ def test_conv_weight_damage_matches_zeroing_the_tap(small_splits) -> None:
             with torch.no_grad():
                 model.get_submodule(name.rsplit(".", 1)[0]).weight.view(-1)[flat] = 0.0
             assert abs(d - (loss(model, val) - base)) < 1e-9, (name, flat)
+
+
+def test_surgeon_damage_is_the_loss_after_removing_the_weight_and_updating_its_row(
+        small_splits) -> None:
+    """On a conv net (the row is a filter): for each sampled weight, the model with that
+    weight removed and OBS's update δ = −(w_q/[H⁻¹]_qq)·H⁻¹[:, q] applied to its filter,
+    built by hand from the same H, has exactly the loss change `surgeon_damage` reports;
+    the prediction is ½·w_q²/[H⁻¹]_qq. Without the update the damage differs (it is
+    `weight_damage`'s)."""
+    from prunelab.criteria.second_order import layer_hessians
+    from prunelab.models import ModelSpec, build_model
+    from prunelab.oracle import surgeon_damage
+    from prunelab.pruning import calibration_batches
+
+    torch.manual_seed(0)
+    net = build_model(ModelSpec("lenet5", (4, 6, 8)))
+    train, val = small_splits[0], small_splits[1].take(50)
+    calib = calibration_batches(train, 2, 64, seed=0)
+    plain = weight_damage(net, val, ["body.4.weight"], 3, seed=0)
+    ((predicted, damage),) = surgeon_damage(net, val, calib, plain).values()
+    h_inv = torch.linalg.inv(layer_hessians(net, calib)["body.4"])
+    base = loss(net, val)
+    for i, flat in enumerate(plain["body.4.weight"][0].tolist()):
+        model = baked(net)
+        with torch.no_grad():
+            weight = model.get_submodule("body.4").weight
+            rows = weight.view(len(weight), -1)  # one row per filter
+            o, q = divmod(flat, rows.shape[1])
+            w_q = float(rows[o, q])
+            assert float(predicted[i]) == pytest.approx(0.5 * w_q ** 2 / float(h_inv[q, q]))
+            rows[o] -= (w_q / h_inv[q, q] * h_inv[:, q]).float()
+            assert float(rows[o, q]) == pytest.approx(0.0, abs=1e-6)
+        assert abs(float(damage[i]) - (loss(model, val) - base)) < 1e-6, flat
+        assert float(damage[i]) != pytest.approx(float(plain["body.4.weight"][1][i]))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from prunelab.config import Config, ConfigError, Granularity, Method, load_config
+from prunelab.cpu import pin_cpu_capability
 from prunelab.errors import PrunelabError
 
 
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print("prunelab sweep: give --out-dir (run and collect the sweep) or --worker "
               "(help a running one), not both or neither", file=sys.stderr)
         return 2
+    pin_cpu_capability(cfg.compute.cpu_capability)  # before any tensor work, for workers too
     import torch
 
     torch.set_num_threads(cfg.compute.threads)  # and each worker process does the same

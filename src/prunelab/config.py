@@ -36,13 +36,10 @@ class _Strict(BaseModel):
 
 class DataConfig(_Strict):
     root: str
-    # Tried in order; each is a local folder (relative to params.yaml) or an http(s) URL
-    # holding the four MNIST .gz files.
     sources: Annotated[list[str], Field(min_length=1)]
     timeout_s: Annotated[float, Field(gt=0)]
     val_size: Annotated[int, Field(ge=1, le=30000)]
     split_seed: int
-    # Small slices for tests and smoke runs; null means all of it.
     train_limit: Annotated[int, Field(ge=1)] | None
     test_limit: Annotated[int, Field(ge=1)] | None
 
@@ -61,12 +58,8 @@ class TrainConfig(_Strict):
 class PruneConfig(_Strict):
     methods: Annotated[list[Method], Field(min_length=1)]
     granularities: Annotated[list[Granularity], Field(min_length=1)]
-    # Fraction of prunable weights (weight granularity) or of hidden units (neuron
-    # granularity) to cut, unless an absolute threshold for that method is given below.
     weight_sparsity: Fraction
     neuron_sparsity: Fraction
-    # Optional absolute score thresholds keyed "<method>-<granularity>": a unit is kept
-    # when its (normalised, if `normalize`) score is >= the threshold.
     thresholds: dict[str, Annotated[float, Field(ge=0)]]
     scope: Literal["global", "layer"]
     # Divide each layer's scores by their mean before a global ranking, so that layers
@@ -76,8 +69,6 @@ class PruneConfig(_Strict):
     calibration_batches: Annotated[int, Field(ge=1)]
     calibration_batch_size: Annotated[int, Field(ge=1)]
     neuron_norm: Literal["l1", "l2"]
-    # Neuron granularity: each layer's kept units rounded to the nearest multiple of this
-    # (layers kept whole or below it are left), so the smaller model runs fast; 1 = off.
     round_to: Annotated[int, Field(ge=1)]
     activation_stat: Literal["mean", "apoz"]
     gradual_interval: Annotated[int, Field(ge=1)]  # gmp, movement: steps between updates
@@ -107,22 +98,16 @@ class FinetuneConfig(_Strict):
 
 
 class SearchConfig(_Strict):
-    """The Optuna study that picks each method's sparsity on the validation split."""
+    """The Optuna study that picks each method's sparsity on the validation split (what
+    each knob means is said once, beside it in params.yaml)."""
 
     trials: Annotated[int, Field(ge=1)]
-    # Then trials bisecting (log density) the sparsest within the drop and the next beyond.
     refine: Annotated[int, Field(ge=0)]
-    # Search ranges of the target sparsity (fraction of prunable weights / of hidden
-    # units). A trial prunes and fine-tunes exactly as the prune and finetune stages do.
     weight_sparsity_range: Annotated[list[Fraction], Field(min_length=2, max_length=2)]
     neuron_sparsity_range: Annotated[list[Fraction], Field(min_length=2, max_length=2)]
-    # Also search the fine-tuning lr (log-uniform in this range); null keeps finetune.lr.
     finetune_lr: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2,
                                                                        max_length=2)] | None
-    # The chosen sparsity is the highest whose val accuracy is at most this far below the
-    # baseline's (a fraction: 0.005 is half a percentage point).
     max_accuracy_drop: Annotated[float, Field(ge=0, lt=1)]
-    # A trial more than this far below the allowed accuracy after an epoch is stopped.
     stop_margin: Annotated[float, Field(ge=0, lt=1)]
     seed: int
 
@@ -136,9 +121,6 @@ class SearchConfig(_Strict):
 
 
 class SweepConfig(_Strict):
-    """The comparison stage: every method over a ladder of compression ratios × seeds."""
-
-    # What each knob means is said once, beside it in params.yaml.
     ratios: Annotated[list[Annotated[float, Field(gt=1)]], Field(min_length=1)]
     seeds: Annotated[list[int], Field(min_length=1)]
     neuron_scope: Literal["layer", "global"]
@@ -154,18 +136,35 @@ class SweepConfig(_Strict):
 
 
 class OracleConfig(_Strict):
-    """The criterion-quality check (`prunelab oracle`): every criterion's scores against
-    the true loss change of removing each unit, and a sample of single weights."""
+    """The criterion-quality check (`prunelab oracle`)."""
 
     examples: Annotated[int, Field(ge=10)]  # held-out (validation) images the loss is on
     weights_per_layer: Annotated[int, Field(ge=10)]  # single weights sampled per layer
 
 
-class ComputeConfig(_Strict):
-    """How the work of one machine is spread over its cores (why: params.yaml)."""
+class ReportConfig(_Strict):
+    """What the report answers, and how strictly (why each value: params.yaml)."""
 
+    primary_criteria: Annotated[list[Method], Field(min_length=1)]
+    primary_references: Annotated[list[Method], Field(min_length=1)]
+    alpha: Annotated[float, Field(gt=0, lt=0.5)]  # family-wise, per granularity
+    equivalence_margin_pp: Annotated[float, Field(gt=0, le=10)]
+    power: Annotated[float, Field(ge=0.5, lt=1)]  # for the seeds an open comparison needs
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> ReportConfig:
+        both = sorted(set(self.primary_criteria) & set(self.primary_references))
+        if both:
+            raise ValueError(f"report: {both} both criterion and reference of the primary "
+                             "contrasts; list each in one of the two")
+        return self
+
+
+class ComputeConfig(_Strict):
+    """One machine's workers, threads and kernels' code path (why: params.yaml)."""
     workers: Literal["auto"] | Annotated[int, Field(ge=1)]  # "auto": cores // threads
     threads: Annotated[int, Field(ge=1)]  # torch threads per process; results depend on it
+    cpu_capability: Literal["native", "avx2"]  # ATen's kernels (`prunelab.cpu`)
 
 
 class OptunaConfig(_Strict):
@@ -191,6 +190,7 @@ class Config(_Strict):
     search: SearchConfig
     sweep: SweepConfig
     oracle: OracleConfig
+    report: ReportConfig
     compute: ComputeConfig
     optuna: OptunaConfig
     mlflow: MlflowConfig

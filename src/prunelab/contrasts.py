@@ -1,42 +1,125 @@
-"""Pre-specified paired contrasts between two named methods, cell by cell: what one
-ingredient is worth, measured by itself. Here OBS's update (`obs` against `obs-noupdate`:
-the same cut, with and without the surgeon's update of what is left), before and after
-fine-tuning. The statistics are `stats.paired_difference` (crossed SE, Satterthwaite df);
-p-values are Holm-adjusted over the cells of one moment (before, or after, fine-tuning).
+"""Contrasts between two named methods, fixed before any test outcome is read.
+
+- **Primary** (`primary`): the study's question — does the gradient tell what matters
+  better than weight magnitude or neuron activity? — as one contrast per (criterion,
+  reference) of params.yaml's `report` section, on a per-seed summary of the whole curve:
+  the area under test accuracy against log₂ compression over the sweep's ratios
+  (trapezoids, divided by the log₂ range, so it reads as an accuracy in pp). Each image's
+  area is the same weighted sum of its correctness at every ratio, so the seed × image
+  table of area differences has the crossed SE of `stats.paired_difference`. The
+  pre-registered test is one-sided (the criterion ahead), Holm over the contrasts of one
+  granularity; beside it, its reverse and TOST at the margin, Holm in a family of their
+  own, and the seeds 80 % power would need, from the same contrast on validation.
+- **Ablations** (`contrast`): one ingredient, measured by itself, cell by cell — here
+  OBS's update (`obs` against `obs-noupdate`: the same cut with and without the surgeon's
+  update), before and after fine-tuning, Holm over the cells of one moment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from prunelab.records import Point, feasible, unpack_correct
-from prunelab.stats import holm, paired_difference
+import numpy as np
+
+from prunelab.records import Point, feasible
+from prunelab.stats import holm, paired_difference, seeds_needed, simultaneous
+from prunelab.verdicts import correct
 
 # (the method, its ablation): contrasts the report makes wherever both were swept.
 ABLATIONS = (("obs", "obs-noupdate"),)
 
 
-def contrast(points: Iterable[Point], method: str, other: str,
+def _by_cell(points: Iterable[Point], methods: tuple[str, ...], key: str
+             ) -> dict[tuple[str, str], dict[int, dict[float, Any]]]:
+    """(granularity, method) -> seed -> ratio -> point, for points that have `key`."""
+    out: dict[tuple[str, str], dict[int, dict[float, Any]]] = {}
+    for p in feasible(points):
+        if p["method"] in methods and key in p:
+            out.setdefault((p["granularity"], p["method"]), {}).setdefault(
+                p["seed"], {})[p["ratio"]] = p
+    return out
+
+
+def auc_weights(ratios: Iterable[float]) -> dict[float, float]:
+    """Trapezoid weights over log₂ ratio, summing to 1: [2, 4, 8, 16, 32] gives
+    1/8, 1/4, 1/4, 1/4, 1/8. One ratio: weight 1."""
+    rs = sorted(set(ratios))
+    if len(rs) == 1:
+        return {rs[0]: 1.0}
+    x = [math.log2(r) for r in rs]
+    w = [0.0] * len(rs)
+    for i in range(len(rs) - 1):
+        w[i] += (x[i + 1] - x[i]) / 2
+        w[i + 1] += (x[i + 1] - x[i]) / 2
+    return {r: wi / (x[-1] - x[0]) for r, wi in zip(rs, w, strict=True)}
+
+
+def _areas(curve: dict[float, Any], weights: dict[float, float], key: str) -> np.ndarray:
+    return sum((w * correct(curve[r], key).astype(float) for r, w in weights.items()),
+               start=np.zeros(1))
+
+
+def primary(points: Iterable[Point], criteria: Sequence[str], references: Sequence[str],
+            ratios: list[float], margin: float, alpha: float, power: float
+            ) -> list[dict[str, Any]]:
+    """Per granularity, each criterion's area minus each reference's, on the seeds where
+    both have a feasible point at every ratio (see the module's docstring)."""
+    cells = _by_cell(points, (*criteria, *references), "test_correct")
+    weights = auc_weights(ratios)
+    out: list[dict[str, Any]] = []
+    for granularity in sorted({g for g, _ in cells}, key=lambda g: g != "weight"):
+        family = []
+        for crit in criteria:
+            for ref in references:
+                a, b = cells.get((granularity, crit), {}), cells.get((granularity, ref), {})
+                seeds = [s for s in sorted(set(a) & set(b))
+                         if all(r in a[s] and r in b[s] for r in weights)]
+                if not seeds:
+                    continue
+                c = paired_difference([_areas(a[s], weights, "test_correct") for s in seeds],
+                                      [_areas(b[s], weights, "test_correct") for s in seeds],
+                                      margin)
+                c.update(granularity=granularity, method=crit, other=ref)
+                c["images"] = int(a[seeds[0]][ratios[0]]["test_images"])
+                c["val"] = np.array([_areas(a[s], weights, "val_correct")
+                                     - _areas(b[s], weights, "val_correct") for s in seeds])
+                family.append(c)
+        for c, p_adj in zip(family, holm([c["p_ahead"] for c in family]), strict=True):
+            c["p_ahead_holm"] = p_adj
+            c["lo_adj"], c["hi_adj"] = simultaneous(c, len(family), alpha)
+            # Power of the primary test on validation (Bonferroni's level: Holm's worst).
+            val = c.pop("val")
+            c["seeds_needed"] = (seeds_needed(val, c.pop("images"), margin,
+                                              alpha / len(family), power)
+                                 if len(val) > 1 else None)
+        secondary = holm([c["p_behind"] for c in family] + [c["p_equiv"] for c in family])
+        for i, c in enumerate(family):
+            c["p_behind_holm"], c["p_equiv_holm"] = secondary[i], secondary[len(family) + i]
+            c["answer"] = ("ahead" if c["p_ahead_holm"] < alpha and c["diff"] > 0 else
+                           "behind" if c["p_behind_holm"] < alpha and c["diff"] < 0 else
+                           "equivalent" if c["p_equiv_holm"] < alpha else "open")
+        out += family
+    return out
+
+
+def contrast(points: Iterable[Point], method: str, other: str, margin: float,
              stage: str = "") -> list[dict[str, Any]]:
     """Per (granularity, ratio) where both ran on the same seeds: `method` minus `other`
     on test (`stage="_before"`: right after the cut), Holm over the cells."""
-    by_cell: dict[tuple[str, float], dict[str, dict[int, Any]]] = {}
     key = f"test_correct{stage}"
-    for p in feasible(points):
-        if p["method"] in (method, other) and key in p:
-            by_cell.setdefault((p["granularity"], p["ratio"]), {}).setdefault(
-                p["method"], {})[p["seed"]] = p
+    cells = _by_cell(points, (method, other), key)
     out = []
-    for (granularity, ratio), methods in sorted(by_cell.items(),
-                                                key=lambda c: (c[0][0] != "weight", c[0][1])):
-        seeds = sorted(set(methods.get(method, {})) & set(methods.get(other, {})))
-        if not seeds:
-            continue
-        bits = {m: [unpack_correct(methods[m][s][key], methods[m][s]["test_images"])
-                    for s in seeds] for m in (method, other)}
-        out.append({"granularity": granularity, "ratio": ratio, "method": method,
-                    "other": other, **paired_difference(bits[method], bits[other])})
+    for granularity in sorted({g for g, _ in cells}, key=lambda g: g != "weight"):
+        a, b = cells.get((granularity, method), {}), cells.get((granularity, other), {})
+        for ratio in sorted({r for s in a for r in a[s]}):
+            seeds = [s for s in sorted(set(a) & set(b)) if ratio in a[s] and ratio in b[s]]
+            if seeds:
+                out.append({"granularity": granularity, "ratio": ratio, "method": method,
+                            "other": other, **paired_difference(
+                                [correct(a[s][ratio], key) for s in seeds],
+                                [correct(b[s][ratio], key) for s in seeds], margin)})
     for c, p_adj in zip(out, holm([c["p"] for c in out]), strict=True):
         c["p_holm"] = p_adj
     return out

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prunelab.records import InfeasiblePoint
-from prunelab.stats import ALPHA, RANDOM_MATCHED
+from prunelab.verdicts import LABELS, RANDOM_MATCHED
 
 
 def cell_label(v: dict[str, Any]) -> str:
@@ -16,67 +16,111 @@ def cell_label(v: dict[str, Any]) -> str:
             f"parameters, methods within {100 * v['compression_spread']:.1f} %)")
 
 
-def verdict_lines(verdicts: list[dict[str, Any]], decided_counts: dict[str, int]) -> list[str]:
-    n = len(verdicts)
+ANSWERS = ("ahead", "behind", "equivalent", "open")  # of a primary contrast
+SETS = {"ahead": "ahead of", "equivalent": "equivalent to", "open": "open against"}
+
+
+def answer_lines(primary: list[dict[str, Any]], margin_pp: float, alpha: float,
+                 power: float) -> list[str]:
+    """The report's opening: the study's question answered by the primary contrasts."""
+    lines = ["## The answer", "",
+             "Does the gradient tell what matters better than weight magnitude or neuron "
+             "activity? Each gradient-based criterion against each reference, on the area "
+             "under its test-accuracy curve over log₂ compression (the whole sweep, one "
+             "number per seed, in pp of accuracy); pre-registered in params.yaml "
+             "(`report`), one-sided (the criterion ahead), Holm within a granularity at "
+             f"α = {alpha:g}; beside it the reverse direction and equivalence within "
+             f"±{margin_pp:g} pp (TOST), Holm in a family of their own. Intervals are "
+             "simultaneous (Bonferroni) over the granularity's contrasts; the seeds are "
+             f"those {100 * power:.0f} % power at the margin would need, estimated on "
+             "validation images.", ""]
+    for granularity in dict.fromkeys(c["granularity"] for c in primary):
+        mine = [c for c in primary if c["granularity"] == granularity]
+        groups = {a: [f"{c['method']} vs {c['other']}" for c in mine if c["answer"] == a]
+                  for a in ANSWERS}
+        summary = "; ".join(f"{a}: {', '.join(g)}" for a, g in groups.items() if g)
+        lines.append(f"**{granularity} granularity** — {summary}.")
+        lines.append("")
+        for c in mine:
+            need = c.get("seeds_needed")
+            lines.append(
+                f"- `{c['method']}` vs `{c['other']}`: {100 * c['diff']:+.2f} pp "
+                f"[{100 * c['lo_adj']:+.2f}, {100 * c['hi_adj']:+.2f}] over {c['seeds']} "
+                f"seeds; ahead p = {c['p_ahead_holm']:.3g}, behind p = "
+                f"{c['p_behind_holm']:.3g}, equivalent p = {c['p_equiv_holm']:.3g} (Holm) — "
+                f"**{c['answer']}**; power needs "
+                + ("more test images than seeds can make up" if need is None
+                   else f"{need} seeds") + ".")
+        lines.append("")
+    return lines
+
+
+def verdict_lines(verdicts: list[dict[str, Any]], margin_pp: float, alpha: float) -> list[str]:
+    counts = {label: sum(v["label"] == label for v in verdicts) for label in LABELS}
     lines = [
         "## Verdicts after fine-tuning", "",
-        "Best method by mean validation accuracy after fine-tuning in each cell (shown with "
-        "its test accuracy), compared in pairs with every other method on the same seeds "
-        "and the same test images: the difference of test accuracy with a 95 % t-interval "
-        "whose standard error counts the spread over seeds, the test set's sampling noise "
-        "and their interaction once each (crossed random effects, Satterthwaite df); "
-        "p-values Holm–Bonferroni adjusted across all comparisons of one granularity "
-        f"(family-wise α = {ALPHA}). A cell is decided when the best method is ahead of "
-        "every other after adjustment; otherwise the methods it is not ahead of are named. "
-        "`random-matched` is random pruning with the best method's own per-layer "
-        "sparsity.", "",
-        f"Decided cells: **{decided_counts['all']} of {n}** with all seeds"
-        + "".join(f"; {c} of {n} with the first {k} seeds" for k, c in decided_counts.items()
-                  if k != "all") + ".", ""]
+        "Per cell, the best method by mean validation accuracy after fine-tuning (shown with "
+        "its test accuracy), compared on test with every other method on the same seeds and "
+        "images: the difference with a 95 % t-interval and a simultaneous one (Bonferroni "
+        "over the granularity's tests) whose standard error counts the spread over seeds, "
+        "the test set's sampling noise and their interaction once each (crossed random "
+        "effects, Satterthwaite df). Two tests per pair, one Holm family per granularity "
+        f"(α = {alpha:g}): is the best ahead (one-sided), is it equivalent within "
+        f"±{margin_pp:g} pp (TOST). A cell is **decided** (ahead of every other), "
+        "**equivalent** (within the margin of every other), **partly** (some of each, or "
+        "open against the rest) or **open**; an open comparison names the seeds it would "
+        "need (estimated on validation). `random-matched` is random pruning with the best "
+        "method's own per-layer sparsity.", "",
+        f"Cells: {_counts(counts)} of {len(verdicts)}.", ""]
     return lines + _verdict_bullets(verdicts) + _comparison_table(verdicts)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"**{n}** {label}" for label, n in counts.items())
 
 
 def before_finetuning_lines(verdicts: list[dict[str, Any]]) -> list[str]:
     """The same verdicts on the pruned models before fine-tuning: one-shot accuracy, where
     a surgeon's update (OBS) should show, as fine-tuning can make up for a poor cut."""
-    decided = sum(v["decided"] for v in verdicts)
+    counts = {label: sum(v["label"] == label for v in verdicts) for label in LABELS}
     return ["", "## Verdicts before fine-tuning", "",
             "As above, on the same models right after the cut (best chosen on validation "
-            "accuracy before fine-tuning; its own Holm family per granularity). Decided "
-            f"cells: **{decided} of {len(verdicts)}**.", ""
+            "accuracy before fine-tuning; its own Holm family per granularity). Cells: "
+            f"{_counts(counts)} of {len(verdicts)}.", ""
             ] + _verdict_bullets(verdicts) + _comparison_table(verdicts)
 
 
 def _verdict_bullets(verdicts: list[dict[str, Any]]) -> list[str]:
     lines = []
     for v in verdicts:
-        text = f"- **{cell_label(v)}**: {v['best']} ({100 * v['best_mean']:.2f} %)"
-        if v["decided"]:
-            text += " — decided: ahead of every other method"
-        elif len(v["ties"]) > 1:
-            text += " — not decided: not ahead of " + ", ".join(v["ties"][1:])
+        text = (f"- **{cell_label(v)}**: {v['best']} ({100 * v['best_mean']:.2f} %) — "
+                f"**{v['label']}**")
+        if v["label"] == "partly":
+            text += "".join(f"; {name} {', '.join(v[key])}" for key, name in SETS.items()
+                            if v[key])
         for control in ("random", RANDOM_MATCHED):
             c = v["comparisons"].get(control)
             if c is not None:
                 diff = f"{100 * c['diff']:+.2f} pp"
-                if c["lo"] > 0 and c["p_holm"] < ALPHA:
-                    text += f"; above {control} by {diff}"
-                elif c["diff"] > 0:
-                    text += f"; not clearly above {control} ({diff})"
-                else:
-                    text += f"; not above {control} ({diff} on test)"
+                text += (f"; above {control} by {diff}" if c["ahead"]
+                         else f"; not shown above {control} ({diff})")
         lines.append(text + ".")
     return lines
 
 
 def _comparison_table(verdicts: list[dict[str, Any]]) -> list[str]:
-    lines = ["", "| cell | best | compared with | difference (pp) [95 % CI] | p (Holm) | "
-             "seeds where McNemar p < 0.05 |", "|---|---|---|---|---|---|"]
+    lines = ["", "| cell | best | compared with | difference (pp) [95 % CI] | simultaneous "
+             "CI | p ahead (Holm) | p equivalent (Holm) | seeds for power |",
+             "|---|---|---|---|---|---|---|---|"]
     for v in verdicts:
         for other, c in v["comparisons"].items():
-            mc = sum(p < ALPHA for p in c["mcnemar_p"])
+            need = c.get("seeds_needed", "")
             lines.append(f"| {v['granularity']} {v['ratio']:g}× | {v['best']} | {other} | "
-                         f"{_interval(c)} | {c['p_holm']:.3g} | {mc} of {c['seeds']} |")
+                         f"{_interval(c)} | [{100 * c['lo_adj']:+.2f}, "
+                         f"{100 * c['hi_adj']:+.2f}] | {c['p_ahead_holm']:.3g} | "
+                         f"{c['p_equiv_holm']:.3g} | "
+                         + ("—" if other not in v["open"] else
+                            "test images, not seeds" if need is None else str(need)) + " |")
     return lines
 
 
@@ -134,7 +178,11 @@ def oracle_section(quality: dict[str, Any], figure: Path, report_dir: Path,
              "has ρ near 1; random has ρ near 0 and ranks about 50 % of the truly least "
              "important half low. The loss increase is signed (removing some units lowers "
              "the held-out loss, and those are the best to cut); first-order criteria "
-             "estimate its magnitude, hence the second column.", "", *oracle_table(quality), "",
+             "estimate its magnitude, hence the second column. `obs (after its update)`: "
+             "OBS's own prediction ½·w_q²/[H⁻¹]_qq against the true change when the weight "
+             "is removed and its row updated as OBS updates it (the claim OBS makes; its "
+             "`obs` row is its cut's rank against removal without the update).", "",
+             *oracle_table(quality), "",
              f"![score vs true damage, first seed]({rel.as_posix()})", ""]
     return "\n".join(lines)
 
@@ -153,16 +201,17 @@ def _pct(mean: float, sd: float, n: int) -> str:
     return f"{100 * mean:.2f} ± {100 * sd:.2f}" if n > 1 else f"{100 * mean:.2f}"
 
 
-def report(model: str, rows: list[dict[str, Any]], verdicts: list[dict[str, Any]],
-           before: list[dict[str, Any]], paper_text: str, baseline: tuple[float, float],
-           seeds: list[int], figures: dict[str, str], settings: str,
-           decided_counts: dict[str, int],
+def report(model: str, rows: list[dict[str, Any]], answer: list[str],
+           verdicts: list[dict[str, Any]], before: list[dict[str, Any]], paper_text: str,
+           baseline: tuple[float, float], seeds: list[int], figures: dict[str, str],
+           settings: str, margin_pp: float, alpha: float,
            ablations: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> str:
-    """reports/report.md: verdicts first, then the table, the figures, the paper check."""
+    """reports/report.md: the answer (`answer_lines`), the verdicts, the table, the
+    figures, the paper check."""
     lines = [f"# Pruning criteria compared on `{model}`", "",
              f"Baseline test accuracy {_pct(*baseline, len(seeds))} % (mean ± sample sd "
              f"over seeds {seeds}; with one seed, no sd). {settings}", ""]
-    lines += verdict_lines(verdicts, decided_counts)
+    lines += answer + verdict_lines(verdicts, margin_pp, alpha)
     lines += before_finetuning_lines(before)
     lines += ablation_lines(ablations)
     lines += ["", "## Table", "",

@@ -7,9 +7,11 @@ Each criterion's scores on the same model are then compared with it: Spearman's 
 layer, and the share of the truly least important half that the criterion also ranks in
 its bottom half.
 
-Removing a unit zeroes its post-ReLU activation, exactly what `surgery.remove_units` does
-to the model. The network is cut at the layer concerned, so each removal costs one pass
-of the layers after it, in float64 so that single-weight damages of 1e-6 are resolved.
+OBS predicts the damage of a removal followed by its own update of what is left; it is
+also judged against that (`surgeon_damage`). Removing a unit zeroes its post-ReLU
+activation, exactly what `surgery.remove_units` does to the model. The network is cut at
+the layer concerned, so each removal costs one pass of the layers after it, in float64
+so that single-weight damages of 1e-6 are resolved.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from scipy.stats import spearmanr
 from torch import Tensor, nn
 
 from prunelab.criteria import CriterionSettings
+from prunelab.criteria.second_order import layer_hessians
 from prunelab.data import Split
 from prunelab.granularity import Neurons, Weights
 from prunelab.models import Net, baked, unit_groups
 from prunelab.scoring import Batches
 
 SAMPLE_SEED_OFFSET = 1_000_003
+SURGEON = "obs (after its update)"  # the oracle table's row of `surgeon_damage`
 
 
 def _loss(logits: Tensor, y: Tensor) -> float:
@@ -91,6 +95,42 @@ def weight_damage(model: Net, data: Split, names: list[str], per_layer: int,
     return out
 
 
+@torch.no_grad()
+def surgeon_damage(model: Net, data: Split, calib: Batches,
+                   weights: dict[str, tuple[Tensor, Tensor]]) -> dict[str, tuple[Tensor, Tensor]]:
+    """OBS judged after its own update (Hassibi & Stork 1993, Eq. 5): per layer, for the
+    weights `weight_damage` sampled, (the predicted cost ½·w_q²/[H⁻¹]_qq, the true mean
+    loss change when w_q is removed *and* the rest of its row is updated by
+    δ = −(w_q/[H⁻¹]_qq)·H⁻¹[:, q]). H is the layer's damped input Hessian from the
+    calibration batches, as the `obs` criterion builds it."""
+    net = baked(model).double().eval()
+    x, y = data.x.double(), data.y
+    base = _loss(net(x), y)
+    hessians = layer_hessians(model, calib)
+    out = {}
+    for name, (picks, _) in weights.items():
+        index = int(name.split(".")[1])
+        layer = net.body[index]
+        assert isinstance(layer, (nn.Linear, nn.Conv2d)), name
+        h_inv = torch.linalg.inv(hessians[name.rsplit(".", 1)[0]])
+        inputs = net.body[:index](x)
+        z = layer(inputs)
+        tail = net.body[index + 1:]
+        rows = layer.weight.reshape(len(layer.weight), -1)
+        predicted = torch.empty(len(picks), dtype=torch.float64)
+        damage = torch.empty(len(picks), dtype=torch.float64)
+        for i, flat in enumerate(picks.tolist()):
+            o, q = divmod(flat, rows.shape[1])
+            w_q, d_qq = float(rows[o, q]), float(h_inv[q, q])
+            predicted[i] = 0.5 * w_q ** 2 / d_qq
+            delta = -(w_q / d_qq) * h_inv[:, q]  # δ_q = −w_q: the weight is removed
+            cut = z.clone()
+            cut[:, o] += _apply(layer, inputs, delta.view(1, *layer.weight.shape[1:]))[:, 0]
+            damage[i] = _loss(tail(cut), y) - base
+        out[name] = (predicted, damage)
+    return out
+
+
 def _apply(layer: nn.Module, inputs: Tensor, weight: Tensor) -> Tensor:
     """The layer's map with `weight` (one output unit's row or filter) and no bias."""
     if isinstance(layer, nn.Conv2d):
@@ -147,6 +187,9 @@ def criteria_against_damage(model: Net, held: Split, calib: Batches, methods: Se
             "weight": (torch.cat([weight_scores[n].flatten()[i]
                                   for n, (i, _) in weights.items()]),
                        torch.cat([d for _, d in weights.values()]))}
+    if "obs" in methods:  # its prediction against the damage after its update
+        quality[SURGEON] = {"weight": {name: agreement(predicted, d) for name, (predicted, d)
+                                       in surgeon_damage(model, held, calib, weights).items()}}
     return quality, scatter
 
 

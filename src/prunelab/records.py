@@ -79,6 +79,7 @@ class MatchedRandom(TypedDict, total=False):
     val_accuracy_matched_random: float
     test_accuracy_matched_random: float
     test_correct_matched_random: str
+    val_correct_matched_random: str
 
 
 class BeforeFinetuning(TypedDict, total=False):
@@ -88,6 +89,7 @@ class BeforeFinetuning(TypedDict, total=False):
     val_accuracy_before: float
     test_accuracy_before: float
     test_correct_before: str  # `pack_correct`, as `test_correct`
+    val_correct_before: str
 
 
 class SweepPoint(PointKey, MatchedRandom, BeforeFinetuning):
@@ -108,6 +110,9 @@ class SweepPoint(PointKey, MatchedRandom, BeforeFinetuning):
     test_accuracy_drop: float
     test_images: int
     test_correct: str  # `pack_correct` of the per-image correctness on the test split
+    # The same on the validation split: what a design (seeds for a power) is chosen from.
+    val_images: int
+    val_correct: str
 
 
 Point = SweepPoint | InfeasiblePoint
@@ -140,7 +145,7 @@ def feasible(points: Iterable[Point]) -> list[SweepPoint]:
 
 
 def pack_correct(correct: np.ndarray) -> str:
-    """Which test images a model gets right, as text for JSON (1 bit per image)."""
+    """Which images a model gets right, as text for JSON (1 bit per image)."""
     return base64.b64encode(np.packbits(correct.astype(bool)).tobytes()).decode()
 
 

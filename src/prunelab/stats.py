@@ -18,9 +18,10 @@ per-image variances alone, added, count σc² twice), with Satterthwaite's degre
 freedom for that sum (Satterthwaite 1946). An estimate below the interaction's own share
 MS_resid/(nN) is raised to it (its df then (n − 1)(N − 1)). One seed: the image term
 alone, σa not estimable.
-p-values are Holm–Bonferroni adjusted across the comparisons of one granularity; a cell is
-"decided" only where every comparison of its best method is significant after adjustment.
-McNemar's exact test per seed is reported beside (how many seeds separate the two alone).
+The same table on validation images gives the variance components a design needs
+(`seeds_needed`): how many seeds a comparison would need for a given power, chosen without
+reading a test outcome. The verdicts and contrasts built on these are in `verdicts` and
+`contrasts`.
 """
 
 from __future__ import annotations
@@ -37,10 +38,8 @@ from prunelab.records import (
     InfeasiblePoint,
     Point,
     SearchChoice,
-    SweepPoint,
     feasible,
     is_feasible,
-    unpack_correct,
 )
 
 # Per point, the quantities averaged over seeds (the rest are labels).
@@ -114,132 +113,80 @@ def holm(pvalues: list[float]) -> list[float]:
     return adjusted
 
 
-def mcnemar(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """McNemar's exact test on paired correctness: b01 images only `b` gets right, b10 only
-    `a`; under equal accuracy each discordant image is a fair coin (two-sided binomial)."""
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    n = only_a + only_b
-    p = 1.0 if n == 0 else float(st.binomtest(only_a, n, 0.5).pvalue)
-    return {"only_a": only_a, "only_b": only_b, "p": p}
+def mean_squares(d: np.ndarray) -> tuple[float, float, float]:
+    """(MS_seed, MS_image, MS_resid) of an n × N table (n ≥ 2) of paired differences."""
+    n, images = d.shape
+    grand = d.mean()
+    ss_seed = images * float(((d.mean(1) - grand) ** 2).sum())
+    ss_image = n * float(((d.mean(0) - grand) ** 2).sum())
+    ss_resid = float(((d - grand) ** 2).sum()) - ss_seed - ss_image
+    return ss_seed / (n - 1), ss_image / (images - 1), ss_resid / ((n - 1) * (images - 1))
 
 
 def crossed_se(d: np.ndarray) -> tuple[float, float]:
     """(SE of the grand mean, Satterthwaite df) of an n × N table of paired differences
     under the crossed random-effects model above."""
     n, images = d.shape
-    grand = d.mean()
-    ss_seed = images * float(((d.mean(1) - grand) ** 2).sum())
-    ss_image = n * float(((d.mean(0) - grand) ** 2).sum())
-    ss_resid = float(((d - grand) ** 2).sum()) - ss_seed - ss_image
-    ms_image = ss_image / (images - 1)
     if n == 1:
-        return math.sqrt(ms_image / images), float(images - 1)
+        return math.sqrt(float(d.var(ddof=1)) / images), float(images - 1)
+    ms_seed, ms_image, ms_resid = mean_squares(d)
     df_resid = (n - 1) * (images - 1)
-    terms = [(ss_seed / (n - 1), n - 1), (ms_image, images - 1), (-ss_resid / df_resid, df_resid)]
+    terms = [(ms_seed, n - 1), (ms_image, images - 1), (-ms_resid, df_resid)]
     total = sum(ms for ms, _ in terms)
-    floor = -terms[2][0]
-    if total <= floor:  # sampling noise took the seed and image shares below zero
-        return math.sqrt(floor / (n * images)), float(df_resid)
+    if total <= ms_resid:  # sampling noise took the seed and image shares below zero
+        return math.sqrt(ms_resid / (n * images)), float(df_resid)
     df = total ** 2 / sum(ms ** 2 / k for ms, k in terms if ms != 0.0)
     return math.sqrt(total / (n * images)), df
 
 
-def paired_difference(a: list[np.ndarray], b: list[np.ndarray],
+def paired_difference(a: list[np.ndarray], b: list[np.ndarray], margin: float,
                       confidence: float = 0.95) -> dict[str, Any]:
-    """Accuracy of `a` minus `b` over paired seeds (lists in seed order, each the per-image
-    correctness on the same test images): mean, SE and df (`crossed_se`), t-interval,
-    two-sided p, per-seed McNemar p-values."""
+    """`a` minus `b` over paired seeds (lists in seed order, each a per-image score on the
+    same images: correctness, or a curve's area): mean, SE and df (`crossed_se`), a
+    t-interval at `confidence`, and three p-values — two-sided, one-sided for `a` ahead
+    (`p_ahead`), and TOST's for equivalence within ±`margin` (`p_equiv`; Schuirmann 1987:
+    the larger of the one-sided p-values of "below −margin" and "above +margin")."""
     d = np.array([x.astype(float) - y for x, y in zip(a, b, strict=True)])
-    n = len(d)
     se, df = crossed_se(d)
     mean = float(d.mean())
     q = float(st.t.ppf(0.5 + confidence / 2, df))
-    p = 1.0 if se == 0 else float(2 * st.t.sf(abs(mean) / se, df))
-    return {"diff": mean, "se": se, "lo": mean - q * se, "hi": mean + q * se, "df": df,
-            "p": 0.0 if se == 0 and mean != 0 else p, "seeds": n,
-            "mcnemar_p": [mcnemar(x, y)["p"] for x, y in zip(a, b, strict=True)]}
+
+    def above(x: float) -> float:  # one-sided p of "the true difference is at most x"
+        return float(st.t.sf((mean - x) / se, df)) if se > 0 else float(mean <= x)
+
+    return {"diff": mean, "se": se, "df": df, "lo": mean - q * se, "hi": mean + q * se,
+            "p": min(1.0, 2 * min(above(0.0), 1 - above(0.0))) if se > 0 else float(mean == 0),
+            "p_ahead": above(0.0), "p_behind": 1 - above(0.0) if se > 0 else float(mean >= 0),
+            "p_equiv": max(above(-margin), 1 - above(margin) if se > 0 else float(mean >= margin)),
+            "seeds": len(d)}
 
 
-ALPHA = 0.05  # family-wise error rate per granularity (Holm)
-RANDOM_MATCHED = "random-matched"  # label of a method's own matched random control
+def simultaneous(c: Mapping[str, Any], tests: int, alpha: float) -> tuple[float, float]:
+    """The interval of a comparison adjusted for `tests` one-sided tests in its family
+    (Bonferroni: two-sided at 1 − 2α/tests, so its lower end is the one-sided bound at
+    α/tests). It excludes 0 only where Bonferroni rejects; Holm, uniformly more powerful,
+    can reject where it touches 0."""
+    q = float(st.t.ppf(1 - alpha / tests, c["df"])) if c["se"] > 0 else 0.0
+    return c["diff"] - q * c["se"], c["diff"] + q * c["se"]
 
 
-def verdicts(points: Iterable[Point], alpha: float = ALPHA,
-             stage: str = "") -> list[dict[str, Any]]:
-    """Per (granularity, ratio) cell: the method with the best mean *validation* accuracy
-    after fine-tuning (chosen on the test images it is then compared on, its lead would be
-    biased upward: the winner's curse), its paired comparison on test with every other
-    method (and with its own matched random control, where the points carry one),
-    Holm-adjusted within the granularity, the set of methods it is not significantly ahead
-    of, and whether the cell is decided (that set is the best alone). Points need
-    `test_correct` (`records.pack_correct`). `stage="_before"`: the same on the pruned
-    models before fine-tuning (one-shot accuracy, where OBS's claim lies); a separate
-    family, as it answers another question."""
-    cells: dict[tuple[str, float], dict[str, dict[int, SweepPoint]]] = {}
-    for p in feasible(points):
-        if f"test_correct{stage}" not in p:  # no model before fine-tuning (gmp, movement)
-            continue
-        cells.setdefault((p["granularity"], p["ratio"]), {}).setdefault(
-            p["method"], {})[p["seed"]] = p
-    out: list[dict[str, Any]] = []
-    for granularity in sorted({g for g, _ in cells}, key=lambda g: g != "weight"):
-        family: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
-        for (gran, ratio), methods in sorted(cells.items()):
-            if gran != granularity:
-                continue
-            v = _cell(granularity, ratio, methods, stage)
-            family += [(v, other, c) for other, c in v["comparisons"].items()]
-            out.append(v)
-        for (_, _, c), p_adj in zip(family, holm([c["p"] for _, _, c in family]), strict=True):
-            c["p_holm"] = p_adj
-        for v in out:
-            if v["granularity"] == granularity:
-                others = [m for m in v["comparisons"] if m != RANDOM_MATCHED]
-                v["ties"] = [v["best"]] + [m for m in others if not _ahead(
-                    v["comparisons"][m], alpha)]
-                v["decided"] = bool(others) and len(v["ties"]) == 1
-    return out
-
-
-def _ahead(c: Mapping[str, Any], alpha: float) -> bool:
-    """The best is ahead of the other: positive on test and significant after Holm."""
-    return bool(c["diff"] > 0 and c["p_holm"] < alpha)
-
-
-def _cell(granularity: str, ratio: float, methods: dict[str, dict[int, SweepPoint]],
-          stage: str) -> dict[str, Any]:
-    def mean_acc(m: str) -> float:
-        return statistics.fmean(float(p[f"test_accuracy{stage}"])  # type: ignore[literal-required]
-                                for p in methods[m].values())
-
-    def mean_val(m: str) -> float:
-        return statistics.fmean(float(p[f"val_accuracy{stage}"])  # type: ignore[literal-required]
-                                for p in methods[m].values())
-
-    key = f"test_correct{stage}"
-
-    best = max(methods, key=mean_val)
-    by_method = {m: statistics.fmean(p["compression_ratio"] for p in ps.values())
-                 for m, ps in methods.items()}
-    v: dict[str, Any] = {
-        "granularity": granularity, "ratio": ratio, "best": best, "best_mean": mean_acc(best),
-        "seeds": len(methods[best]), "compression": statistics.fmean(by_method.values()),
-        # Methods are compared at equal realised compression: the spread says how equal.
-        "compression_spread": max(by_method.values()) / min(by_method.values()) - 1,
-        "comparisons": {}}
-    for other in sorted(methods):
-        if other != best:
-            seeds = sorted(set(methods[best]) & set(methods[other]))
-            v["comparisons"][other] = paired_difference(
-                [_correct(methods[best][s], key) for s in seeds],
-                [_correct(methods[other][s], key) for s in seeds])
-    if not stage and all("test_correct_matched_random" in p for p in methods[best].values()):
-        seeds = sorted(methods[best])
-        v["comparisons"][RANDOM_MATCHED] = paired_difference(
-            [_correct(methods[best][s]) for s in seeds],
-            [_correct(methods[best][s], "test_correct_matched_random") for s in seeds])
-    return v
-
-
-def _correct(point: Mapping[str, Any], key: str = "test_correct") -> np.ndarray:
-    return unpack_correct(point[key], point["test_images"])
+def seeds_needed(d_val: np.ndarray, test_images: int, margin: float, alpha: float,
+                 power: float) -> int | None:
+    """Seeds at which a comparison's SE on `test_images` images would detect a true
+    difference of `margin` with `power` in a one-sided test at level `alpha` (which is
+    also TOST's power at a true difference of 0 within about a factor of 2 in β):
+    SE(n)² = σa²/n + σb²/N + σc²/(nN) ≤ (margin / (z₁₋α + z_power))², the variance
+    components estimated from `d_val`, the same table on validation images (never test:
+    the design is not chosen on test outcomes). None: the test set's own sampling noise
+    σb²/N is already too large, and no number of seeds reaches it."""
+    n0, n_val = d_val.shape
+    if n0 < 2:
+        raise ValueError("variance components need at least 2 seeds")
+    ms_seed, ms_image, ms_resid = mean_squares(d_val)
+    seed_var = max(0.0, (ms_seed - ms_resid) / n_val)  # σa²
+    image_var = max(0.0, (ms_image - ms_resid) / n0)  # σb²
+    target = (margin / (st.norm.ppf(1 - alpha) + st.norm.ppf(power))) ** 2
+    room = target - image_var / test_images
+    if room <= 0:
+        return None
+    return max(2, math.ceil(float((seed_var + ms_resid / test_images) / room)))

@@ -69,13 +69,11 @@ def sweep_point(
     where = f"sweep point {s.method}-{s.granularity} ratio {ratio:g} seed {seed}"
     measured = {k: v for k, v in splits.items() if k != "train"}
     bs = ft.eval_batch_size
-    before: dict[str, float] = {}
-    before_correct: list[str] = []
+    before: dict[str, Any] = {}
 
     def measure_before(pruned: Pruned) -> None:
         before.update(accuracies(pruned.model, measured, bs, suffix="_before"))
-        before_correct.append(pack_correct(correct(pruned.model, splits["test"], bs)
-                                           .cpu().numpy()))
+        before.update(which_right(pruned.model, splits, bs, "_before"))
 
     try:
         pruned = prune_and_finetune(base, splits["train"], splits["val"], s, ft, seed,
@@ -88,19 +86,23 @@ def sweep_point(
         "ratio": ratio, "seed": seed, **before, **accuracies(pruned.model, measured, bs),
         "baseline_test_accuracy": base_test_accuracy})
     point["test_accuracy_drop"] = base_test_accuracy - point["test_accuracy"]
-    # Which test images it gets right, so that the report's paired tests need no rerun.
-    point["test_images"] = len(splits["test"])
-    point["test_correct"] = pack_correct(correct(pruned.model, splits["test"], bs).cpu().numpy())
-    if before_correct:  # not for a method that prunes during fine-tuning: it has no before
-        point["test_correct_before"] = before_correct[0]
+    point.update(test_images=len(splits["test"]), val_images=len(splits["val"]),
+                 **which_right(pruned.model, splits, bs))
     if matched_random:
         control = GRANULARITIES[s.granularity].matched_random(base, pruned, seed)
         point.update(accuracies(control, measured, bs, suffix="_before_matched_random"))
         finetune(control, splits["train"], splits["val"], ft, seed)
         point.update(accuracies(control, measured, bs, suffix="_matched_random"))
-        point["test_correct_matched_random"] = pack_correct(
-            correct(control, splits["test"], bs).cpu().numpy())
+        point.update(which_right(control, splits, bs, "_matched_random"))
     return as_point(point, where)
+
+
+def which_right(model: Net, splits: dict[str, Split], batch_size: int,
+                suffix: str = "") -> dict[str, str]:
+    """Which test and validation images `model` gets right (`val_correct<suffix>`, ...),
+    so that the report's paired tests, and the power of a design, need no rerun."""
+    return {f"{split}_correct{suffix}": pack_correct(
+        correct(model, splits[split], batch_size).cpu().numpy()) for split in ("test", "val")}
 
 
 Queued = tuple[str, dict[str, Any], dict[str, Any]]  # (key, params, user attrs)

@@ -39,7 +39,8 @@ def _one_seed(w: _Oracle, seed: int) -> tuple[int, dict[str, Any], dict[str, Any
         p.methods, CriterionSettings(seed, p.neuron_norm, p.activation_stat),
         prunable_names(model, p.prune_output_layer), w.cfg.oracle.weights_per_layer, seed)
     print(f"oracle seed {seed}: " + ", ".join(
-        f"{m} ρ={q['neuron']['layer0']['spearman']:.2f}" for m, q in quality.items()),
+        f"{m} ρ={q['neuron']['layer0']['spearman']:.2f}" for m, q in quality.items()
+        if "neuron" in q),
         flush=True)
     return seed, quality, scatter
 

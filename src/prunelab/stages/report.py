@@ -11,11 +11,12 @@ from typing import Any
 
 from prunelab import markdown, papers, report, tracking
 from prunelab.config import Config
-from prunelab.contrasts import ABLATIONS, contrast
+from prunelab.contrasts import ABLATIONS, contrast, primary
 from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json, write_bytes, write_json
 from prunelab.records import feasible, read_choice, read_points
-from prunelab.stats import headline, infeasible, mean_sd, summarize, verdicts
+from prunelab.stats import headline, infeasible, mean_sd, summarize
+from prunelab.verdicts import LABELS, verdicts
 
 FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
            "accuracy vs effective FLOPs": "figures/accuracy_vs_flops.png",
@@ -61,12 +62,12 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
     import mlflow
 
     rows = summarize(points)
-    verdict = verdicts(points)
-    decided = {"all": sum(v["decided"] for v in verdict)}
-    for k in (3,) if len(cfg.sweep.seeds) > 3 else ():  # fewer seeds, the same runs
-        first = set(cfg.sweep.seeds[:k])
-        decided[str(k)] = sum(v["decided"] for v in verdicts(
-            [p for p in points if p["seed"] in first]))
+    rc = cfg.report
+    margin = rc.equivalence_margin_pp / 100
+    verdict = verdicts(points, margin, rc.alpha, rc.power)
+    labels = {label: sum(v["label"] == label for v in verdict) for label in LABELS}
+    answers = primary(points, rc.primary_criteria, rc.primary_references, cfg.sweep.ratios,
+                      margin, rc.alpha, rc.power)
     # Every seed's baseline, from its feasible points (an infeasible one carries no accuracy).
     base_by_seed = {p["seed"]: p["baseline_test_accuracy"] for p in feasible(points)}
     baseline = mean_sd(list(base_by_seed.values()))
@@ -87,13 +88,17 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
     # DVC metrics: series -> ratio -> mean and sd of every measured quantity.
     nested: dict[str, Any] = {"baseline_test_accuracy": baseline[0],
                               "baseline_test_accuracy_sd": baseline[1],
-                              "decided_cells": decided["all"], "cells": len(verdict)}
+                              "cells": {"all": len(verdict), **labels}}
     for r in rows:
         nested.setdefault(report.series_name(r), {})[f"r{r['ratio']:g}"] = {
             k: v for k, v in r.items() if isinstance(v, (int, float)) and k != "ratio"}
     write_json(out / "summary.json", nested)
     write_json(out / "headline.json", {
-        "baseline_test_accuracy": baseline[0], "decided_cells": decided["all"],
+        "baseline_test_accuracy": baseline[0], "cells": labels,
+        # The answer, for `dvc exp show`/`dvc metrics diff`: each primary contrast's area
+        # difference (pp) and what it says.
+        "primary": {f"{c['granularity']}/{c['method']}-vs-{c['other']}": {
+            "area_diff_pp": 100 * c["diff"], "answer": c["answer"]} for c in answers},
         **headline(rows, quality, inputs["search"], inputs["finetune"],
                    cfg.search.max_accuracy_drop)})
     for x in report.X_AXES:
@@ -113,11 +118,14 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         for path, fig in figs.items():
             mlflow.log_figure(fig, path)
             report.save_figure(fig, out / path)
-        ablations = [(contrast(points, m, o, stage="_before"), contrast(points, m, o))
-                     for m, o in ABLATIONS]
-        text = markdown.report(cfg.model, rows, verdict, verdicts(points, stage="_before"),
-                               paper_text, baseline, cfg.sweep.seeds, FIGURES, settings,
-                               decided, ablations)
+        ablations = [(contrast(points, m, o, margin, stage="_before"),
+                      contrast(points, m, o, margin)) for m, o in ABLATIONS]
+        text = markdown.report(
+            cfg.model, rows,
+            markdown.answer_lines(answers, rc.equivalence_margin_pp, rc.alpha, rc.power),
+            verdict, verdicts(points, margin, rc.alpha, rc.power, stage="_before"),
+            paper_text, baseline, cfg.sweep.seeds, FIGURES, settings,
+            rc.equivalence_margin_pp, rc.alpha, ablations)
         text += markdown.oracle_section(quality, oracle.parent / "scatter.png", out,
                                       cfg.oracle.examples)
         text += markdown.infeasible_section(infeasible(points))

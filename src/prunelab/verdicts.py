@@ -1,0 +1,122 @@
+"""Per cell (granularity × ratio), what the comparison can say, with one of four labels.
+
+The best method of a cell is the one with the best mean *validation* accuracy (chosen on
+the test images it is then compared on, its lead would be biased upward: the winner's
+curse). It is compared on test with every other method, paired on seeds and images
+(`stats.paired_difference`), twice: is it ahead (one-sided), and is it equivalent within
+±margin (TOST). All these hypotheses of one granularity form one Holm family at α, so a
+cell's label is
+
+- **decided**: ahead of every other method;
+- **equivalent**: not ahead of any, but equivalent to every other (each within ±margin);
+- **partly**: ahead of some, equivalent to some, open against the rest;
+- **open**: neither ahead of nor equivalent to any.
+
+An open comparison carries the seeds it would need for `power` at the margin, from the
+same comparison on validation images (`stats.seeds_needed`). The random control with the
+best method's own allocation (`random-matched`) is compared too, in the family, but is
+not one of the methods a label speaks of.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from prunelab.records import Point, SweepPoint, feasible, unpack_correct
+from prunelab.stats import holm, paired_difference, seeds_needed, simultaneous
+
+RANDOM_MATCHED = "random-matched"  # label of a method's own matched random control
+LABELS = ("decided", "equivalent", "partly", "open")
+
+
+def correct(point: Mapping[str, Any], key: str) -> np.ndarray:
+    """A point's per-image correctness (`key`: test_correct, val_correct_before, ...)."""
+    split = "val" if key.startswith("val") else "test"
+    return unpack_correct(point[key], point[f"{split}_images"])
+
+
+def verdicts(points: Iterable[Point], margin: float, alpha: float, power: float,
+             stage: str = "") -> list[dict[str, Any]]:
+    """Every cell's verdict (see the module's docstring), weight cells first. `margin` is
+    a fraction (0.005: half a percentage point). `stage="_before"`: the same on the cut
+    models before fine-tuning (one-shot accuracy, where OBS's claim lies), a family of its
+    own per granularity, as it answers another question."""
+    cells: dict[tuple[str, float], dict[str, dict[int, SweepPoint]]] = {}
+    for p in feasible(points):
+        if f"test_correct{stage}" not in p:  # no model before fine-tuning (gmp, movement)
+            continue
+        cells.setdefault((p["granularity"], p["ratio"]), {}).setdefault(
+            p["method"], {})[p["seed"]] = p
+    out: list[dict[str, Any]] = []
+    for granularity in sorted({g for g, _ in cells}, key=lambda g: g != "weight"):
+        mine = [_cell(g, ratio, methods, stage, margin)
+                for (g, ratio), methods in sorted(cells.items()) if g == granularity]
+        family = [c for v in mine for c in v["comparisons"].values()]
+        tests = 2 * len(family)  # ahead and equivalent, per comparison
+        adjusted = holm([c["p_ahead"] for c in family] + [c["p_equiv"] for c in family])
+        for i, c in enumerate(family):
+            c["p_ahead_holm"], c["p_equiv_holm"] = adjusted[i], adjusted[len(family) + i]
+            c["lo_adj"], c["hi_adj"] = simultaneous(c, tests, alpha)
+        for v in mine:
+            _label(v, alpha, power, margin, tests)
+        out += mine
+    return out
+
+
+def _label(v: dict[str, Any], alpha: float, power: float, margin: float,
+           tests: int) -> None:
+    for c in v["comparisons"].values():
+        c["ahead"] = bool(c["diff"] > 0 and c["p_ahead_holm"] < alpha)
+        c["equivalent"] = bool(not c["ahead"] and c["p_equiv_holm"] < alpha)
+    others = {m: c for m, c in v["comparisons"].items() if m != RANDOM_MATCHED}
+    v["ahead"] = [m for m, c in others.items() if c["ahead"]]
+    v["equivalent"] = [m for m, c in others.items() if c["equivalent"]]
+    v["open"] = [m for m in others if m not in v["ahead"] + v["equivalent"]]
+    v["label"] = ("open" if not others or len(v["open"]) == len(others) else
+                  "decided" if len(v["ahead"]) == len(others) else
+                  "equivalent" if len(v["equivalent"]) == len(others) else "partly")
+    v["decided"] = v["label"] == "decided"
+    for m in v["open"]:
+        c = others[m]
+        # Bonferroni's level per test: what Holm needs at worst, so the count is safe.
+        c["seeds_needed"] = (seeds_needed(c["val_table"], c["test_images"], margin,
+                                          alpha / tests, power)
+                             if c.get("val_table") is not None else None)
+    for c in v["comparisons"].values():
+        c.pop("val_table", None)
+
+
+def _cell(granularity: str, ratio: float, methods: dict[str, dict[int, SweepPoint]],
+          stage: str, margin: float) -> dict[str, Any]:
+    def mean_of(m: str, key: str) -> float:
+        return statistics.fmean(float(p[key]) for p in methods[m].values())  # type: ignore[literal-required]
+
+    best = max(methods, key=lambda m: mean_of(m, f"val_accuracy{stage}"))
+    by_method = {m: statistics.fmean(p["compression_ratio"] for p in ps.values())
+                 for m, ps in methods.items()}
+    v: dict[str, Any] = {
+        "granularity": granularity, "ratio": ratio, "best": best,
+        "best_mean": mean_of(best, f"test_accuracy{stage}"), "seeds": len(methods[best]),
+        "compression": statistics.fmean(by_method.values()),
+        # Methods are compared at equal realised compression: the spread says how equal.
+        "compression_spread": max(by_method.values()) / min(by_method.values()) - 1,
+        "comparisons": {}}
+    pairs = {o: (methods[best], methods[o], "") for o in sorted(methods) if o != best}
+    if not stage and all("test_correct_matched_random" in p for p in methods[best].values()):
+        pairs[RANDOM_MATCHED] = (methods[best], methods[best], "_matched_random")
+    for other, (mine, theirs, suffix) in pairs.items():
+        seeds = sorted(set(mine) & set(theirs))
+        c = paired_difference([correct(mine[s], f"test_correct{stage}") for s in seeds],
+                              [correct(theirs[s], f"test_correct{suffix or stage}")
+                               for s in seeds], margin)
+        c["test_images"] = int(mine[seeds[0]]["test_images"])
+        val_key, other_val = f"val_correct{stage}", f"val_correct{suffix or stage}"
+        if len(seeds) > 1 and all(val_key in mine[s] and other_val in theirs[s] for s in seeds):
+            c["val_table"] = np.array([correct(mine[s], val_key).astype(float)
+                                       - correct(theirs[s], other_val) for s in seeds])
+        v["comparisons"][other] = c
+    return v

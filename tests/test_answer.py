@@ -1,0 +1,114 @@
+"""The answer's statistics, worked by hand: TOST with Holm and the four labels, the seeds a
+power needs (from validation), and the primary contrasts on the area under the curve."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as st
+from test_report import ALPHA, MARGIN, POWER, N, point, wrong_at
+
+from prunelab.contrasts import auc_weights, primary
+from prunelab.markdown import answer_lines
+from prunelab.stats import holm, paired_difference, seeds_needed
+from prunelab.verdicts import verdicts
+
+D = np.array([[1, 0, 0, -1], [1, 1, 0, 0]], dtype=float)  # test_report's crossed-SE table
+
+
+def test_tost_p_value_by_hand() -> None:
+    """D (2 seeds × 4 images): mean 1/4, SE² = 7/48, df = 147/53 (test_report). Margin 1:
+    "below −1" is rejected at t = (1/4 + 1)/SE = 3.27, "above +1" at t = (1 − 1/4)/SE =
+    1.96; TOST's p is the larger one-sided p, the second's. Margin 1/4: the mean sits on
+    it, p = 1/2."""
+    se, df = (7 / 48) ** 0.5, 147 / 53
+    c = paired_difference(list(D), [np.zeros(4)] * 2, margin=1.0)
+    assert c["p_equiv"] == pytest.approx(st.t.sf(0.75 / se, df))
+    assert c["p_ahead"] == pytest.approx(st.t.sf(0.25 / se, df))
+    assert c["p_ahead"] + c["p_behind"] == pytest.approx(1.0)
+    assert paired_difference(list(D), [np.zeros(4)] * 2, margin=0.25)["p_equiv"] == \
+        pytest.approx(0.5)
+
+
+def test_one_pair_ahead_one_equivalent_one_open_under_holm() -> None:
+    """Best "a" (top on validation) against three methods, 5 seeds:
+    "b": 100 images fewer right on every seed (a ahead by 1 pp, every seed alike);
+    "e": 5 images fewer right on every seed (0.05 pp: far inside ±0.5 pp);
+    "w": +100 images on seeds 0, 2, 4 and −100 on seeds 1, 3 (mean +0.2 pp, seed sd ~1.1
+    pp): neither ahead nor equivalent. The family is 3 pairs × 2 tests = 6 hypotheses:
+    each adjusted p is the Holm adjustment of the 6 raw one-sided p-values."""
+    points = []
+    for seed in range(5):
+        a = wrong_at(seed, 0.97)
+        right = np.flatnonzero(a)
+        b, e, w = a.copy(), a.copy(), a.copy()
+        b[right[:100]] = False
+        e[right[:5]] = False
+        if seed % 2:
+            w[np.flatnonzero(~a)[:100]] = True  # w gets 100 of a's errors right
+        else:
+            w[right[:100]] = False
+        points += [point("a", 8, seed, 0.97, a, val=0.99), point("b", 8, seed, 0.96, b),
+                   point("e", 8, seed, 0.97, e), point("w", 8, seed, 0.97, w)]
+    (v,) = verdicts(points, MARGIN, ALPHA, POWER)
+    cs = v["comparisons"]
+    assert v["best"] == "a" and cs["b"]["diff"] == pytest.approx(0.01)
+    assert cs["w"]["diff"] == pytest.approx(0.002)
+    raw = [cs[m]["p_ahead"] for m in "bew"] + [cs[m]["p_equiv"] for m in "bew"]
+    adjusted = holm(raw)
+    assert [cs[m]["p_ahead_holm"] for m in "bew"] == pytest.approx(adjusted[:3])
+    assert [cs[m]["p_equiv_holm"] for m in "bew"] == pytest.approx(adjusted[3:])
+    assert v["ahead"] == ["b"] and v["equivalent"] == ["e"] and v["open"] == ["w"]
+    assert v["label"] == "partly" and not v["decided"]
+    # Only the open one carries the seeds it would need (from validation): more than 5.
+    assert cs["w"]["seeds_needed"] > 5 and "seeds_needed" not in cs["b"]
+    # The simultaneous interval is wider than the plain 95 % one (6 tests in the family).
+    assert cs["w"]["lo_adj"] < cs["w"]["lo"] and cs["w"]["hi_adj"] > cs["w"]["hi"]
+
+
+def test_seeds_needed_by_hand() -> None:
+    """D's mean squares: seed 1/2, image 5/6, residual 1/6 (test_report), so σa² = (1/2 −
+    1/6)/4 = 1/12, σb² = (5/6 − 1/6)/2 = 1/3, σc² = 1/6. On 4 test images, α 0.05, power
+    0.8 (z 1.6449 + 0.8416 = 2.4865): margin 0.8 needs SE² ≤ (0.8/2.4865)² = 0.10351;
+    the images' share σb²/4 = 0.08333 leaves 0.02018 for (σa² + σc²/4)/n = 0.125/n:
+    n = ⌈6.19⌉ = 7. Margin 0.5: SE² ≤ 0.04043 is below the images' share alone — no
+    number of seeds reaches it."""
+    assert seeds_needed(D, 4, 0.8, 0.05, 0.8) == 7
+    assert seeds_needed(D, 4, 0.5, 0.05, 0.8) is None
+    assert seeds_needed(D, 4, 5.0, 0.05, 0.8) == 2  # at least 2: a variance needs them
+    with pytest.raises(ValueError, match="2 seeds"):
+        seeds_needed(D[:1], 4, 0.8, 0.05, 0.8)
+
+
+def test_area_weights_are_trapezoids_over_log2_compression() -> None:
+    assert auc_weights([2, 4, 8, 16, 32]) == pytest.approx(
+        {2: 1 / 8, 4: 1 / 4, 8: 1 / 4, 16: 1 / 4, 32: 1 / 8})
+    assert auc_weights([2, 8]) == pytest.approx({2: 0.5, 8: 0.5})
+    assert auc_weights([4]) == {4: 1.0}
+
+
+def test_primary_contrast_is_the_paired_area_difference() -> None:
+    """Ratios 2, 4, 8 (weights 1/4, 1/2, 1/4). On every seed, taylor gets 0, 10 and 40
+    images fewer right than magnitude at 2×, 4×, 8×: its area is (0·1/4 + 10·1/2 + 40·1/4)
+    = 15 images lower, −0.15 pp, the same on every seed: behind, not ahead. activation is
+    taylor's exact copy: taylor against it is 0, equivalent."""
+    points = []
+    for seed in range(4):
+        for ratio, fewer in ((2, 0), (4, 10), (8, 40)):
+            mag = wrong_at(seed, 0.97)
+            tay = mag.copy()
+            tay[np.flatnonzero(mag)[100 * seed: 100 * seed + fewer]] = False
+            points += [point("magnitude", ratio, seed, 0.97, mag),
+                       point("taylor", ratio, seed, 0.97, tay),
+                       point("activation", ratio, seed, 0.97, tay)]
+    contrasts = primary(points, ["taylor"], ["magnitude", "activation"], [2, 4, 8], MARGIN,
+                        ALPHA, POWER)
+    vs_mag, vs_act = contrasts
+    assert (vs_mag["method"], vs_mag["other"]) == ("taylor", "magnitude")
+    assert vs_mag["diff"] == pytest.approx(-15 / N) and vs_mag["seeds"] == 4
+    assert vs_mag["answer"] == "behind" and vs_mag["p_ahead_holm"] > 0.5
+    assert vs_act["diff"] == 0 and vs_act["answer"] == "equivalent"
+    text = "\n".join(answer_lines(contrasts, 0.5, ALPHA, POWER))
+    assert "**weight granularity** — behind: taylor vs magnitude; equivalent: taylor vs " \
+        "activation." in text
+    assert "`taylor` vs `magnitude`: -0.15 pp" in text
