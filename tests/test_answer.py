@@ -8,8 +8,8 @@ import pytest
 from scipy import stats as st
 from test_report import ALPHA, MARGIN, POWER, N, point, wrong_at
 
+from prunelab.answer_markdown import answer_lines
 from prunelab.contrasts import auc_weights, primary
-from prunelab.markdown import answer_lines
 from prunelab.stats import holm, paired_difference, seeds_needed
 from prunelab.verdicts import verdicts
 
@@ -112,3 +112,25 @@ def test_primary_contrast_is_the_paired_area_difference() -> None:
     assert "**weight granularity** — behind: taylor vs magnitude; equivalent: taylor vs " \
         "activation." in text
     assert "`taylor` vs `magnitude`: -0.15 pp" in text
+
+
+def test_controls_are_compared_with_the_best_but_never_the_best_nor_labelled() -> None:
+    """dense+ft (ratio 1, top on validation) beside "a" and "b" at 4×: the best is still a
+    method, dense+ft is one of its comparisons, and the label speaks of "b" alone.
+    Each row's drop against dense+ft is the same seed's difference: dense+ft gets 98 %,
+    "a" 97 % on every seed, so 1 pp."""
+    from prunelab.stats import summarize
+
+    points = []
+    for seed in range(3):
+        a = wrong_at(seed, 0.97)
+        points += [point("a", 4, seed, 0.97, a, val=0.975), point("b", 4, seed, 0.97, a),
+                   {**point("dense+ft", 2, seed, 0.98, wrong_at(10 + seed, 0.98), val=0.999),
+                    "ratio": 1.0, "sparsity": 0.0}]
+    (v,) = verdicts(points, MARGIN, ALPHA, POWER)
+    assert v["best"] == "a" and v["ratio"] == 4
+    assert set(v["comparisons"]) == {"b", "dense+ft"}
+    assert v["comparisons"]["dense+ft"]["diff"] == pytest.approx(-0.01)
+    assert v["label"] == "equivalent" and v["equivalent"] == ["b"]
+    row = next(r for r in summarize(points) if r["method"] == "a")
+    assert row["drop_vs_dense_ft"] == pytest.approx(0.01)

@@ -16,7 +16,9 @@ from safetensors.torch import load_file
 
 from prunelab import load_model
 from prunelab.data import load_test
+from prunelab.records import CONTROLS
 from prunelab.training import evaluate
+from prunelab.verdicts import LABELS
 
 from helpers import copy_project, run, small_params
 
@@ -197,7 +199,8 @@ def best_on(rows: list[dict[str, str]], column: str) -> set[str]:
 def test_report_table_is_the_mean_and_sd_of_the_points_and_names_the_best(
     project: Path,
 ) -> None:
-    rows = list(csv.DictReader((project / "reports/summary.csv").open()))
+    every = list(csv.DictReader((project / "reports/summary.csv").open()))
+    rows = [r for r in every if r["method"] not in CONTROLS]  # those: another test's
     assert len(rows) == len(METHODS) * len(GRANULARITIES) * len(RATIOS)
     text = (project / "reports/report.md").read_text()
     for row in rows:
@@ -224,7 +227,12 @@ def test_report_table_is_the_mean_and_sd_of_the_points_and_names_the_best(
         assert (project / f"reports/figures/{png}.png").read_bytes()[:4] == b"\x89PNG"
         assert f"(figures/{png}.png)" in text
     assert "not `mlp`" in text  # the paper check says the tables are for the LeNets
-    assert "Decided cells:" in text and "## Criterion quality against the true damage" in text
+    assert text.index("## The answer") < text.index("## Verdicts after fine-tuning")
+    assert "## Criterion quality against the true damage" in text
+    # Every cell carries one of the four labels.
+    cells = [ln for ln in text.splitlines() if ln.startswith("- **") and "×" in ln]
+    assert len(cells) == 2 * len(GRANULARITIES) * len(RATIOS)  # after and before FT
+    assert all(any(f"— **{label}**" in ln for label in LABELS) for ln in cells)
 
 
 @pytest.mark.slow
@@ -289,13 +297,24 @@ def test_sweep_points_and_the_comparison_are_in_mlflow(project: Path) -> None:
     points = client.search_runs([exp.experiment_id], "tags.stage = 'sweep'",
                                 max_results=1000)
     nested = [r for r in points if "mlflow.parentRunId" in r.data.tags]
+    controls = [r for r in nested if r.data.tags["method"] in CONTROLS]
+    nested = [r for r in nested if r.data.tags["method"] not in CONTROLS]
     assert len(nested) == len(METHODS) * len(GRANULARITIES) * len(RATIOS) * len(SEEDS)
+    # The controls log what they ran: dense+ft fine-tuning's settings, scratch training's
+    # with the fine-tuning epochs added (one dense+ft per seed, one scratch per ratio too).
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert len(controls) == len(SEEDS) * (1 + len(RATIOS))
+    for r in controls:
+        if r.data.tags["method"] == "dense+ft":
+            assert r.data.params["finetune.epochs"] == str(params["finetune"]["epochs"])
+        else:
+            assert r.data.params["train.epochs"] == str(
+                params["train"]["epochs"] + params["finetune"]["epochs"])
     # Same param and metric names as the finetune stage's run of the same method: one
     # compare view for all.
     finetuned = {(r.data.tags["method"], r.data.tags["granularity"]): r for r in
                  client.search_runs([client.get_experiment_by_name("mlp").experiment_id],
                                     "tags.stage = 'finetune'")}
-    params = yaml.safe_load((project / "params.yaml").read_text())
     assert params["sweep"]["neuron_scope"] != params["prune"]["scope"]  # else the check is void
     for r in nested:
         method, granularity = r.data.tags["method"], r.data.tags["granularity"]
@@ -365,3 +384,27 @@ def test_long_stages_say_where_they_are(project: Path) -> None:
         assert said, f"no progress line of {what} in the log"
         assert re.fullmatch(rf"{what}: {total} of {total} {unit}, \d+ (s|min \d+ s) elapsed",
                             said[-1]), said[-1]
+
+
+@pytest.mark.slow
+def test_the_controls_are_swept_and_compared_with_every_cell_s_best(project: Path) -> None:
+    """dense+ft: one point per seed, nothing cut; scratch: per neuron ratio and seed, the
+    cut models' size; in the report, each row's drop against dense+ft, and both in the
+    verdicts' comparison tables."""
+    dense = sweep_points(project, "dense+ft-weight")
+    assert sorted(p["seed"] for p in dense) == SEEDS
+    assert all(p["sparsity"] == 0 and p["compression_ratio"] == 1 for p in dense)
+    scratch = sweep_points(project, "scratch-neuron")
+    cut = {(p["seed"], p["ratio"]): p for p in sweep_points(project, "magnitude-neuron")}
+    assert sorted((p["seed"], p["ratio"]) for p in scratch) == sorted(cut)
+    for p in scratch:
+        assert p["parameters_remaining"] == cut[(p["seed"], p["ratio"])]["parameters_remaining"]
+    rows = list(csv.DictReader((project / "reports/summary.csv").open()))
+    mag = next(r for r in rows if r["method"] == "magnitude" and r["granularity"] == "weight"
+               and float(r["ratio"]) == RATIOS[0])
+    by_seed = {p["seed"]: p["test_accuracy"] for p in dense}
+    ours = [p for p in sweep_points(project, "magnitude-weight") if p["ratio"] == RATIOS[0]]
+    assert float(mag["drop_vs_dense_ft"]) == pytest.approx(
+        statistics.fmean(by_seed[p["seed"]] - p["test_accuracy"] for p in ours))
+    text = (project / "reports/report.md").read_text()
+    assert "| dense+ft |" in text and "| scratch |" in text

@@ -219,8 +219,8 @@ def test_the_ablation_contrasts_the_same_cut_with_and_without_the_update() -> No
     """obs gets 30 more images right than obs-noupdate right after the cut on every seed
     (their own 30, 0.3 pp), and the same images after fine-tuning: the contrast is
     +0.3 pp before (significant after Holm over the 2 cells) and exactly 0 after."""
+    from prunelab.answer_markdown import ablation_lines
     from prunelab.contrasts import contrast
-    from prunelab.markdown import ablation_lines
 
     points = []
     for ratio in (4, 8):

@@ -68,3 +68,29 @@ def test_a_point_with_its_matched_control_keeps_both_predictions(small_splits) -
     assert own.mean() == point["test_accuracy"]
     assert control.mean() == point["test_accuracy_matched_random"]
     assert (own != control).any()  # another model, not the same one twice
+
+
+def test_the_controls_are_the_baseline_fine_tuned_and_the_pruned_widths_from_scratch(
+        trained_mlp, small_splits) -> None:
+    """dense+ft is the baseline fine-tuned with the sweep's own settings and seed (the
+    same model `controls.dense_finetuned` gives, nothing cut); scratch has the widths a
+    4× neuron cut gives, and a fresh initialisation (it is not the cut model)."""
+    from prunelab.controls import dense_finetuned
+    from prunelab.pruning import prune_model
+    from prunelab.sweep import control_point, point_settings
+    from prunelab.training import evaluate
+
+    train, val, test = small_splits
+    splits = {"train": train, "val": val, "test": test}
+    ft, training = shipped_fit(epochs=1), shipped_fit(epochs=1, lr=0.05)
+    s = shipped_prune("random", "neuron")
+    dense = control_point("dense+ft", trained_mlp, 0.9, splits, s, ft, training, 1.0, 3)
+    by_hand = dense_finetuned(trained_mlp, train, val, ft, 3)
+    assert dense["test_accuracy"] == evaluate(by_hand, test).accuracy
+    assert dense["sparsity"] == 0 and dense["compression_ratio"] == 1.0
+    assert dense["granularity"] == "weight" and dense["test_images"] == len(test)
+    scratch = control_point("scratch", trained_mlp, 0.9, splits, s, ft, training, 4.0, 3)
+    cut = prune_model(trained_mlp, train, val, point_settings(s, 4.0, 3), ft, 3).model
+    assert scratch["parameters_remaining"] == sum(p.numel() for p in cut.parameters())
+    assert scratch["sparsity"] == 0.75 and scratch["granularity"] == "neuron"
+    assert scratch["test_accuracy_drop"] == 0.9 - scratch["test_accuracy"]

@@ -125,6 +125,7 @@ class SweepConfig(_Strict):
     seeds: Annotated[list[int], Field(min_length=1)]
     neuron_scope: Literal["layer", "global"]
     matched_random: bool
+    controls: bool  # dense+ft and scratch (`prunelab.controls`)
 
     @model_validator(mode="after")
     def _unique(self) -> SweepConfig:
@@ -136,8 +137,6 @@ class SweepConfig(_Strict):
 
 
 class OracleConfig(_Strict):
-    """The criterion-quality check (`prunelab oracle`)."""
-
     examples: Annotated[int, Field(ge=10)]  # held-out (validation) images the loss is on
     weights_per_layer: Annotated[int, Field(ge=10)]  # single weights sampled per layer
 

@@ -18,7 +18,8 @@ from prunelab.data import Split
 from prunelab.masks import prunable_names
 from prunelab.models import ModelSpec, Net, baked, build_model, weighted_layers
 from prunelab.pruning import PruneSettings
-from prunelab.training import evaluate
+from prunelab.records import pack_correct
+from prunelab.training import correct, evaluate
 
 
 def _layer_flops(model: Net) -> dict[str, int]:
@@ -69,6 +70,14 @@ def accuracies(model: Net, splits: dict[str, Split], batch_size: int,
     """{"val_accuracy<suffix>": ..., "test_accuracy<suffix>": ...} for the splits given."""
     return {f"{name}_accuracy{suffix}": evaluate(model, split, batch_size).accuracy
             for name, split in splits.items()}
+
+
+def which_right(model: Net, splits: dict[str, Split], batch_size: int,
+                suffix: str = "") -> dict[str, str]:
+    """Which test and validation images `model` gets right (`val_correct<suffix>`, ...),
+    so that the report's paired tests, and the power of a design, need no rerun."""
+    return {f"{split}_correct{suffix}": pack_correct(
+        correct(model, splits[split], batch_size).cpu().numpy()) for split in ("test", "val")}
 
 
 def point_record(model: Net, baseline_spec: ModelSpec, s: PruneSettings,

@@ -18,6 +18,7 @@ from typing import Any, TypedDict, cast
 import numpy as np
 from typing_extensions import TypeIs  # in typing from Python 3.13
 
+from prunelab.config import Config
 from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json, write_json
 
@@ -54,6 +55,11 @@ def read_choice(path: Path) -> SearchChoice:
             f"{path} is not a search choice of this version (missing {sorted(names - set(data))}, "
             f"unknown {sorted(set(data) - names)}): run `dvc repro search` to write it again")
     return SearchChoice(**data)
+
+
+# The controls' methods (`prunelab.controls`): points of the sweep, never a criterion.
+DENSE_FT, SCRATCH = "dense+ft", "scratch"
+CONTROLS = (DENSE_FT, SCRATCH)
 
 
 class PointKey(TypedDict):
@@ -116,6 +122,20 @@ class SweepPoint(PointKey, MatchedRandom, BeforeFinetuning):
 
 
 Point = SweepPoint | InfeasiblePoint
+
+
+def sweep_series(cfg: Config) -> list[tuple[str, str, list[float]]]:
+    """(method, granularity, ratios) of every series the sweep computes, one file of points
+    each: each method at each granularity, then the controls (`sweep.controls`): dense+ft
+    once per seed (filed as weight, ratio 1), scratch at every neuron ratio."""
+    out: list[tuple[str, str, list[float]]] = [
+        (m, g, list(cfg.sweep.ratios)) for g in cfg.prune.granularities
+        for m in cfg.prune.methods]
+    if cfg.sweep.controls:
+        out.append((DENSE_FT, "weight", [1.0]))
+        if "neuron" in cfg.prune.granularities:
+            out.append((SCRATCH, "neuron", list(cfg.sweep.ratios)))
+    return out
 
 
 def _keys(kind: type[Any]) -> tuple[set[str], set[str]]:

@@ -35,6 +35,7 @@ import numpy as np
 from scipy import stats as st
 
 from prunelab.records import (
+    DENSE_FT,
     InfeasiblePoint,
     Point,
     SearchChoice,
@@ -58,8 +59,11 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
 def summarize(points: Iterable[Point]) -> list[dict[str, Any]]:
     """One row per (method, granularity, ratio): mean and sample sd over the seeds whose
     point was feasible (`infeasible` counts the others); the matched random control's
-    accuracies where the points have them."""
+    accuracies where the points have them; the drop against dense+ft (the same seed's
+    baseline fine-tuned alike) where the sweep ran the controls."""
     groups: dict[tuple[str, str, float], list[Point]] = {}
+    points = list(points)
+    dense = {p["seed"]: p["test_accuracy"] for p in feasible(points) if p["method"] == DENSE_FT}
     for p in points:
         groups.setdefault((p["method"], p["granularity"], p["ratio"]), []).append(p)
     rows = []
@@ -72,6 +76,9 @@ def summarize(points: Iterable[Point]) -> list[dict[str, Any]]:
         for k in MEASURED + MATCHED:
             if all(k in p for p in ps):
                 row[k], row[f"{k}_sd"] = mean_sd([float(p[k]) for p in ps])
+        if ps and all(p["seed"] in dense for p in ps):  # the drop against dense+ft, paired
+            row["drop_vs_dense_ft"], row["drop_vs_dense_ft_sd"] = mean_sd(
+                [dense[p["seed"]] - float(p["test_accuracy"]) for p in ps])
         rows.append(row)
     return rows
 

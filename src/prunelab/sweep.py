@@ -29,15 +29,16 @@ import optuna
 
 from prunelab import studies
 from prunelab.config import Config, Granularity, Method
+from prunelab.controls import CONTROLS, DENSE_FT, dense_finetuned, from_scratch
 from prunelab.data import Split
 from prunelab.errors import PrunelabError
 from prunelab.granularity import GRANULARITIES, Pruned
-from prunelab.masks import PruningError
-from prunelab.metrics import accuracies, point_record
+from prunelab.masks import PruningError, prunable_names
+from prunelab.metrics import accuracies, point_record, pruning_metrics, which_right
 from prunelab.models import Net
-from prunelab.pruning import PruneSettings, finetune, prune_and_finetune
-from prunelab.records import Point, as_point, is_feasible, pack_correct
-from prunelab.training import EpochResult, FitSettings, correct
+from prunelab.pruning import PruneSettings, finetune, prune_and_finetune, prune_model
+from prunelab.records import Point, as_point, is_feasible, sweep_series
+from prunelab.training import EpochResult, FitSettings
 
 
 def ratio_sparsity(ratio: float) -> float:
@@ -97,12 +98,30 @@ def sweep_point(
     return as_point(point, where)
 
 
-def which_right(model: Net, splits: dict[str, Split], batch_size: int,
-                suffix: str = "") -> dict[str, str]:
-    """Which test and validation images `model` gets right (`val_correct<suffix>`, ...),
-    so that the report's paired tests, and the power of a design, need no rerun."""
-    return {f"{split}_correct{suffix}": pack_correct(
-        correct(model, splits[split], batch_size).cpu().numpy()) for split in ("test", "val")}
+def control_point(method: str, base: Net, base_test_accuracy: float,
+                  splits: dict[str, Split], s: PruneSettings, ft: FitSettings,
+                  training: FitSettings, ratio: float, seed: int) -> Point:
+    """A control's point (`prunelab.controls`), measured like `sweep_point`'s: `dense+ft`
+    (ratio 1, filed under weight granularity), or `scratch` with the widths that cutting
+    `ratio` of the hidden units gives (`s`: random at neuron granularity, whose widths
+    every method shares under `sweep.neuron_scope: layer`)."""
+    train, val = splits["train"], splits["val"]
+    if method == DENSE_FT:
+        model, target, granularity = dense_finetuned(base, train, val, ft, seed), 0.0, "weight"
+    else:
+        s = point_settings(s, ratio, seed)
+        spec = prune_model(base, train, val, s, ft, seed).model.spec
+        model = from_scratch(spec, train, val, training, ft, seed)
+        target, granularity = s.sparsity or 0.0, "neuron"
+    bs = ft.eval_batch_size
+    point = {"method": method, "granularity": granularity, "ratio": ratio, "seed": seed,
+             "target_sparsity": target, "threshold": None,
+             **pruning_metrics(model, base.spec, prunable_names(base, s.prune_output_layer)),
+             **accuracies(model, {"val": val, "test": splits["test"]}, bs),
+             "baseline_test_accuracy": base_test_accuracy, "test_images": len(splits["test"]),
+             "val_images": len(val), **which_right(model, splits, bs)}
+    point["test_accuracy_drop"] = base_test_accuracy - point["test_accuracy"]
+    return as_point(point, f"sweep control {method} ratio {ratio:g} seed {seed}")
 
 
 Queued = tuple[str, dict[str, Any], dict[str, Any]]  # (key, params, user attrs)
@@ -126,8 +145,8 @@ def points(cfg: Config, baselines: dict[int, Path]) -> list[Queued]:
     digest = {s: hashlib.sha1(m.read_bytes()).hexdigest()[:8] for s, m in baselines.items()}
     return [(f"{m}-{g}-r{r:g}-s{s}-{digest[s]}",
              {"method": m, "granularity": g, "ratio": r, "seed": s}, {})
-            for g in cfg.prune.granularities for m in cfg.prune.methods
-            for s in cfg.sweep.seeds for r in cfg.sweep.ratios]
+            for m, g, ratios in sweep_series(cfg) for s in cfg.sweep.seeds for r in ratios]
+
 
 
 def open_study(cfg: Config, storage: optuna.storages.BaseStorage,
@@ -152,6 +171,7 @@ class PointObjective:
 
     prune: dict[tuple[str, str], PruneSettings]  # (method, granularity) -> before ratio, seed
     finetune: FitSettings
+    training: FitSettings  # the baseline's, for the `scratch` control
     matched_random: bool  # add the random control with each point's allocation
     keys: set[str]  # the points this worker's baselines can compute
     # Splits and (baseline, its test accuracy) per seed, loaded on the first point only.
@@ -161,7 +181,7 @@ class PointObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         # Fixed by the queue; the distributions only declare them (for optuna-dashboard).
-        method = str(trial.suggest_categorical("method", list(get_args(Method))))
+        method = str(trial.suggest_categorical("method", [*get_args(Method), *CONTROLS]))
         granularity = str(trial.suggest_categorical("granularity", list(get_args(Granularity))))
         ratio = trial.suggest_float("ratio", 1.0, 1e9, log=True)
         seed = trial.suggest_int("seed", -(2**31), 2**31 - 1)
@@ -171,6 +191,10 @@ class PointObjective:
         if self._data is None:
             self._data = self.load()
         splits, bases = self._data
+        if method in CONTROLS:
+            point = control_point(method, *bases[seed], splits, self.prune[("random", "neuron")],
+                                  self.finetune, self.training, ratio, seed)
+            return self._done(trial, point)
         s = self.prune[(method, granularity)]
         # Only where a criterion allocates across layers: else the control is `random`.
         matched = (self.matched_random and method != "random"
@@ -178,6 +202,9 @@ class PointObjective:
         with warnings.catch_warnings():  # "cuts nothing" cannot happen for r > 1
             warnings.simplefilter("ignore")
             point = sweep_point(*bases[seed], splits, s, self.finetune, ratio, seed, matched)
+        return self._done(trial, point)
+
+    def _done(self, trial: optuna.Trial, point: Point) -> float:
         trial.set_user_attr("point", point)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         self.last = point

@@ -13,9 +13,11 @@ cell's label is
 - **open**: neither ahead of nor equivalent to any.
 
 An open comparison carries the seeds it would need for `power` at the margin, from the
-same comparison on validation images (`stats.seeds_needed`). The random control with the
-best method's own allocation (`random-matched`) is compared too, in the family, but is
-not one of the methods a label speaks of.
+same comparison on validation images (`stats.seeds_needed`). The controls are compared
+with the best too, in the family, but are not methods a label speaks of: random pruning
+with the best method's own allocation (`random-matched`), and after fine-tuning the
+baseline fine-tuned alike (`dense+ft`, every cell) and the pruned widths trained from
+scratch (`scratch`, neuron cells) of `prunelab.controls`.
 """
 
 from __future__ import annotations
@@ -26,10 +28,19 @@ from typing import Any
 
 import numpy as np
 
-from prunelab.records import Point, SweepPoint, feasible, unpack_correct
+from prunelab.records import (
+    CONTROLS,
+    DENSE_FT,
+    SCRATCH,
+    Point,
+    SweepPoint,
+    feasible,
+    unpack_correct,
+)
 from prunelab.stats import holm, paired_difference, seeds_needed, simultaneous
 
 RANDOM_MATCHED = "random-matched"  # label of a method's own matched random control
+NOT_LABELLED = (RANDOM_MATCHED, *CONTROLS)  # compared with the best, not in its label
 LABELS = ("decided", "equivalent", "partly", "open")
 
 
@@ -46,14 +57,19 @@ def verdicts(points: Iterable[Point], margin: float, alpha: float, power: float,
     models before fine-tuning (one-shot accuracy, where OBS's claim lies), a family of its
     own per granularity, as it answers another question."""
     cells: dict[tuple[str, float], dict[str, dict[int, SweepPoint]]] = {}
+    controls: dict[tuple[str, float | None], dict[int, SweepPoint]] = {}
     for p in feasible(points):
-        if f"test_correct{stage}" not in p:  # no model before fine-tuning (gmp, movement)
-            continue
-        cells.setdefault((p["granularity"], p["ratio"]), {}).setdefault(
-            p["method"], {})[p["seed"]] = p
+        if p["method"] in CONTROLS:  # compared with, never the best nor labelled
+            where = None if p["method"] == DENSE_FT else p["ratio"]
+            controls.setdefault((p["method"], where), {})[p["seed"]] = p
+        elif f"test_correct{stage}" in p:  # not before fine-tuning for gmp, movement
+            cells.setdefault((p["granularity"], p["ratio"]), {}).setdefault(
+                p["method"], {})[p["seed"]] = p
     out: list[dict[str, Any]] = []
     for granularity in sorted({g for g, _ in cells}, key=lambda g: g != "weight"):
-        mine = [_cell(g, ratio, methods, stage, margin)
+        mine = [_cell(g, ratio, methods, stage, margin, {
+                    c: controls[(c, where)] for c, where in ((DENSE_FT, None), (SCRATCH, ratio))
+                    if (c, where) in controls and (c == DENSE_FT or g == "neuron")})
                 for (g, ratio), methods in sorted(cells.items()) if g == granularity]
         family = [c for v in mine for c in v["comparisons"].values()]
         tests = 2 * len(family)  # ahead and equivalent, per comparison
@@ -72,7 +88,7 @@ def _label(v: dict[str, Any], alpha: float, power: float, margin: float,
     for c in v["comparisons"].values():
         c["ahead"] = bool(c["diff"] > 0 and c["p_ahead_holm"] < alpha)
         c["equivalent"] = bool(not c["ahead"] and c["p_equiv_holm"] < alpha)
-    others = {m: c for m, c in v["comparisons"].items() if m != RANDOM_MATCHED}
+    others = {m: c for m, c in v["comparisons"].items() if m not in NOT_LABELLED}
     v["ahead"] = [m for m, c in others.items() if c["ahead"]]
     v["equivalent"] = [m for m, c in others.items() if c["equivalent"]]
     v["open"] = [m for m in others if m not in v["ahead"] + v["equivalent"]]
@@ -91,7 +107,8 @@ def _label(v: dict[str, Any], alpha: float, power: float, margin: float,
 
 
 def _cell(granularity: str, ratio: float, methods: dict[str, dict[int, SweepPoint]],
-          stage: str, margin: float) -> dict[str, Any]:
+          stage: str, margin: float, controls: dict[str, dict[int, SweepPoint]]
+          ) -> dict[str, Any]:
     def mean_of(m: str, key: str) -> float:
         return statistics.fmean(float(p[key]) for p in methods[m].values())  # type: ignore[literal-required]
 
@@ -108,13 +125,20 @@ def _cell(granularity: str, ratio: float, methods: dict[str, dict[int, SweepPoin
     pairs = {o: (methods[best], methods[o], "") for o in sorted(methods) if o != best}
     if not stage and all("test_correct_matched_random" in p for p in methods[best].values()):
         pairs[RANDOM_MATCHED] = (methods[best], methods[best], "_matched_random")
+    # The controls after fine-tuning (each is a fine-tuned or fully trained model; before
+    # fine-tuning, dense+ft would be the baseline itself and scratch has no "before").
+    if not stage:
+        pairs |= {c: (methods[best], ps, "@") for c, ps in controls.items()}
     for other, (mine, theirs, suffix) in pairs.items():
         seeds = sorted(set(mine) & set(theirs))
+        theirs_at = "" if suffix == "@" else suffix or stage  # "@": a control, after FT
+        if not seeds:
+            continue
         c = paired_difference([correct(mine[s], f"test_correct{stage}") for s in seeds],
-                              [correct(theirs[s], f"test_correct{suffix or stage}")
+                              [correct(theirs[s], f"test_correct{theirs_at}")
                                for s in seeds], margin)
         c["test_images"] = int(mine[seeds[0]]["test_images"])
-        val_key, other_val = f"val_correct{stage}", f"val_correct{suffix or stage}"
+        val_key, other_val = f"val_correct{stage}", f"val_correct{theirs_at}"
         if len(seeds) > 1 and all(val_key in mine[s] and other_val in theirs[s] for s in seeds):
             c["val_table"] = np.array([correct(mine[s], val_key).astype(float)
                                        - correct(theirs[s], other_val) for s in seeds])

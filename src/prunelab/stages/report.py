@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from prunelab import markdown, papers, report, tracking
+from prunelab.answer_markdown import answer_lines
 from prunelab.config import Config
 from prunelab.contrasts import ABLATIONS, contrast, primary
 from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json, write_bytes, write_json
-from prunelab.records import feasible, read_choice, read_points
+from prunelab.records import feasible, read_choice, read_points, sweep_series
 from prunelab.stats import headline, infeasible, mean_sd, summarize
 from prunelab.verdicts import LABELS, verdicts
 
@@ -27,7 +28,9 @@ def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
     """Every input, checked before any work and read once: per series, the sweep points and
     the search, prune and finetune records (keyed like `dirs`), and the oracle's table."""
     series = [f"{m}-{g}" for m in cfg.prune.methods for g in cfg.prune.granularities]
-    missing = [str(d / f"{s}.json") for d in dirs.values() for s in series
+    swept = [f"{m}-{g}" for m, g, _ in sweep_series(cfg)]  # the methods', the controls'
+    missing = [str(d / f"{s}.json") for name, d in dirs.items()
+               for s in (swept if name == "sweep" else series)
                if not (d / f"{s}.json").is_file()] + ([] if oracle.is_file() else [str(oracle)])
     if missing:
         raise PrunelabError(f"missing input(s) {missing}; run `dvc repro` (the search, prune, "
@@ -35,7 +38,7 @@ def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
     read: dict[str, Any] = {name: {s: read_json(d / f"{s}.json") for s in series}
                             for name, d in dirs.items() if name not in ("search", "sweep")}
     read["search"] = {s: read_choice(dirs["search"] / f"{s}.json") for s in series}
-    read["points"] = [p for s in series for p in read_points(dirs["sweep"] / f"{s}.json")]
+    read["points"] = [p for s in swept for p in read_points(dirs["sweep"] / f"{s}.json")]
     read["oracle"] = read_json(oracle)
     return read
 
@@ -122,7 +125,7 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
                       contrast(points, m, o, margin)) for m, o in ABLATIONS]
         text = markdown.report(
             cfg.model, rows,
-            markdown.answer_lines(answers, rc.equivalence_margin_pp, rc.alpha, rc.power),
+            answer_lines(answers, rc.equivalence_margin_pp, rc.alpha, rc.power),
             verdict, verdicts(points, margin, rc.alpha, rc.power, stage="_before"),
             paper_text, baseline, cfg.sweep.seeds, FIGURES, settings,
             rc.equivalence_margin_pp, rc.alpha, ablations)

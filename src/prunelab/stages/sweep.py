@@ -8,6 +8,7 @@ names. A rerun finds finished points in the study.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -16,13 +17,15 @@ import optuna
 from prunelab import studies, sweep, tracking
 from prunelab.artifacts import baseline_files
 from prunelab.config import Config, load_config
+from prunelab.controls import CONTROLS, DENSE_FT
 from prunelab.data import Split
 from prunelab.fileio import atomic_dir, read_json
 from prunelab.models import Net, load_model, resolve_device
 from prunelab.progress import progress
 from prunelab.prune_params import sweep_prune_settings
-from prunelab.records import Point, as_point, is_feasible, write_points
-from prunelab.settings import finetune_settings, test_split, train_val_splits
+from prunelab.records import Point, as_point, is_feasible, sweep_series, write_points
+from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
+from prunelab.training import FitSettings
 from prunelab.workers import worker_pool
 
 
@@ -44,11 +47,12 @@ class _Worker:
         files = baseline_files(baselines, cfg.sweep.seeds)
         self.storage = studies.open_storage(cfg)
         self.study = sweep.open_study(cfg, self.storage, create)
-        grans = cfg.prune.granularities
+        # Every series' settings, and random-neuron's: the scratch control's widths.
+        pairs = {(m, g) for m, g, _ in sweep_series(cfg) if m not in CONTROLS}
         self.objective = sweep.PointObjective(
             prune={(m, g): sweep_prune_settings(cfg, m, g)
-                   for m in cfg.prune.methods for g in grans},
-            finetune=finetune_settings(cfg),
+                   for m, g in pairs | {("random", "neuron")}},
+            finetune=finetune_settings(cfg), training=train_settings(cfg),
             matched_random=cfg.sweep.matched_random,
             keys={k for k, _, _ in sweep.points(cfg, {s: m for s, (m, _) in files.items()})},
             load=partial(_load, cfg, files))
@@ -91,13 +95,12 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
     by_key = {k: as_point(done[k].user_attrs["point"], f"sweep point {k}") for k, _, _ in points}
     for point in by_key.values():  # computed elsewhere, or by an earlier run
         log.add(point)
-    with atomic_dir(out_dir) as tmp:  # every method's points, or the previous ones
-        for m in cfg.prune.methods:
-            for g in cfg.prune.granularities:
-                mine = sorted((p for p in by_key.values()
-                               if p["method"] == m and p["granularity"] == g),
-                              key=lambda p: (p["seed"], p["ratio"]))
-                write_points(tmp / f"{m}-{g}.json", m, g, mine)
+    with atomic_dir(out_dir) as tmp:  # every series' points, or the previous ones
+        for m, g, _ in sweep_series(cfg):
+            mine = sorted((p for p in by_key.values()
+                           if p["method"] == m and p["granularity"] == g),
+                          key=lambda p: (p["seed"], p["ratio"]))
+            write_points(tmp / f"{m}-{g}.json", m, g, mine)
 
 
 def _help(w: _Worker, params: Path, baselines: Path, workers: int, threads: int) -> None:
@@ -118,6 +121,8 @@ class _PointLog:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.finetune = finetune_settings(cfg)
+        t = train_settings(cfg)  # what `controls.from_scratch` runs
+        self.scratch = replace(t, epochs=t.epochs + self.finetune.epochs)
         self.logged: set[tuple[str, str, float, int]] = set()
         self.parents: dict[tuple[str, str], str] = {}
 
@@ -138,11 +143,24 @@ class _PointLog:
         if not is_feasible(point):
             print(f"{m}-{g} seed {s} ratio {r:g}: infeasible: {point['infeasible']}", flush=True)
             return
-        # The settings the point ran with (`sweep_point` builds them the same way).
-        ran = sweep.point_settings(sweep_prune_settings(self.cfg, m, g), r, s)
-        params = {**tracking.run_params(ran, self.finetune, s), "ratio": r}
+        # The settings the point ran with (`sweep_point` builds them the same way); a
+        # control ran no pruning settings: its fine-tuning's (and training's) and its seed.
+        if m in CONTROLS:
+            params = {"control": m, "seed": s, "ratio": r, **_ran(
+                self.finetune if m == DENSE_FT else self.scratch, m)}
+        else:
+            ran = sweep.point_settings(sweep_prune_settings(self.cfg, m, g), r, s)
+            params = {**tracking.run_params(ran, self.finetune, s), "ratio": r}
         tags = {"stage": "sweep", "method": m, "granularity": g}
         # Its numbers go to MLflow; the log says where the sweep is (`progress`).
         tracking.log_child_run(self.parent(m, g), f"{m}-{g}-r{r:g}-s{s}", tags, params,
                                {k: v for k, v in point.items()
                                 if k not in {"ratio", "seed", "target_sparsity"}})
+
+
+def _ran(fit: FitSettings, control: str) -> dict[str, object]:
+    """A control's training run as MLflow params: fine-tuning's for dense+ft, the
+    baseline's (with the added epochs) for scratch."""
+    prefix = "finetune" if control == DENSE_FT else "train"
+    return {f"{prefix}.{k}": getattr(fit, k)
+            for k in ("lr", "epochs", "lr_schedule", "weight_decay", "penalty")}

@@ -1,0 +1,149 @@
+"""The Markdown of the answer and the verdicts: the primary contrasts that open
+reports/report.md, each cell's label with its comparisons (after and before fine-tuning),
+and the ablation tables. Numbers in, text out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prunelab.verdicts import LABELS, RANDOM_MATCHED
+
+
+def cell_label(v: dict[str, Any]) -> str:
+    return (f"{v['granularity']}, {v['ratio']:g}× (realised {v['compression']:.1f}× of all "
+            f"parameters, methods within {100 * v['compression_spread']:.1f} %)")
+
+
+ANSWERS = ("ahead", "behind", "equivalent", "open")  # of a primary contrast
+SETS = {"ahead": "ahead of", "equivalent": "equivalent to", "open": "open against"}
+
+
+def answer_lines(primary: list[dict[str, Any]], margin_pp: float, alpha: float,
+                 power: float) -> list[str]:
+    """The report's opening: the study's question answered by the primary contrasts."""
+    lines = ["## The answer", "",
+             "Does the gradient tell what matters better than weight magnitude or neuron "
+             "activity? Each gradient-based criterion against each reference, on the area "
+             "under its test-accuracy curve over log₂ compression (the whole sweep, one "
+             "number per seed, in pp of accuracy); pre-registered in params.yaml "
+             "(`report`), one-sided (the criterion ahead), Holm within a granularity at "
+             f"α = {alpha:g}; beside it the reverse direction and equivalence within "
+             f"±{margin_pp:g} pp (TOST), Holm in a family of their own. Intervals are "
+             "simultaneous (Bonferroni) over the granularity's contrasts; the seeds are "
+             f"those {100 * power:.0f} % power at the margin would need, estimated on "
+             "validation images.", ""]
+    for granularity in dict.fromkeys(c["granularity"] for c in primary):
+        mine = [c for c in primary if c["granularity"] == granularity]
+        groups = {a: [f"{c['method']} vs {c['other']}" for c in mine if c["answer"] == a]
+                  for a in ANSWERS}
+        summary = "; ".join(f"{a}: {', '.join(g)}" for a, g in groups.items() if g)
+        lines.append(f"**{granularity} granularity** — {summary}.")
+        lines.append("")
+        for c in mine:
+            need = c.get("seeds_needed")
+            lines.append(
+                f"- `{c['method']}` vs `{c['other']}`: {100 * c['diff']:+.2f} pp "
+                f"[{100 * c['lo_adj']:+.2f}, {100 * c['hi_adj']:+.2f}] over {c['seeds']} "
+                f"seeds; ahead p = {c['p_ahead_holm']:.3g}, behind p = "
+                f"{c['p_behind_holm']:.3g}, equivalent p = {c['p_equiv_holm']:.3g} (Holm) — "
+                f"**{c['answer']}**; power needs "
+                + ("more test images than seeds can make up" if need is None
+                   else f"{need} seeds") + ".")
+        lines.append("")
+    return lines
+
+
+def verdict_lines(verdicts: list[dict[str, Any]], margin_pp: float, alpha: float) -> list[str]:
+    counts = {label: sum(v["label"] == label for v in verdicts) for label in LABELS}
+    lines = [
+        "## Verdicts after fine-tuning", "",
+        "Per cell, the best method by mean validation accuracy after fine-tuning (shown with "
+        "its test accuracy), compared on test with every other method on the same seeds and "
+        "images: the difference with a 95 % t-interval and a simultaneous one (Bonferroni "
+        "over the granularity's tests) whose standard error counts the spread over seeds, "
+        "the test set's sampling noise and their interaction once each (crossed random "
+        "effects, Satterthwaite df). Two tests per pair, one Holm family per granularity "
+        f"(α = {alpha:g}): is the best ahead (one-sided), is it equivalent within "
+        f"±{margin_pp:g} pp (TOST). A cell is **decided** (ahead of every other), "
+        "**equivalent** (within the margin of every other), **partly** (some of each, or "
+        "open against the rest) or **open**; an open comparison names the seeds it would "
+        "need (estimated on validation). `random-matched` is random pruning with the best "
+        "method's own per-layer sparsity.", "",
+        f"Cells: {_counts(counts)} of {len(verdicts)}.", ""]
+    return lines + _verdict_bullets(verdicts) + _comparison_table(verdicts)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"**{n}** {label}" for label, n in counts.items())
+
+
+def before_finetuning_lines(verdicts: list[dict[str, Any]]) -> list[str]:
+    """The same verdicts on the pruned models before fine-tuning: one-shot accuracy, where
+    a surgeon's update (OBS) should show, as fine-tuning can make up for a poor cut."""
+    counts = {label: sum(v["label"] == label for v in verdicts) for label in LABELS}
+    return ["", "## Verdicts before fine-tuning", "",
+            "As above, on the same models right after the cut (best chosen on validation "
+            "accuracy before fine-tuning; its own Holm family per granularity). Cells: "
+            f"{_counts(counts)} of {len(verdicts)}.", ""
+            ] + _verdict_bullets(verdicts) + _comparison_table(verdicts)
+
+
+def _verdict_bullets(verdicts: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for v in verdicts:
+        text = (f"- **{cell_label(v)}**: {v['best']} ({100 * v['best_mean']:.2f} %) — "
+                f"**{v['label']}**")
+        if v["label"] == "partly":
+            text += "".join(f"; {name} {', '.join(v[key])}" for key, name in SETS.items()
+                            if v[key])
+        for control in ("random", RANDOM_MATCHED):
+            c = v["comparisons"].get(control)
+            if c is not None:
+                diff = f"{100 * c['diff']:+.2f} pp"
+                text += (f"; above {control} by {diff}" if c["ahead"]
+                         else f"; not shown above {control} ({diff})")
+        lines.append(text + ".")
+    return lines
+
+
+def _comparison_table(verdicts: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "| cell | best | compared with | difference (pp) [95 % CI] | simultaneous "
+             "CI | p ahead (Holm) | p equivalent (Holm) | seeds for power |",
+             "|---|---|---|---|---|---|---|---|"]
+    for v in verdicts:
+        for other, c in v["comparisons"].items():
+            need = c.get("seeds_needed", "")
+            lines.append(f"| {v['granularity']} {v['ratio']:g}× | {v['best']} | {other} | "
+                         f"{_interval(c)} | [{100 * c['lo_adj']:+.2f}, "
+                         f"{100 * c['hi_adj']:+.2f}] | {c['p_ahead_holm']:.3g} | "
+                         f"{c['p_equiv_holm']:.3g} | "
+                         + ("—" if other not in v["open"] else
+                            "test images, not seeds" if need is None else str(need)) + " |")
+    return lines
+
+
+def ablation_lines(contrasts: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]
+                   ) -> list[str]:
+    """Each ablation's (right after the cut, after fine-tuning) contrasts as one table."""
+    lines: list[str] = []
+    for before, after in contrasts:
+        if not after:
+            continue
+        method, other = after[0]["method"], after[0]["other"]
+        lines += ["", f"## Ablation: `{method}` against `{other}`", "",
+                  f"The same cut with and without what `{method}` adds to it, paired on seeds "
+                  "and test images (as the verdicts); p Holm-adjusted over the cells of each "
+                  "column. Positive: the addition helps.", "",
+                  "| cell | right after the cut (pp) [95 % CI] | p (Holm) "
+                  "| after fine-tuning (pp) [95 % CI] | p (Holm) |", "|---|---|---|---|---|"]
+        right_after = {(c["granularity"], c["ratio"]): c for c in before}
+        for c in after:
+            b = right_after.get((c["granularity"], c["ratio"]))
+            lines.append(f"| {c['granularity']} {c['ratio']:g}× | "
+                         + (f"{_interval(b)} | {b['p_holm']:.3g}" if b else "— | —")
+                         + f" | {_interval(c)} | {c['p_holm']:.3g} |")
+    return lines
+
+
+def _interval(c: dict[str, Any]) -> str:
+    return f"{100 * c['diff']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}]"
