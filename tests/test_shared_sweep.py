@@ -92,7 +92,9 @@ def test_two_worker_commands_and_the_collector_compute_each_point_once(
         study = sweep_study(project, pg_url)
         computed = [t for t in study.trials if "point" in t.user_attrs]
         keys = [t.user_attrs["queued"] for t in computed]
-        assert len(keys) == len(set(keys)) == 2 * 2 * 2 * 2  # methods x gran x ratio x seed
+        # methods x granularities x ratios x seeds, and the controls: per seed dense+ft
+        # once and scratch at each ratio (computed by the same workers).
+        assert len(keys) == len(set(keys)) == 2 * 2 * 2 * 2 + 2 * (1 + 2)
         assert all(t.state == TrialState.COMPLETE for t in computed)
         assert len({t.user_attrs["worker"] for t in computed}) == 3  # everyone did work
     finally:
@@ -103,7 +105,7 @@ def test_two_worker_commands_and_the_collector_compute_each_point_once(
     # One process alone, on the default journal file: the same points, bit for bit.
     run(COLLECT, project)
     assert outputs(project) == shared
-    assert len(shared) == 4 and all(len(f["points"]) == 4 for f in shared.values())
+    assert sorted(len(f["points"]) for f in shared.values()) == [2, 4, 4, 4, 4, 4]
 
 
 def test_a_worker_with_other_baselines_is_refused_before_computing(
@@ -137,6 +139,6 @@ def test_a_worker_with_other_baselines_is_refused_before_computing(
             seed1.write_bytes(kept)
         assert proc.returncode == 1 and "copy models/seeds" in proc.stderr, proc.stderr
         waiting = study.get_trials(states=(TrialState.WAITING,))
-        assert len(waiting) == len(study.trials) == 16  # none taken
+        assert len(waiting) == len(study.trials) == 16 + 6  # none taken (6: controls)
     finally:
         optuna.delete_study(study_name=study.study_name, storage=pg_url)
