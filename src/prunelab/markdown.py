@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prunelab.answer_markdown import ablation_lines, before_finetuning_lines, verdict_lines
-from prunelab.records import InfeasiblePoint
+from prunelab.records import CONTROLS, InfeasiblePoint
 
 
 def oracle_table(quality: dict[str, Any]) -> list[str]:
@@ -125,7 +125,8 @@ def report(model: str, rows: list[dict[str, Any]], answer: list[str],
             f"{r['compression_ratio']:.1f}× | {100 * r['sparsity']:.1f} % | "
             f"{r['effective_flops'] / 1e6:.3f} | "
             + (_pct(r["test_accuracy_before"], r["test_accuracy_before_sd"], r["seeds"])
-               if "test_accuracy_before" in r else "— (cut while fine-tuning)") + " | "
+               if "test_accuracy_before" in r else "— (a control)" if r["method"] in CONTROLS
+               else "— (cut while fine-tuning)") + " | "
             f"{_pct(r['test_accuracy'], r['test_accuracy_sd'], r['seeds'])} | "
             f"{_pct(r['test_accuracy_drop'], r['test_accuracy_drop_sd'], r['seeds'])} | "
             + (_pct(r["drop_vs_dense_ft"], r["drop_vs_dense_ft_sd"], r["seeds"])
