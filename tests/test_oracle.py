@@ -109,3 +109,31 @@ def test_surgeon_damage_is_the_loss_after_removing_the_weight_and_updating_its_r
             assert float(rows[o, q]) == pytest.approx(0.0, abs=1e-6)
         assert abs(float(damage[i]) - (loss(model, val) - base)) < 1e-6, flat
         assert float(damage[i]) != pytest.approx(float(plain["body.4.weight"][1][i]))
+
+
+def test_greedy_oracle_steps_are_the_best_single_removals_given_the_earlier_ones(
+        trained_mlp, small_splits) -> None:
+    """Brute force on the mlp's 128 units: the greedy's first unit is the one whose removal
+    alone costs least (`unit_damage`'s argmin); its second, the best partner of the first
+    among all 127 others. A criterion whose scores rank exactly the greedy order has
+    precision@k 1 and no gap; its set's accuracy is the one `set_loss` gives."""
+    from prunelab.set_oracle import as_sets, bottom_k, greedy_order, set_loss, set_quality
+
+    val = small_splits[1].take(200)
+    order = greedy_order(trained_mlp, val, 2)
+    (damage,) = unit_damage(trained_mlp, val)
+    assert order[0] == (0, int(damage.argmin()))
+    net = baked(trained_mlp).double().eval()
+    pairs = {k: set_loss(net, val, [{order[0][1], k}])[0] for k in range(128)
+             if k != order[0][1]}
+    assert order[1] == (0, min(pairs, key=pairs.__getitem__))
+    # Scores that rank units in the greedy's own order (first removed lowest).
+    full = greedy_order(trained_mlp, val, 96)
+    rank = torch.full((128,), 1000.0)
+    for i, (_, u) in enumerate(full):
+        rank[u] = float(i)
+    assert bottom_k([rank], [64]) == as_sets(full, 64, 1)
+    out = set_quality(trained_mlp, val, val, {"oracle-like": [rank]}, [2, 4])
+    assert out["oracle-like"]["r2"]["precision_at_k"] == 1.0
+    assert out["oracle-like"]["r4"]["loss_gap"] == 0.0
+    assert out["greedy"]["r2"]["accuracy"] == set_loss(net, val, as_sets(full, 64, 1))[1]

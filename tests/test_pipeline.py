@@ -408,3 +408,23 @@ def test_the_controls_are_swept_and_compared_with_every_cell_s_best(project: Pat
         statistics.fmean(by_seed[p["seed"]] - p["test_accuracy"] for p in ours))
     text = (project / "reports/report.md").read_text()
     assert "| dense+ft |" in text and "| scratch |" in text
+
+
+@pytest.mark.slow
+def test_the_set_level_oracle_judges_every_criterion_s_set(project: Path) -> None:
+    sets = json.loads((project / "oracle/sets.json").read_text())
+    assert set(sets["sets"]) == {"greedy", *METHODS}
+    for method in METHODS:
+        assert set(sets["sets"][method]) == {f"r{r:g}" for r in RATIOS}
+        for ratio, cell in sets["sets"][method].items():
+            assert 0 <= cell["precision_at_k"]["mean"] <= 1
+            greedy = sets["sets"]["greedy"][ratio]["accuracy"]["mean"]  # a mean of gaps
+            assert cell["accuracy_gap_pp"]["mean"] == pytest.approx(
+                100 * (greedy - cell["accuracy"]["mean"]))
+    assert -1 <= sets["reliability"]["layer0"]["mean"] <= 1
+    text = (project / "reports/report.md").read_text()
+    assert "## Criterion quality by whole sets of units" in text
+    assert "(figures/set_oracle.png)" in text
+    headline = json.loads((project / "reports/headline.json").read_text())
+    assert "set_gap_pp" in headline["magnitude-neuron"]
+    assert "set_gap_pp" not in headline["magnitude-weight"]

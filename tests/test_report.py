@@ -193,7 +193,7 @@ def test_headline_takes_the_highest_ratio_within_the_drop_and_the_mean_rho() -> 
                           baseline_val_accuracy=0.98, within_allowed_drop=True,
                           trials_complete=8, trials_pruned=0, trials_failed=0, storage="j")
     (line,) = headline(rows, quality, {"obs-noupdate-weight": choice},
-                       {"obs-noupdate-weight": {"test_accuracy": 0.97}}, 0.005).values()
+                       {"obs-noupdate-weight": {"test_accuracy": 0.97}}, 0.005, {}).values()
     # 16x is within 0.5 pp although 8x is not: the highest ratio within it is 16.
     assert line == {"searched_sparsity": 0.9, "searched_test_accuracy": 0.97,
                     "max_ratio_within_drop": 16, "oracle_spearman": pytest.approx(0.4)}

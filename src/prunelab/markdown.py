@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prunelab.answer_markdown import ablation_lines, before_finetuning_lines, verdict_lines
-from prunelab.records import InfeasiblePoint
+from prunelab.records import CONTROLS, InfeasiblePoint
 
 
 def oracle_table(quality: dict[str, Any]) -> list[str]:
@@ -45,6 +45,40 @@ def oracle_section(quality: dict[str, Any], figure: Path, report_dir: Path,
              "`obs` row is its cut's rank against removal without the update).", "",
              *oracle_table(quality), "",
              f"![score vs true damage, first seed]({rel.as_posix()})", ""]
+    return "\n".join(lines)
+
+
+def set_oracle_section(sets: dict[str, Any], figure: str) -> str:
+    """The set-level oracle (`set_oracle`): per criterion and ratio, the held-out accuracy
+    with its whole set of units removed (no fine-tuning), its gap to the greedy oracle's
+    set and precision@k (mean over seeds); and the single-removal oracle's reliability."""
+    by_method = sets["sets"]
+    ratios = list(by_method["greedy"])
+    lines = ["", "## Criterion quality by whole sets of units", "",
+             "Each criterion's set at each ratio (the bottom 1 − 1/r of every hidden layer's "
+             "units) removed at once, no fine-tuning, against the greedy oracle's set of the "
+             "same size (units removed one at a time, each the one whose removal, given "
+             "those already removed, raises the held-out loss least). The greedy oracle "
+             "chooses on one half of the held-out validation images; every set is scored "
+             "on the other half. Accuracy in %, gap to greedy in pp, precision@k: the share "
+             "of the criterion's set the greedy set also holds (random's is the "
+             "reference); mean over seeds.", "",
+             "| criterion | " + " | ".join(f"{r[1:]}×" for r in ratios) + " |",
+             "|---|" + "---|" * len(ratios)]
+    for method, cells in by_method.items():
+        lines.append(f"| {method} | " + " | ".join(
+            f"{100 * c['accuracy']['mean']:.1f}" + (
+                "" if method == "greedy" else f" (−{c['accuracy_gap_pp']['mean']:.1f}, "
+                f"p@k {c['precision_at_k']['mean']:.2f})") for c in cells.values()) + " |")
+    rel = ", ".join(f"{layer} {r['mean']:.2f} ± {r['sd']:.2f} (full length "
+                    f"{2 * r['mean'] / (1 + r['mean']):.2f})"
+                    for layer, r in sets["reliability"].items())
+    lines += ["", "The single-removal table above ranks each unit by its damage alone; its "
+              "split-half reliability (Spearman ρ between the damages measured on the two "
+              f"halves of the held-out images, mean ± sd over seeds): {rel}, the full "
+              "length by Spearman–Brown. A criterion's ρ with that oracle cannot exceed "
+              "about the square root of its full-length reliability.", "",
+              f"![set-level accuracy against ratio]({figure})", ""]
     return "\n".join(lines)
 
 
@@ -91,7 +125,8 @@ def report(model: str, rows: list[dict[str, Any]], answer: list[str],
             f"{r['compression_ratio']:.1f}× | {100 * r['sparsity']:.1f} % | "
             f"{r['effective_flops'] / 1e6:.3f} | "
             + (_pct(r["test_accuracy_before"], r["test_accuracy_before_sd"], r["seeds"])
-               if "test_accuracy_before" in r else "— (cut while fine-tuning)") + " | "
+               if "test_accuracy_before" in r else "— (a control)" if r["method"] in CONTROLS
+               else "— (cut while fine-tuning)") + " | "
             f"{_pct(r['test_accuracy'], r['test_accuracy_sd'], r['seeds'])} | "
             f"{_pct(r['test_accuracy_drop'], r['test_accuracy_drop_sd'], r['seeds'])} | "
             + (_pct(r["drop_vs_dense_ft"], r["drop_vs_dense_ft_sd"], r["seeds"])

@@ -31,6 +31,7 @@ from prunelab.data import Split
 from prunelab.granularity import Neurons, Weights
 from prunelab.models import Net, baked, unit_groups
 from prunelab.scoring import Batches
+from prunelab.set_oracle import set_quality
 
 SAMPLE_SEED_OFFSET = 1_000_003
 SURGEON = "obs (after its update)"  # the oracle table's row of `surgeon_damage`
@@ -191,6 +192,22 @@ def criteria_against_damage(model: Net, held: Split, calib: Batches, methods: Se
         quality[SURGEON] = {"weight": {name: agreement(predicted, d) for name, (predicted, d)
                                        in surgeon_damage(model, held, calib, weights).items()}}
     return quality, scatter
+
+
+def set_level(model: Net, held: Split, calib: Batches, methods: Sequence[str],
+              criterion: CriterionSettings, ratios: Sequence[float]) -> dict[str, Any]:
+    """The set-level oracle (`set_oracle`) on the two halves of `held` (the greedy chooses
+    on the first, every set is scored on the second), and the split-half reliability of
+    the single-removal oracle: per layer, Spearman's ρ between the damages measured on
+    the two halves (how far its own ranking is noise)."""
+    half = len(held) // 2
+    choose, score_on = held.take(half), Split(held.x[half:], held.y[half:])
+    scores = {m: Neurons().scorer(m, criterion)(model, calib) for m in methods}
+    reliability = {f"layer{i}": float(spearmanr(a.numpy(), b.numpy()).statistic)
+                   for i, (a, b) in enumerate(zip(unit_damage(model, choose),
+                                                  unit_damage(model, score_on), strict=True))}
+    return {"sets": set_quality(model, choose, score_on, scores, ratios),
+            "reliability": reliability}
 
 
 def mean_sd_tree(trees: list[dict[str, Any]]) -> dict[str, Any]:

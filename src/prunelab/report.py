@@ -109,6 +109,27 @@ def oracle_figure(scatter: dict[str, dict[str, tuple[Any, Any]]]) -> Figure:
     return fig
 
 
+def set_oracle_figure(sets: dict[str, dict[str, Any]]) -> Figure:
+    """Held-out accuracy with each criterion's whole set of units removed, against the
+    ratio (mean over seeds); the greedy oracle's set dashed."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, cells in sets.items():
+        ratios = [float(r[1:]) for r in cells]
+        acc = [100 * c["accuracy"]["mean"] for c in cells.values()]
+        style: dict[str, Any] = ({"linestyle": "--", "color": "black"} if method == "greedy"
+                                 else {})
+        ax.plot(ratios, acc, marker="o", label=method, **style)
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel("ratio (units cut: 1 − 1/r)")
+    ax.set_ylabel("held-out accuracy, set removed (%)")
+    ax.set_title("neuron sets, no fine-tuning")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig: Figure, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -84,11 +84,12 @@ def summarize(points: Iterable[Point]) -> list[dict[str, Any]]:
 
 
 def headline(rows: list[dict[str, Any]], quality: dict[str, Any],
-             choices: dict[str, SearchChoice],
-             finetuned: dict[str, Any], max_drop: float) -> dict[str, Any]:
+             choices: dict[str, SearchChoice], finetuned: dict[str, Any], max_drop: float,
+             sets: dict[str, Any]) -> dict[str, Any]:
     """A few numbers per method-granularity, for `dvc exp show`: the searched operating
-    point, the highest sweep ratio whose mean test drop is within the allowed one, and the
-    criterion's mean ρ with the true damage (over layers)."""
+    point, the highest sweep ratio whose mean test drop is within the allowed one, the
+    criterion's mean ρ with the true damage (over layers), and at neuron granularity its
+    set-level gap to the greedy oracle (held-out accuracy, pp, mean over the ratios)."""
     out: dict[str, Any] = {}
     for series, choice in choices.items():
         method, granularity = series.rsplit("-", 1)  # a method may hold "-": obs-noupdate
@@ -101,6 +102,9 @@ def headline(rows: list[dict[str, Any]], quality: dict[str, Any],
             "max_ratio_within_drop": max(ok, default=1.0),
             "oracle_spearman": mean_sd([q["spearman"]["mean"] for q in layers.values()])[0]
             if layers else None}
+        if granularity == "neuron" and method in sets:
+            out[series]["set_gap_pp"] = statistics.fmean(
+                c["accuracy_gap_pp"]["mean"] for c in sets[method].values())
     return out
 
 

@@ -1,6 +1,7 @@
 """`prunelab oracle`: every criterion's scores on each seed's baseline against the true
 damage of removing each unit (and a sample of single weights), with a figure
-(`prunelab.oracle`). Seeds run in worker processes."""
+(`prunelab.oracle`); and each criterion's whole set of units against the greedy oracle's
+(`prunelab.set_oracle`), in oracle/sets.json. Seeds run in worker processes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from prunelab.criteria import CriterionSettings
 from prunelab.fileio import write_json
 from prunelab.masks import prunable_names
 from prunelab.models import load_model, resolve_device
-from prunelab.oracle import criteria_against_damage, mean_sd_tree
+from prunelab.oracle import criteria_against_damage, mean_sd_tree, set_level
 from prunelab.progress import progress
 from prunelab.pruning import calibration_batches
 from prunelab.settings import train_val_splits
@@ -29,20 +30,22 @@ class _Oracle:
         self.held = val.take(self.cfg.oracle.examples)  # held-out: never trained on, not test
 
 
-def _one_seed(w: _Oracle, seed: int) -> tuple[int, dict[str, Any], dict[str, Any]]:
-    """(seed, quality per method, the figure's points per method)."""
+def _one_seed(w: _Oracle, seed: int
+              ) -> tuple[int, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(seed, quality per method, the figure's points per method, the set-level oracle)."""
     p = w.cfg.prune
     model = load_model(w.files[seed][0], resolve_device(w.cfg.device))
+    calib = calibration_batches(w.train, p.calibration_batches, p.calibration_batch_size, seed)
+    criterion = CriterionSettings(seed, p.neuron_norm, p.activation_stat)
     quality, scatter = criteria_against_damage(
-        model, w.held,
-        calibration_batches(w.train, p.calibration_batches, p.calibration_batch_size, seed),
-        p.methods, CriterionSettings(seed, p.neuron_norm, p.activation_stat),
+        model, w.held, calib, p.methods, criterion,
         prunable_names(model, p.prune_output_layer), w.cfg.oracle.weights_per_layer, seed)
+    sets = set_level(model, w.held, calib, p.methods, criterion, w.cfg.sweep.ratios)
     print(f"oracle seed {seed}: " + ", ".join(
         f"{m} ρ={q['neuron']['layer0']['spearman']:.2f}" for m, q in quality.items()
         if "neuron" in q),
         flush=True)
-    return seed, quality, scatter
+    return seed, quality, scatter, sets
 
 
 def run(cfg: Config, params: Path, baselines: Path, out_dir: Path, workers: int) -> None:
@@ -52,6 +55,7 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path, workers: int)
                      cfg.compute.threads) as imap:
         results = sorted(progress(imap(_one_seed, seeds), len(seeds), "oracle", "seeds"),
                          key=lambda r: seeds.index(r[0]))
-    write_json(out_dir / "oracle.json", mean_sd_tree([q for _, q, _ in results]))
+    write_json(out_dir / "oracle.json", mean_sd_tree([q for _, q, _, _ in results]))
+    write_json(out_dir / "sets.json", mean_sd_tree([s for _, _, _, s in results]))
     # The first seed's points, for the figure.
     report.save_figure(report.oracle_figure(results[0][2]), out_dir / "scatter.png")

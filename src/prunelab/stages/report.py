@@ -21,7 +21,8 @@ from prunelab.verdicts import LABELS, verdicts
 
 FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
            "accuracy vs effective FLOPs": "figures/accuracy_vs_flops.png",
-           "per-layer sparsity (searched)": "figures/layer_sparsity.png"}
+           "per-layer sparsity (searched)": "figures/layer_sparsity.png",
+           "neuron sets against the greedy oracle": "figures/set_oracle.png"}
 
 
 def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
@@ -29,9 +30,11 @@ def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
     the search, prune and finetune records (keyed like `dirs`), and the oracle's table."""
     series = [f"{m}-{g}" for m in cfg.prune.methods for g in cfg.prune.granularities]
     swept = [f"{m}-{g}" for m, g, _ in sweep_series(cfg)]  # the methods', the controls'
+    sets = oracle.parent / "sets.json"  # the oracle stage writes both
     missing = [str(d / f"{s}.json") for name, d in dirs.items()
                for s in (swept if name == "sweep" else series)
-               if not (d / f"{s}.json").is_file()] + ([] if oracle.is_file() else [str(oracle)])
+               if not (d / f"{s}.json").is_file()] + [
+        str(f) for f in (oracle, sets) if not f.is_file()]
     if missing:
         raise PrunelabError(f"missing input(s) {missing}; run `dvc repro` (the search, prune, "
                             "finetune, sweep and oracle stages write them)")
@@ -39,7 +42,7 @@ def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
                             for name, d in dirs.items() if name not in ("search", "sweep")}
     read["search"] = {s: read_choice(dirs["search"] / f"{s}.json") for s in series}
     read["points"] = [p for s in swept for p in read_points(dirs["sweep"] / f"{s}.json")]
-    read["oracle"] = read_json(oracle)
+    read["oracle"], read["sets"] = read_json(oracle), read_json(sets)
     return read
 
 
@@ -103,7 +106,7 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         "primary": {f"{c['granularity']}/{c['method']}-vs-{c['other']}": {
             "area_diff_pp": 100 * c["diff"], "answer": c["answer"]} for c in answers},
         **headline(rows, quality, inputs["search"], inputs["finetune"],
-                   cfg.search.max_accuracy_drop)})
+                   cfg.search.max_accuracy_drop, inputs["sets"]["sets"])})
     for x in report.X_AXES:
         for y, stage in (("test_accuracy", "after"), ("test_accuracy_before", "before")):
             write_json(out / "plots" / f"{stage}_vs_{x.split('_')[-1]}.json",
@@ -112,6 +115,8 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         FIGURES["accuracy vs compression"]: report.curves_figure(rows, "compression_ratio"),
         FIGURES["accuracy vs effective FLOPs"]: report.curves_figure(rows, "effective_flops"),
         FIGURES["per-layer sparsity (searched)"]: report.layer_sparsity_figure(inputs["prune"]),
+        FIGURES["neuron sets against the greedy oracle"]: report.set_oracle_figure(
+            inputs["sets"]["sets"]),
     }
     params = {"model": cfg.model, "ratios": str(cfg.sweep.ratios),
               "seeds": str(cfg.sweep.seeds), "finetune.epochs": ft.epochs,
@@ -131,6 +136,8 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
             rc.equivalence_margin_pp, rc.alpha, ablations)
         text += markdown.oracle_section(quality, oracle.parent / "scatter.png", out,
                                       cfg.oracle.examples)
+        text += markdown.set_oracle_section(
+            inputs["sets"], FIGURES["neuron sets against the greedy oracle"])
         text += markdown.infeasible_section(infeasible(points))
         write_bytes(out / "report.md", text.encode())
         mlflow.log_artifact(str(out / "report.md"))

@@ -1,0 +1,143 @@
+"""How good is a criterion's *set*? Removing many units at once is not the sum of removing
+each alone (issue 23): a criterion is judged here by the loss its whole bottom-k set leaves,
+against the best set a greedy oracle finds.
+
+The greedy oracle removes, one at a time, the hidden unit (of any layer) whose removal,
+given those already removed, raises the held-out loss least, re-evaluating every remaining
+unit at each step; its first k removals are its set of k. It chooses on one half of the
+held-out images and every set — the criteria's and its own — is scored on the other half,
+so its sets are not flattered by the images that chose them. Removing a unit zeroes its
+post-ReLU activation (as `oracle.unit_damage`); nothing is fine-tuned.
+
+For a criterion and each sweep ratio r: its set is the bottom n_l·(1 − 1/r) units of
+every hidden layer l (the sweep's `neuron_scope: layer`), the greedy set the greedy
+oracle's first k of any layers, k the same total. Reported: the scoring half's loss and
+accuracy after removing each set, the criterion's gap to the greedy set, and precision@k
+(the share of its set the greedy set also holds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from prunelab.data import Split
+from prunelab.models import Net, UnitGroup, baked, unit_groups
+
+Removed = list[set[int]]  # per hidden layer (`unit_groups` order), the units removed
+
+
+@torch.no_grad()
+def _logits(net: Net, x: Tensor, removed: Removed) -> Tensor:
+    """The network's output with `removed` units' activations zeroed."""
+    groups = unit_groups(net)
+    h, start = x, 0
+    for g, gone in zip(groups, removed, strict=True):
+        h = net.body[start: g.activation + 1](h)
+        if gone:
+            h = h.clone()
+            h[:, sorted(gone)] = 0
+        start = g.activation + 1
+    out: Tensor = net.body[start:](h)
+    return out
+
+
+def set_loss(net: Net, data: Split, removed: Removed) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on `data` with `removed` cut."""
+    logits = _logits(net, data.x.double(), removed)
+    return (float(F.cross_entropy(logits, data.y)),
+            float((logits.argmax(1) == data.y).double().mean()))
+
+
+@torch.no_grad()
+def greedy_order(model: Net, data: Split, steps: int) -> list[tuple[int, int]]:
+    """The greedy oracle's first `steps` removals, as (layer, unit), on `data`. Each
+    step evaluates every remaining unit: the activations up to a layer are computed once
+    per step with the earlier layers' removals applied, then each candidate costs the rest
+    of the network."""
+    net = baked(model).double().eval()
+    x, y = data.x.double(), data.y
+    groups = unit_groups(net)
+    removed: Removed = [set() for _ in groups]
+    order: list[tuple[int, int]] = []
+    for _ in range(steps):
+        best: tuple[float, int, int] | None = None
+        h, start = x, 0
+        for li, g in enumerate(groups):
+            h = net.body[start: g.activation + 1](h)
+            if removed[li]:
+                h = h.clone()
+                h[:, sorted(removed[li])] = 0
+            start = g.activation + 1
+            for k in range(h.shape[1]):
+                # Leave a layer at least one unit: an emptied layer is no network.
+                if k in removed[li] or len(removed[li]) + 1 >= h.shape[1]:
+                    continue
+                cut = h.clone()
+                cut[:, k] = 0
+                loss = float(F.cross_entropy(_after(net, groups, li, cut, removed), y))
+                if best is None or loss < best[0]:
+                    best = (loss, li, k)
+        if best is None:
+            break
+        removed[best[1]].add(best[2])
+        order.append((best[1], best[2]))
+    return order
+
+
+def _after(net: Net, groups: list[UnitGroup], layer: int, h: Tensor,
+           removed: Removed) -> Tensor:
+    """The output from layer `layer`'s (cut) activations `h`, later layers' removals applied."""
+    start = groups[layer].activation + 1
+    for g, gone in zip(groups[layer + 1:], removed[layer + 1:], strict=True):
+        h = net.body[start: g.activation + 1](h)
+        if gone:
+            h = h.clone()
+            h[:, sorted(gone)] = 0
+        start = g.activation + 1
+    out: Tensor = net.body[start:](h)
+    return out
+
+
+def bottom_k(scores: list[Tensor], counts: list[int]) -> Removed:
+    """A criterion's set: in each layer, its `counts[layer]` lowest-scored units (ties by
+    index) — the same fraction of every layer, as the sweep cuts (`neuron_scope: layer`)."""
+    return [set(torch.argsort(s.double().flatten(), stable=True)[:c].tolist())
+            for s, c in zip(scores, counts, strict=True)]
+
+
+def as_sets(order: list[tuple[int, int]], k: int, layers: int) -> Removed:
+    out: Removed = [set() for _ in range(layers)]
+    for li, u in order[:k]:
+        out[li].add(u)
+    return out
+
+
+def set_quality(model: Net, choose: Split, score_on: Split, unit_scores: dict[str, list[Tensor]],
+                ratios: Sequence[float]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per criterion (and "greedy"), per ratio ("r4"): the scoring half's loss and accuracy
+    with its set of k removed; per criterion also the gap to greedy's (loss, and accuracy
+    in pp) and precision@k against greedy's set."""
+    net = baked(model).double().eval()
+    sizes = [len(s) for s in next(iter(unit_scores.values()))]
+    counts = {f"r{r:g}": [min(round(n * (1 - 1 / r)), n - 1) for n in sizes] for r in ratios}
+    order = greedy_order(model, choose, max(sum(c) for c in counts.values()))
+    out: dict[str, dict[str, dict[str, float]]] = {"greedy": {}}
+    for name, c in counts.items():
+        loss, acc = set_loss(net, score_on, as_sets(order, sum(c), len(sizes)))
+        out["greedy"][name] = {"loss": loss, "accuracy": acc}
+    for method, scores in unit_scores.items():
+        out[method] = {}
+        for name, c in counts.items():
+            mine, theirs = bottom_k(scores, c), as_sets(order, sum(c), len(sizes))
+            loss, acc = set_loss(net, score_on, mine)
+            shared = sum(len(a & b) for a, b in zip(mine, theirs, strict=True))
+            out[method][name] = {
+                "loss": loss, "accuracy": acc,
+                "loss_gap": loss - out["greedy"][name]["loss"],
+                "accuracy_gap_pp": 100 * (out["greedy"][name]["accuracy"] - acc),
+                "precision_at_k": shared / max(sum(c), 1)}
+    return out
