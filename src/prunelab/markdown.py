@@ -53,7 +53,7 @@ def set_oracle_section(sets: dict[str, Any], figure: str) -> str:
     with its whole set of units removed (no fine-tuning), its gap to the greedy oracle's
     set and precision@k (mean over seeds); and the single-removal oracle's reliability."""
     by_method = sets["sets"]
-    ratios = list(by_method["greedy"])
+    ratios = sorted(by_method["greedy"], key=lambda r: float(r[1:]))  # "r2", "r4", ...
     lines = ["", "## Criterion quality by whole sets of units", "",
              "Each criterion's set at each ratio (the bottom 1 − 1/r of every hidden layer's "
              "units) removed at once, no fine-tuning, against the greedy oracle's set of the "
@@ -62,14 +62,18 @@ def set_oracle_section(sets: dict[str, Any], figure: str) -> str:
              "chooses on one half of the held-out validation images; every set is scored "
              "on the other half. Accuracy in %, gap to greedy in pp, precision@k: the share "
              "of the criterion's set the greedy set also holds (random's is the "
-             "reference); mean over seeds.", "",
+             "reference); mean over seeds. Each set is removed as it is ranked, with no "
+             "update of what is left (so `obs` and `obs-noupdate` coincide), and `gmp` and "
+             "`movement` by their score on the baseline, not the cut they reach while "
+             "fine-tuning.", "",
              "| criterion | " + " | ".join(f"{r[1:]}×" for r in ratios) + " |",
              "|---|" + "---|" * len(ratios)]
     for method, cells in by_method.items():
         lines.append(f"| {method} | " + " | ".join(
             f"{100 * c['accuracy']['mean']:.1f}" + (
                 "" if method == "greedy" else f" (−{c['accuracy_gap_pp']['mean']:.1f}, "
-                f"p@k {c['precision_at_k']['mean']:.2f})") for c in cells.values()) + " |")
+                f"p@k {c['precision_at_k']['mean']:.2f})")
+            for c in (cells[r] for r in ratios)) + " |")
     rel = ", ".join(f"{layer} {r['mean']:.2f} ± {r['sd']:.2f} (full length "
                     f"{2 * r['mean'] / (1 + r['mean']):.2f})"
                     for layer, r in sets["reliability"].items())

@@ -114,8 +114,9 @@ def set_oracle_figure(sets: dict[str, dict[str, Any]]) -> Figure:
     ratio (mean over seeds); the greedy oracle's set dashed."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, cells in sets.items():
-        ratios = [float(r[1:]) for r in cells]
-        acc = [100 * c["accuracy"]["mean"] for c in cells.values()]
+        keys = sorted(cells, key=lambda r: float(r[1:]))  # "r2", "r4", ...
+        ratios = [float(r[1:]) for r in keys]
+        acc = [100 * cells[r]["accuracy"]["mean"] for r in keys]
         style: dict[str, Any] = ({"linestyle": "--", "color": "black"} if method == "greedy"
                                  else {})
         ax.plot(ratios, acc, marker="o", label=method, **style)
