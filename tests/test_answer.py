@@ -68,16 +68,24 @@ def test_one_pair_ahead_one_equivalent_one_open_under_holm() -> None:
 
 def test_seeds_needed_by_hand() -> None:
     """D's mean squares: seed 1/2, image 5/6, residual 1/6 (test_report), so σa² = (1/2 −
-    1/6)/4 = 1/12, σb² = (5/6 − 1/6)/2 = 1/3, σc² = 1/6. On 4 test images, α 0.05, power
-    0.8 (z 1.6449 + 0.8416 = 2.4865): margin 0.8 needs SE² ≤ (0.8/2.4865)² = 0.10351;
-    the images' share σb²/4 = 0.08333 leaves 0.02018 for (σa² + σc²/4)/n = 0.125/n:
-    n = ⌈6.19⌉ = 7. Margin 0.5: SE² ≤ 0.04043 is below the images' share alone — no
-    number of seeds reaches it."""
-    assert seeds_needed(D, 4, 0.8, 0.05, 0.8) == 7
-    assert seeds_needed(D, 4, 0.5, 0.05, 0.8) is None
-    assert seeds_needed(D, 4, 5.0, 0.05, 0.8) == 2  # at least 2: a variance needs them
+    1/6)/4 = 1/12, σb² = (5/6 − 1/6)/2 = 1/3, σc² = 1/6. On N = 40 test images, n seeds
+    would give MS_seed = 40σa² + σc² = 7/2, MS_image = n/3 + 1/6, MS_resid = 1/6, so
+    SE(n)² = (MS_seed + MS_image − MS_resid)/(40n) = 7/(80n) + 1/120, with Satterthwaite's
+    df = (7/2 + n/3)² / ((7/2)²/(n − 1) + (n/3 + 1/6)²/39 + (1/6)²/(39(n − 1))). Margin
+    0.5, α 0.05, power 0.8: n = 3 falls short of (t₀.₉₅ + t₀.₈)·SE, n = 4 reaches it.
+    Margin 0.2: SE never drops below √(1/120) = 0.091 > 0.2/2.49, so no count does."""
+    def reaches(n: int, margin: float) -> bool:
+        se = (7 / (80 * n) + 1 / 120) ** 0.5
+        df = (7 / 2 + n / 3) ** 2 / ((7 / 2) ** 2 / (n - 1) + (n / 3 + 1 / 6) ** 2 / 39
+                                     + (1 / 6) ** 2 / (39 * (n - 1)))
+        return margin >= (st.t.ppf(0.95, df) + st.t.ppf(0.8, df)) * se
+
+    assert not reaches(3, 0.5) and reaches(4, 0.5)
+    assert seeds_needed(D, 40, 0.5, 0.05, 0.8) == 4
+    assert seeds_needed(D, 40, 0.2, 0.05, 0.8) is None
+    assert seeds_needed(D, 40, 5.0, 0.05, 0.8) == 2  # at least 2: a variance needs them
     with pytest.raises(ValueError, match="2 seeds"):
-        seeds_needed(D[:1], 4, 0.8, 0.05, 0.8)
+        seeds_needed(D[:1], 40, 0.8, 0.05, 0.8)
 
 
 def test_area_weights_are_trapezoids_over_log2_compression() -> None:

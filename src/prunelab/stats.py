@@ -182,22 +182,30 @@ def simultaneous(c: Mapping[str, Any], tests: int, alpha: float) -> tuple[float,
 
 
 def seeds_needed(d_val: np.ndarray, test_images: int, margin: float, alpha: float,
-                 power: float) -> int | None:
-    """Seeds at which a comparison's SE on `test_images` images would detect a true
-    difference of `margin` with `power` in a one-sided test at level `alpha` (which is
-    also TOST's power at a true difference of 0 within about a factor of 2 in β):
-    SE(n)² = σa²/n + σb²/N + σc²/(nN) ≤ (margin / (z₁₋α + z_power))², the variance
+                 power: float, most: int = 1000) -> int | None:
+    """The fewest seeds at which a comparison on `test_images` images would detect a true
+    difference of `margin` with `power` in a one-sided t-test at level `alpha` (also
+    about TOST's power at a true difference of 0): margin ≥ (t₁₋α + t_power)·SE(n) with
+    SE(n)² = σa²/n + σb²/N + σc²/(nN) and Satterthwaite's df for n seeds, the variance
     components estimated from `d_val`, the same table on validation images (never test:
-    the design is not chosen on test outcomes). None: the test set's own sampling noise
-    σb²/N is already too large, and no number of seeds reaches it."""
+    the design is not chosen on test outcomes). With few seeds the df are few and the t
+    quantiles large, which the normal approximation would hide. None: no count up to
+    `most` reaches it (the test set's own noise σb²/N leaves no room)."""
     n0, n_val = d_val.shape
     if n0 < 2:
         raise ValueError("variance components need at least 2 seeds")
     ms_seed, ms_image, ms_resid = mean_squares(d_val)
     seed_var = max(0.0, (ms_seed - ms_resid) / n_val)  # σa²
     image_var = max(0.0, (ms_image - ms_resid) / n0)  # σb²
-    target = (margin / (st.norm.ppf(1 - alpha) + st.norm.ppf(power))) ** 2
-    room = target - image_var / test_images
-    if room <= 0:
-        return None
-    return max(2, math.ceil(float((seed_var + ms_resid / test_images) / room)))
+    for n in range(2, most + 1):
+        # The mean squares n seeds would give, in expectation, and their crossed SE.
+        m_seed, m_image = test_images * seed_var + ms_resid, n * image_var + ms_resid
+        total = m_seed + m_image - ms_resid
+        if total <= 0:  # no variance at all: two seeds already tell
+            return n
+        df = total ** 2 / (m_seed ** 2 / (n - 1) + m_image ** 2 / (test_images - 1)
+                           + ms_resid ** 2 / ((n - 1) * (test_images - 1)))
+        quantiles = float(st.t.ppf(1 - alpha, df) + st.t.ppf(power, df))
+        if margin >= quantiles * math.sqrt(total / (n * test_images)):
+            return n
+    return None
