@@ -30,11 +30,10 @@ from prunelab.models import Net, UnitGroup, baked, unit_groups
 Removed = list[set[int]]  # per hidden layer (`unit_groups` order), the units removed
 
 
-@torch.no_grad()
-def _logits(net: Net, x: Tensor, removed: Removed) -> Tensor:
-    """The network's output with `removed` units' activations zeroed."""
-    groups = unit_groups(net)
-    h, start = x, 0
+def _through(net: Net, h: Tensor, start: int, groups: list[UnitGroup],
+             removed: Removed) -> Tensor:
+    """From `net.body[start]` on, `h` through `groups` (their removals applied) to the
+    output."""
     for g, gone in zip(groups, removed, strict=True):
         h = net.body[start: g.activation + 1](h)
         if gone:
@@ -47,7 +46,8 @@ def _logits(net: Net, x: Tensor, removed: Removed) -> Tensor:
 
 def set_loss(net: Net, data: Split, removed: Removed) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) on `data` with `removed` cut."""
-    logits = _logits(net, data.x.double(), removed)
+    with torch.no_grad():
+        logits = _through(net, data.x.double(), 0, unit_groups(net), removed)
     return (float(F.cross_entropy(logits, data.y)),
             float((logits.argmax(1) == data.y).double().mean()))
 
@@ -91,15 +91,8 @@ def greedy_order(model: Net, data: Split, steps: int) -> list[tuple[int, int]]:
 def _after(net: Net, groups: list[UnitGroup], layer: int, h: Tensor,
            removed: Removed) -> Tensor:
     """The output from layer `layer`'s (cut) activations `h`, later layers' removals applied."""
-    start = groups[layer].activation + 1
-    for g, gone in zip(groups[layer + 1:], removed[layer + 1:], strict=True):
-        h = net.body[start: g.activation + 1](h)
-        if gone:
-            h = h.clone()
-            h[:, sorted(gone)] = 0
-        start = g.activation + 1
-    out: Tensor = net.body[start:](h)
-    return out
+    return _through(net, h, groups[layer].activation + 1, groups[layer + 1:],
+                    removed[layer + 1:])
 
 
 def bottom_k(scores: list[Tensor], counts: list[int]) -> Removed:
