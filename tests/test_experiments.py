@@ -67,10 +67,11 @@ def test_a_temp_experiment_logs_to_the_project_s_mlflow_store(committed: Path) -
 @pytest.mark.slow
 def test_more_seeds_compute_only_the_new_seeds_points(committed: Path) -> None:
     """The sweep's points are keyed by seed (and its baseline's content), not its study:
-    a third seed computes that seed's one point; the two earlier ones come from the
-    study. (Runs last: the workspace keeps the earlier experiments' params.)"""
+    a third seed computes that seed's two points (magnitude's and its dense+ft control);
+    the four earlier ones come from the study. (Runs last: the workspace keeps the
+    earlier experiments' params.)"""
     out = run(["dvc", "exp", "run", "-n", "seeds3", "-S", "sweep.seeds=[0,1,2]"], committed,
               **GIT_ID).stdout
-    assert re.search(r"sweep study \S+: 3 points, 1 to compute", out), out[-2000:]
+    assert re.search(r"sweep study \S+: 6 points, 2 to compute", out), out[-2000:]
     points = json.loads((committed / "sweep" / "magnitude-weight.json").read_text())["points"]
     assert sorted(p["seed"] for p in points) == [0, 1, 2]

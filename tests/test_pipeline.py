@@ -277,8 +277,12 @@ def test_dvc_plots_show_renders_the_curves(project: Path) -> None:
         values = content["data"]["values"]
         drawn = series if name.startswith("after") else {
             x for x in series if x.split("-")[0] not in DURING_FINETUNING}
-        assert {v["series"] for v in values} == drawn
-        assert len(values) == len(drawn) * len(RATIOS)
+        # After fine-tuning, the controls too: dense+ft at 1×, scratch at each ratio.
+        controls = {"dense+ft-weight": 1, "scratch-neuron": len(RATIOS)}
+        if name.startswith("before"):
+            controls = {}
+        assert {v["series"] for v in values} == drawn | set(controls)
+        assert len(values) == len(drawn) * len(RATIOS) + sum(controls.values())
         assert all(v["lo"] <= v[y] <= v["hi"] for v in values)  # a band around each mean
     for png in ("accuracy_vs_compression", "accuracy_vs_flops", "layer_sparsity"):
         (image,) = shown[f"reports/figures/{png}.png"]
@@ -376,7 +380,8 @@ def test_long_stages_say_where_they_are(project: Path) -> None:
 
     log = (project / "repro.log").read_text().splitlines()
     grid = len(METHODS) * len(GRANULARITIES) * 3  # search.trials
-    points = len(METHODS) * len(GRANULARITIES) * len(RATIOS) * len(SEEDS)
+    # The methods' points, and the controls': dense+ft per seed, scratch per neuron ratio.
+    points = (len(METHODS) * len(GRANULARITIES) * len(RATIOS) + 1 + len(RATIOS)) * len(SEEDS)
     for what, unit, total in [("train", "baselines", len(SEEDS)),
                               ("search", "grid trials", grid), ("sweep", "points", points),
                               ("oracle", "seeds", len(SEEDS))]:
