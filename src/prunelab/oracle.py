@@ -172,15 +172,17 @@ def criterion_quality(unit_scores: list[Tensor] | None, weight_scores: dict[str,
 def criteria_against_damage(model: Net, held: Split, calib: Batches, methods: Sequence[str],
                             criterion: CriterionSettings, weight_names: list[str],
                             weights_per_layer: int, seed: int
-                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+                            ) -> tuple[dict[str, Any], dict[str, Any], dict[str, list[Tensor]]]:
     """Every method's scores on `model` (from the calibration batches `calib`) against the
     true damage on `held`: (quality per method, per method and granularity the (scores,
-    damages) of every unit and of the sampled weights, for a scatter plot)."""
+    damages) of every unit and of the sampled weights, for a scatter plot, and each
+    method's unit scores per layer, for `set_level`)."""
     units = unit_damage(model, held)
     weights = weight_damage(model, held, weight_names, weights_per_layer, seed)
-    quality, scatter = {}, {}
+    quality, scatter, all_unit_scores = {}, {}, {}
     for method in methods:
         unit_scores = Neurons().scorer(method, criterion)(model, calib)
+        all_unit_scores[method] = unit_scores
         weight_scores = Weights().scorer(method, criterion)(model, calib)
         quality[method] = criterion_quality(unit_scores, weight_scores, units, weights)
         scatter[method] = {
@@ -191,18 +193,17 @@ def criteria_against_damage(model: Net, held: Split, calib: Batches, methods: Se
     if "obs" in methods:  # its prediction against the damage after its update
         quality[SURGEON] = {"weight": {name: agreement(predicted, d) for name, (predicted, d)
                                        in surgeon_damage(model, held, calib, weights).items()}}
-    return quality, scatter
+    return quality, scatter, all_unit_scores
 
 
-def set_level(model: Net, held: Split, calib: Batches, methods: Sequence[str],
-              criterion: CriterionSettings, ratios: Sequence[float]) -> dict[str, Any]:
-    """The set-level oracle (`set_oracle`) on the two halves of `held` (the greedy chooses
-    on the first, every set is scored on the second), and the split-half reliability of
-    the single-removal oracle: per layer, Spearman's ρ between the damages measured on
-    the two halves (how far its own ranking is noise)."""
+def set_level(model: Net, held: Split, scores: dict[str, list[Tensor]],
+              ratios: Sequence[float]) -> dict[str, Any]:
+    """The set-level oracle (`set_oracle`) of each method's unit `scores` on the two halves
+    of `held` (the greedy chooses on the first, every set is scored on the second), and
+    the split-half reliability of the single-removal oracle: per layer, Spearman's ρ
+    between the damages measured on the two halves (how far its own ranking is noise)."""
     half = len(held) // 2
     choose, score_on = held.take(half), Split(held.x[half:], held.y[half:])
-    scores = {m: Neurons().scorer(m, criterion)(model, calib) for m in methods}
     reliability = {f"layer{i}": float(spearmanr(a.numpy(), b.numpy()).statistic)
                    for i, (a, b) in enumerate(zip(unit_damage(model, choose),
                                                   unit_damage(model, score_on), strict=True))}

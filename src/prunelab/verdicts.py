@@ -128,10 +128,10 @@ def _cell(granularity: str, ratio: float, methods: dict[str, dict[int, SweepPoin
     # The controls after fine-tuning (each is a fine-tuned or fully trained model; before
     # fine-tuning, dense+ft would be the baseline itself and scratch has no "before").
     if not stage:
-        pairs |= {c: (methods[best], ps, "@") for c, ps in controls.items()}
+        pairs |= {c: (methods[best], ps, "") for c, ps in controls.items()}
     for other, (mine, theirs, suffix) in pairs.items():
         seeds = sorted(set(mine) & set(theirs))
-        theirs_at = "" if suffix == "@" else suffix or stage  # "@": a control, after FT
+        theirs_at = suffix or stage
         if not seeds:
             continue
         c = paired_difference([correct(mine[s], f"test_correct{stage}") for s in seeds],
