@@ -418,7 +418,7 @@ def test_the_controls_are_swept_and_compared_with_every_cell_s_best(project: Pat
 @pytest.mark.slow
 def test_the_set_level_oracle_judges_every_criterion_s_set(project: Path) -> None:
     sets = json.loads((project / "oracle/sets.json").read_text())
-    assert set(sets["sets"]) == {"greedy", *METHODS}
+    assert set(sets["sets"]) == set(sets["weight_sets"]) == {"greedy", *METHODS}
     for method in METHODS:
         assert set(sets["sets"][method]) == {f"r{r:g}" for r in RATIOS}
         for ratio, cell in sets["sets"][method].items():
@@ -428,8 +428,9 @@ def test_the_set_level_oracle_judges_every_criterion_s_set(project: Path) -> Non
                 100 * (greedy - cell["accuracy"]["mean"]))
     assert -1 <= sets["reliability"]["layer0"]["mean"] <= 1
     text = (project / "reports/report.md").read_text()
-    assert "## Criterion quality by whole sets of units" in text
+    assert "## Criterion quality by whole sets" in text and "**Weights**" in text
     assert "(figures/set_oracle.png)" in text
     headline = json.loads((project / "reports/headline.json").read_text())
     assert "set_gap_pp" in headline["magnitude-neuron"]
-    assert "set_gap_pp" not in headline["magnitude-weight"]
+    assert "set_gap_pp" in headline["magnitude-weight"]
+    assert "oracle_spearman" not in headline["magnitude-weight"]

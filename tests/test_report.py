@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import t
 
 from prunelab.markdown import han_section
 from prunelab.markdown import report as markdown
@@ -154,11 +155,12 @@ def test_paper_check_judges_absolute_error_and_the_per_seed_change() -> None:
     # Absolute: mean 1.60 % <= 1.59 + 0.15: within the tolerance.
     assert han["our_error"][0] == pytest.approx(1.60) and han["within_tolerance"] is True
     # Change: [+0.10, +0.15, +0.05] pp, mean 0.10, sd 0.05; t(0.975, 2) = 4.3027 by the
-    # table, half-width 4.3027·0.05/√3 = 0.1242: [-0.024, +0.224] lies above Han's -0.05.
+    # table, half-width 4.3027·0.05/√3 = 0.1242. Without each image's outcome the test
+    # set's noise is not counted: no verdict against Han's −0.05.
     mean, lo, hi = han["our_change"]
     assert mean == pytest.approx(0.10) and lo == pytest.approx(0.10 - 0.1242, abs=1e-4)
     assert han["their_change"] == pytest.approx(-0.05)
-    assert han["change_verdict"] == "worse than theirs"
+    assert "change_verdict" not in han
     # SNIP's 20x: no run of ours at that compression, so no fallback to another ratio.
     assert snip["match"] is None
     text = han_section("intro.", [han, snip])
@@ -166,6 +168,33 @@ def test_paper_check_judges_absolute_error_and_the_per_seed_change() -> None:
     assert han_judgement("mlp", rows) == []
     # A run with no magnitude-weight points (neuron granularity only): no matching point.
     assert [c["match"] for c in han_judgement("lenet300", [])] == [None, None]
+
+
+def test_paper_check_counts_the_test_set_and_their_run_s_noise() -> None:
+    """Pruned wrong − baseline wrong per image: D = [[1, 0, 0, −1], [1, 1, 0, 0]], the
+    table of `test_crossed_standard_error_and_satterthwaite_df_by_hand` (SE² 7/48 on
+    147/53 df). Han's one run: σa² = (MS_seed − MS_resid)/N = (1/2 − 1/6)/4 = 1/12, the
+    within-seed variances over images 2/3 and 1/3, mean 1/2, over N = 4: 1/8; 5/24 = 10/48
+    in all. Ours − theirs: SE² = 17/48, Welch df (17/48)² / ((7/48)²/(147/53) + (10/48)²/1)."""
+    base = [[1, 1, 1, 0], [1, 1, 1, 1]]
+    pruned = [[0, 1, 1, 1], [0, 0, 1, 1]]
+    rows = [{"seed": s, "base_test_error": 1 - np.mean(b), "test_images": 4,
+             "base_test_correct": pack_correct(np.array(b)),
+             "ratios": {"12.5": {"compression_ratio": 12.3, "test_error": 1 - np.mean(p),
+                                 "test_correct": pack_correct(np.array(p))}}}
+            for s, (b, p) in enumerate(zip(base, pruned, strict=True))]
+    han = han_judgement("lenet300", rows)[0]
+    mean, lo, hi = han["our_change"]
+    assert mean == pytest.approx(25.0)
+    assert hi - mean == pytest.approx(float(t.ppf(0.975, 147 / 53)) * 100 * (7 / 48) ** 0.5)
+    diff, lo2, hi2 = han["vs_theirs"]
+    df = (17 / 48) ** 2 / ((7 / 48) ** 2 / (147 / 53) + (10 / 48) ** 2)
+    assert diff == pytest.approx(25.05) and han["vs_theirs_df"] == pytest.approx(df)
+    assert han["vs_theirs_se"] == pytest.approx(100 * (17 / 48) ** 0.5)
+    assert hi2 - diff == pytest.approx(float(t.ppf(0.975, df)) * 100 * (17 / 48) ** 0.5)
+    # +25 pp on 4 images and 2 seeds: an interval far wider than the change.
+    assert han["change_verdict"] == "consistent with theirs"
+    assert f"| {diff:+.2f} [{lo2:+.2f}, {hi2:+.2f}] |" in han_section("intro.", [han])
 
 
 def test_one_seed_shows_no_sd_and_tests_on_the_test_images_alone() -> None:
@@ -182,21 +211,24 @@ def test_one_seed_shows_no_sd_and_tests_on_the_test_images_alone() -> None:
     assert len(data_lines) == 2 and not any("±" in ln for ln in data_lines)
 
 
-def test_headline_takes_the_highest_ratio_within_the_drop_and_the_mean_rho() -> None:
-    """(A method's name may hold a hyphen: obs-noupdate-weight is obs-noupdate, weight.)"""
+def test_headline_takes_the_highest_ratio_within_the_drop_and_the_set_gap() -> None:
+    """(A method's name may hold a hyphen: obs-noupdate-weight is obs-noupdate, weight.)
+    The set-level gap is the mean over ratios of the granularity's own oracle; no
+    single-removal ρ."""
     rows = [{"method": "obs-noupdate", "granularity": "weight", "ratio": r, "test_accuracy_drop": d}
             for r, d in ((2, 0.001), (4, 0.004), (8, 0.006), (16, 0.003))]
-    quality = {"obs-noupdate": {"weight": {"a": {"spearman": {"mean": 0.2}},
-                                "b": {"spearman": {"mean": 0.6}}}}}
+    sets = {"weight_sets": {"obs-noupdate": {"r2": {"accuracy_gap_pp": {"mean": 1.0}},
+                                             "r4": {"accuracy_gap_pp": {"mean": 2.0}}}},
+            "sets": {"obs-noupdate": {"r2": {"accuracy_gap_pp": {"mean": 9.0}}}}}
     choice = SearchChoice(study="s", trial=3, trial_key="grid-3", sparsity=0.9, lr=None,
                           finetune_seed=3, val_accuracy=0.97, realised_sparsity=0.9,
                           baseline_val_accuracy=0.98, within_allowed_drop=True,
                           trials_complete=8, trials_pruned=0, trials_failed=0, storage="j")
-    (line,) = headline(rows, quality, {"obs-noupdate-weight": choice},
-                       {"obs-noupdate-weight": {"test_accuracy": 0.97}}, 0.005, {}).values()
+    (line,) = headline(rows, {"obs-noupdate-weight": choice},
+                       {"obs-noupdate-weight": {"test_accuracy": 0.97}}, 0.005, sets).values()
     # 16x is within 0.5 pp although 8x is not: the highest ratio within it is 16.
     assert line == {"searched_sparsity": 0.9, "searched_test_accuracy": 0.97,
-                    "max_ratio_within_drop": 16, "oracle_spearman": pytest.approx(0.4)}
+                    "max_ratio_within_drop": 16, "set_gap_pp": 1.5}
 
 
 def test_before_fine_tuning_is_judged_on_the_cut_models_own_predictions() -> None:

@@ -5,11 +5,13 @@ MLflow here."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
 from prunelab.answer_markdown import ablation_lines, before_finetuning_lines, verdict_lines
 from prunelab.records import CONTROLS, InfeasiblePoint
+from prunelab.weight_sets import BLOCK
 
 
 def oracle_table(quality: dict[str, Any]) -> list[str]:
@@ -48,42 +50,81 @@ def oracle_section(quality: dict[str, Any], figure: Path, report_dir: Path,
     return "\n".join(lines)
 
 
-def set_oracle_section(sets: dict[str, Any], figure: str) -> str:
-    """The set-level oracle (`set_oracle`): per criterion and ratio, the held-out accuracy
-    with its whole set of units removed (no fine-tuning), its gap to the greedy oracle's
-    set and precision@k (mean over seeds); and the single-removal oracle's reliability."""
-    by_method = sets["sets"]
-    ratios = sorted(by_method["greedy"], key=lambda r: float(r[1:]))  # "r2", "r4", ...
-    lines = ["", "## Criterion quality by whole sets of units", "",
-             "Each criterion's set at each ratio (the bottom 1 − 1/r of every hidden layer's "
-             "units) removed at once, no fine-tuning, against the greedy oracle's set of the "
-             "same size (units removed one at a time, each the one whose removal, given "
-             "those already removed, raises the held-out loss least). The greedy oracle "
-             "chooses on one half of the held-out validation images; every set is scored "
-             "on the other half. Accuracy in %, gap to greedy in pp, precision@k: the share "
-             "of the criterion's set the greedy set also holds (random's is the "
-             "reference); mean over seeds. Each set is removed as it is ranked, with no "
-             "update of what is left (so `obs` and `obs-noupdate` coincide), and `gmp` and "
-             "`movement` by their score on the baseline, not the cut they reach while "
-             "fine-tuning.", "",
-             "| criterion | " + " | ".join(f"{r[1:]}×" for r in ratios) + " |",
-             "|---|" + "---|" * len(ratios)]
-    for method, cells in by_method.items():
-        lines.append(f"| {method} | " + " | ".join(
-            f"{100 * c['accuracy']['mean']:.1f}" + (
-                "" if method == "greedy" else f" (−{c['accuracy_gap_pp']['mean']:.1f}, "
-                f"p@k {c['precision_at_k']['mean']:.2f})")
-            for c in (cells[r] for r in ratios)) + " |")
+def set_oracle_section(sets: dict[str, Any], figure: str, quality: dict[str, Any]) -> str:
+    """The set-level oracles (`set_oracle`, `weight_sets`): per criterion and ratio, the
+    held-out accuracy with its whole set removed (no fine-tuning), its gap to the greedy
+    oracle's set and precision@k (mean over seeds); and the single-removal oracle's
+    reliability."""
+    lines = ["", "## Criterion quality by whole sets", "",
+             "Each criterion's set at each ratio removed at once, no fine-tuning, against "
+             "the greedy oracle's set of the same size. The greedy oracle chooses on one "
+             "half of the held-out validation images; every set is scored on the other "
+             "half. Accuracy in %, gap to greedy in pp (negative: the criterion's set "
+             "keeps more than the greedy's), precision@k: the share of the criterion's "
+             "set the greedy set also holds (random's is the reference); mean over seeds. "
+             "Each set is removed as it is ranked, with no update of what is left (so "
+             "`obs` and `obs-noupdate` coincide), and `gmp` and `movement` by their score "
+             "on the baseline, not the cut they reach while fine-tuning.", "",
+             "**Units**: the bottom 1 − 1/r of every hidden layer's units; the greedy "
+             "removes one unit at a time, each the one whose removal, given those already "
+             "removed, raises the loss least.", "", *_set_table(sets["sets"]), "",
+             *_two_oracles("neuron", sets["sets"], quality)]
+    if "weight_sets" in sets:
+        lines += ["", "**Weights**: the bottom 1 − 1/r of the pruned layer's weights; the "
+                  f"greedy removes them in blocks, each the {100 * BLOCK:g} % of the "
+                  "remaining weights whose removal alone, given those already removed, "
+                  "changes the loss least (|Δloss|, Molchanov et al.'s oracle; "
+                  "`prunelab.weight_sets`). It is no upper bound: where a criterion's set "
+                  "keeps more than the greedy's, the gap is negative.", "",
+                  *_set_table(sets["weight_sets"]), "",
+                  *_two_oracles("weight", sets["weight_sets"], quality)]
     rel = ", ".join(f"{layer} {r['mean']:.2f} ± {r['sd']:.2f} (full length "
                     f"{2 * r['mean'] / (1 + r['mean']):.2f})"
                     for layer, r in sets["reliability"].items())
-    lines += ["", "The single-removal table above ranks each unit by its damage alone; its "
-              "split-half reliability (Spearman ρ between the damages measured on the two "
-              f"halves of the held-out images, mean ± sd over seeds): {rel}, the full "
+    lines += ["", "The single-removal unit table above ranks each unit by its damage alone; "
+              "its split-half reliability (Spearman ρ between the damages measured on the "
+              f"two halves of the held-out images, mean ± sd over seeds): {rel}, the full "
               "length by Spearman–Brown. A criterion's ρ with that oracle cannot exceed "
               "about the square root of its full-length reliability.", "",
               f"![set-level accuracy against ratio]({figure})", ""]
     return "\n".join(lines)
+
+
+def _two_oracles(granularity: str, by_method: dict[str, Any],
+                 quality: dict[str, Any]) -> list[str]:
+    """One line: which criterion each oracle ranks first (random and the greedy aside)."""
+    def rho(method: str) -> float:
+        layers = quality.get(method, {}).get(granularity, {}).values()
+        return statistics.fmean(q["spearman_abs"]["mean"] for q in layers) if layers else -2.0
+
+    def kept(method: str) -> float:
+        return statistics.fmean(c["accuracy"]["mean"] for c in by_method[method].values())
+
+    methods = [m for m in by_method if m not in ("greedy", "random")]
+    if not methods:
+        return []
+    by_rho, by_set = max(methods, key=rho), max(methods, key=kept)
+    return [f"The two oracles rank the {granularity} criteria "
+            + ("alike" if by_rho == by_set else "differently")
+            + f": by single removals (ρ with |Δloss|, mean over layers) `{by_rho}` ranks "
+            f"first ({rho(by_rho):.2f}); by whole sets (held-out accuracy with its set "
+            f"removed, mean over the ratios) `{by_set}` keeps the most "
+            f"({100 * kept(by_set):.1f} %, `{by_rho}` {100 * kept(by_rho):.1f} %)."
+            + (" What a criterion must get right is the set the sweep cuts: the single-"
+               "removal table is secondary." if by_rho != by_set else "")]
+
+
+def _set_table(by_method: dict[str, Any]) -> list[str]:
+    ratios = sorted(by_method["greedy"], key=lambda r: float(r[1:]))  # "r2", "r4", ...
+    lines = ["| criterion | " + " | ".join(f"{r[1:]}×" for r in ratios) + " |",
+             "|---|" + "---|" * len(ratios)]
+    for method, cells in by_method.items():
+        lines.append(f"| {method} | " + " | ".join(
+            f"{100 * c['accuracy']['mean']:.1f}" + (
+                "" if method == "greedy" else f" ({-c['accuracy_gap_pp']['mean']:+.1f}, "
+                f"p@k {c['precision_at_k']['mean']:.2f})")
+            for c in (cells[r] for r in ratios)) + " |")
+    return lines
 
 
 def infeasible_section(points: list[InfeasiblePoint]) -> str:
@@ -146,25 +187,32 @@ def report(model: str, rows: list[dict[str, Any]], answer: list[str],
 def han_section(intro: str, checks: list[dict[str, Any]]) -> str:
     """Both judgements for every published row, after `intro` (where the runs come from)."""
     lines = [intro + " Errors in %, mean ± sd over seeds; change = pruned error − the same "
-             "seed's baseline error, with a 95 % t-interval.", "",
+             "seed's baseline error, with a 95 % interval: over seeds × test images "
+             "(`stats.crossed_se`, the test set's noise counted) where each image's outcome "
+             "was kept, else over seeds alone. Ours − theirs counts their single run's noise "
+             "too (one run's change on the same 10k images, its variance estimated from our "
+             "seeds); the verdict is \"worse\" or \"better\" only where that interval "
+             "excludes 0, and is given only with each image's outcome.", "",
              "| paper | their error | their change | ours at | our error | our change "
-             "[95 % CI] | within 0.15 pp (absolute) | change vs theirs |",
-             "|---|---|---|---|---|---|---|---|"]
+             "[95 % CI] | ours − theirs [95 % CI] | within 0.15 pp (absolute) | "
+             "change vs theirs |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for c in checks:
         theirs = (f"{c['base_error']:.2f} → " if c["base_error"] is not None else "") + \
             f"{c['error']:.2f} at {c['ratio']:g}×"
         if c["match"] is None:
             lines.append(f"| {c['paper']} ({c.get('note', c['kind'])}) | {theirs} | — | "
-                         "no matching point "
-                         "| — | — | — | — |")
+                         "no matching point | — | — | — | — | — |")
             continue
         mean, lo, hi = c["our_change"]
+        vs = "—" if "vs_theirs" not in c else \
+            "{:+.2f} [{:+.2f}, {:+.2f}]".format(*c["vs_theirs"])
         lines.append(
             f"| {c['paper']} ({c.get('note', c['kind'])}) | {theirs} | "
             + (f"{c['their_change']:+.2f}" if "their_change" in c else "—")
             + f" | {c['our_ratio']:.1f}× | {c['our_base_error'][0]:.2f} → "
             f"{c['our_error'][0]:.2f} ± {c['our_error'][1]:.2f} | {mean:+.2f} "
-            f"[{lo:+.2f}, {hi:+.2f}] | "
+            f"[{lo:+.2f}, {hi:+.2f}] | {vs} | "
             + {True: "yes", False: "no", None: "—"}[c.get("within_tolerance")]
             + f" | {c.get('change_verdict', '—')} |")
     return "\n".join(lines) + "\n"

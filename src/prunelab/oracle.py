@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,8 +33,19 @@ from prunelab.granularity import Neurons, Weights
 from prunelab.models import Net, baked, unit_groups
 from prunelab.scoring import Batches
 from prunelab.set_oracle import set_quality
+from prunelab.weight_sets import supported, weight_set_quality
 
 SAMPLE_SEED_OFFSET = 1_000_003
+
+
+@dataclass
+class Scores:
+    """Every method's scores on one model: per hidden layer its units', per pruned layer
+    its weights'."""
+
+    units: dict[str, list[Tensor]]
+    weights: dict[str, dict[str, Tensor]]  # the pruned layers' only
+
 SURGEON = "obs (after its update)"  # the oracle table's row of `surgeon_damage`
 
 
@@ -172,18 +184,20 @@ def criterion_quality(unit_scores: list[Tensor] | None, weight_scores: dict[str,
 def criteria_against_damage(model: Net, held: Split, calib: Batches, methods: Sequence[str],
                             criterion: CriterionSettings, weight_names: list[str],
                             weights_per_layer: int, seed: int
-                            ) -> tuple[dict[str, Any], dict[str, Any], dict[str, list[Tensor]]]:
+                            ) -> tuple[dict[str, Any], dict[str, Any], Scores]:
     """Every method's scores on `model` (from the calibration batches `calib`) against the
     true damage on `held`: (quality per method, per method and granularity the (scores,
     damages) of every unit and of the sampled weights, for a scatter plot, and each
-    method's unit scores per layer, for `set_level`)."""
+    method's scores, for `set_level`)."""
     units = unit_damage(model, held)
     weights = weight_damage(model, held, weight_names, weights_per_layer, seed)
-    quality, scatter, all_unit_scores = {}, {}, {}
+    quality, scatter = {}, {}
+    scores = Scores({}, {})
     for method in methods:
         unit_scores = Neurons().scorer(method, criterion)(model, calib)
-        all_unit_scores[method] = unit_scores
         weight_scores = Weights().scorer(method, criterion)(model, calib)
+        scores.units[method] = unit_scores
+        scores.weights[method] = {n: weight_scores[n] for n in weight_names}
         quality[method] = criterion_quality(unit_scores, weight_scores, units, weights)
         scatter[method] = {
             "neuron": (torch.cat(unit_scores), torch.cat(units)),
@@ -193,22 +207,30 @@ def criteria_against_damage(model: Net, held: Split, calib: Batches, methods: Se
     if "obs" in methods:  # its prediction against the damage after its update
         quality[SURGEON] = {"weight": {name: agreement(predicted, d) for name, (predicted, d)
                                        in surgeon_damage(model, held, calib, weights).items()}}
-    return quality, scatter, all_unit_scores
+    return quality, scatter, scores
 
 
-def set_level(model: Net, held: Split, scores: dict[str, list[Tensor]],
-              ratios: Sequence[float]) -> dict[str, Any]:
-    """The set-level oracle (`set_oracle`) of each method's unit `scores` on the two halves
-    of `held` (the greedy chooses on the first, every set is scored on the second), and
-    the split-half reliability of the single-removal oracle: per layer, Spearman's ρ
-    between the damages measured on the two halves (how far its own ranking is noise)."""
+def set_level(model: Net, held: Split, scores: Scores, ratios: Sequence[float]
+              ) -> dict[str, Any]:
+    """The set-level oracles of each method's scores on the two halves of `held` (the
+    greedy chooses on the first, every set is scored on the second): units
+    (`set_oracle`), and weights (`weight_sets`) where the pruned weights are one layer
+    it supports; and the split-half reliability of the single-removal oracle: per layer,
+    Spearman's ρ between the damages measured on the two halves (how far its own ranking
+    is noise)."""
     half = len(held) // 2
     choose, score_on = held.take(half), Split(held.x[half:], held.y[half:])
     reliability = {f"layer{i}": float(spearmanr(a.numpy(), b.numpy()).statistic)
                    for i, (a, b) in enumerate(zip(unit_damage(model, choose),
                                                   unit_damage(model, score_on), strict=True))}
-    return {"sets": set_quality(model, choose, score_on, scores, ratios),
-            "reliability": reliability}
+    out = {"sets": set_quality(model, choose, score_on, scores.units, ratios),
+           "reliability": reliability}
+    names = {n for s in scores.weights.values() for n in s}
+    if len(names) == 1 and supported(model, name := names.pop()):
+        out["weight_sets"] = weight_set_quality(
+            model, choose, score_on, name, {m: s[name] for m, s in scores.weights.items()},
+            ratios)
+    return out
 
 
 def mean_sd_tree(trees: list[dict[str, Any]]) -> dict[str, Any]:

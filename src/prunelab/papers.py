@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 from scipy.stats import t
 
-from prunelab.records import Point, feasible
-from prunelab.stats import mean_sd
+from prunelab.records import Point, feasible, unpack_correct
+from prunelab.stats import crossed_se, mean_sd, mean_squares
 
 # Published results to put ours beside: (baseline error %, pruned error %, compression ×).
 # Han et al. 2015, "Learning both Weights and Connections", Table 1 (iterative magnitude
@@ -41,9 +42,16 @@ def han_judgement(model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]
     """Our magnitude runs beside each published result for `model`, judged two ways.
 
     `rows`: one per seed, {"seed", "base_test_error", "ratios": {ratio: {"compression_ratio",
-    "test_error"}}} (errors as fractions). (1) Absolute: our mean pruned error against theirs
-    (Han: within HAN_TOLERANCE_PP). (2) Change: per seed, pruned error − own baseline error,
-    its mean with a 95 % t-interval, against the paper's own change.
+    "test_error"}}} (errors as fractions), and where each image's outcome was kept,
+    "base_test_correct" and each ratio's "test_correct" (`records.pack_correct`) with
+    "test_images". (1) Absolute: our mean pruned error against theirs (Han: within
+    HAN_TOLERANCE_PP). (2) Change: pruned error − own baseline error, its mean with a 95 %
+    interval. With each image's outcome, the interval counts the test set's noise as the
+    comparison does (`stats.crossed_se` over seeds × images), and the verdict against the
+    paper's change also counts their run's own noise: one run's change on the same N
+    images varies by σa² + (σb² + σc²)/N, estimated from our seeds; "worse"/"better" than
+    theirs only where the interval of ours − theirs excludes 0. Without them, a t-interval
+    over seeds and no verdict (`change_verdict` "—").
     """
     out = []
     for ref in PAPERS.get(model, []):
@@ -54,25 +62,55 @@ def han_judgement(model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]
             continue
         base = [100 * r["base_test_error"] for r in rows]
         pruned = [100 * r["ratios"][match]["test_error"] for r in rows]
-        change = [p - b for p, b in zip(pruned, base, strict=True)]
-        mean, sd = mean_sd(change)
-        half = float(t.ppf(0.975, len(change) - 1)) * sd / len(change) ** 0.5 \
-            if len(change) > 1 else float("nan")
         check.update(match=match, our_ratio=mean_sd([r["ratios"][match]["compression_ratio"]
                                                        for r in rows])[0],
-                     our_base_error=mean_sd(base), our_error=mean_sd(pruned),
-                     our_change=(mean, mean - half, mean + half))
+                     our_base_error=mean_sd(base), our_error=mean_sd(pruned))
+        table = _change_table(rows, match)
+        if table is None:
+            change = [p - b for p, b in zip(pruned, base, strict=True)]
+            mean, sd = mean_sd(change)
+            se, df = sd / len(change) ** 0.5, float(len(change) - 1)
+        else:
+            se, df = crossed_se(table)
+            mean, se = 100 * float(table.mean()), 100 * se
+        half = float(t.ppf(0.975, df)) * se if len(rows) > 1 else float("nan")
+        check["our_change"] = (mean, mean - half, mean + half)
         if ref["base_error"] is not None:
             theirs = ref["error"] - ref["base_error"]
             check["their_change"] = theirs
-            check["change_verdict"] = ("consistent with theirs" if mean - half <= theirs
-                                       <= mean + half else
-                                       "worse than theirs" if mean - half > theirs
-                                       else "better than theirs")
             check["within_tolerance"] = bool(check["our_error"][0]
                                              <= ref["error"] + HAN_TOLERANCE_PP)
+            if table is not None and len(rows) > 1:
+                check.update(_against_theirs(table, mean - theirs, se, df))
         out.append(check)
     return out
+
+
+def _change_table(rows: list[dict[str, Any]], match: str) -> np.ndarray | None:
+    """Seeds × images: pruned wrong − baseline wrong (−1, 0, 1), or None without them."""
+    if not all("base_test_correct" in r and "test_correct" in r["ratios"][match]
+               for r in rows):
+        return None
+    return np.array([unpack_correct(r["base_test_correct"], r["test_images"]).astype(float)
+                     - unpack_correct(r["ratios"][match]["test_correct"], r["test_images"])
+                     for r in rows])
+
+
+def _against_theirs(table: np.ndarray, diff: float, se: float, df: float) -> dict[str, Any]:
+    """Ours − theirs (pp) with a 95 % interval counting their single run's noise: SE² of
+    one run's change = σa² + (within-seed variance over images)/N from our table, added to
+    ours; Welch–Satterthwaite's df, their share on our n − 1 seeds' df."""
+    n, images = table.shape
+    ms_seed, _, ms_resid = mean_squares(table)
+    theirs_var = 100 ** 2 * (max(0.0, (ms_seed - ms_resid) / images)
+                             + float(table.var(axis=1, ddof=1).mean()) / images)
+    total = se ** 2 + theirs_var
+    df_diff = total ** 2 / (se ** 4 / df + theirs_var ** 2 / (n - 1))
+    half = float(t.ppf(0.975, df_diff)) * total ** 0.5
+    verdict = ("worse than theirs" if diff - half > 0 else
+               "better than theirs" if diff + half < 0 else "consistent with theirs")
+    return {"vs_theirs": (diff, diff - half, diff + half), "vs_theirs_se": total ** 0.5,
+            "vs_theirs_df": df_diff, "change_verdict": verdict}
 
 
 def _matching_ratio(rows: list[dict[str, Any]], ref: dict[str, Any]) -> str | None:

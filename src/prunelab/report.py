@@ -109,24 +109,27 @@ def oracle_figure(scatter: dict[str, dict[str, tuple[Any, Any]]]) -> Figure:
     return fig
 
 
-def set_oracle_figure(sets: dict[str, dict[str, Any]]) -> Figure:
-    """Held-out accuracy with each criterion's whole set of units removed, against the
-    ratio (mean over seeds); the greedy oracle's set dashed."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, cells in sets.items():
-        keys = sorted(cells, key=lambda r: float(r[1:]))  # "r2", "r4", ...
-        ratios = [float(r[1:]) for r in keys]
-        acc = [100 * cells[r]["accuracy"]["mean"] for r in keys]
-        style: dict[str, Any] = ({"linestyle": "--", "color": "black"} if method == "greedy"
-                                 else {})
-        ax.plot(ratios, acc, marker="o", label=method, **style)
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.set_xlabel("ratio (units cut: 1 − 1/r)")
-    ax.set_ylabel("held-out accuracy, set removed (%)")
-    ax.set_title("neuron sets, no fine-tuning")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+def set_oracle_figure(sets: dict[str, Any]) -> Figure:
+    """Held-out accuracy with each criterion's whole set removed, against the ratio (mean
+    over seeds), units and (where measured) weights; the greedy oracle's set dashed."""
+    panels = [(g, sets[k]) for g, k in (("neuron", "sets"), ("weight", "weight_sets"))
+              if k in sets]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (granularity, by_method) in zip(axes[0], panels, strict=True):
+        for method, cells in by_method.items():
+            keys = sorted(cells, key=lambda r: float(r[1:]))  # "r2", "r4", ...
+            style: dict[str, Any] = ({"linestyle": "--", "color": "black"}
+                                     if method == "greedy" else {})
+            ax.plot([float(r[1:]) for r in keys],
+                    [100 * cells[r]["accuracy"]["mean"] for r in keys],
+                    marker="o", label=method, **style)
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xlabel("ratio (cut: 1 − 1/r)")
+        ax.set_ylabel("held-out accuracy, set removed (%)")
+        ax.set_title(f"{granularity} sets, no fine-tuning")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -83,28 +83,28 @@ def summarize(points: Iterable[Point]) -> list[dict[str, Any]]:
     return rows
 
 
-def headline(rows: list[dict[str, Any]], quality: dict[str, Any],
-             choices: dict[str, SearchChoice], finetuned: dict[str, Any], max_drop: float,
-             sets: dict[str, Any]) -> dict[str, Any]:
+def headline(rows: list[dict[str, Any]], choices: dict[str, SearchChoice],
+             finetuned: dict[str, Any], max_drop: float, sets: dict[str, Any]
+             ) -> dict[str, Any]:
     """A few numbers per method-granularity, for `dvc exp show`: the searched operating
-    point, the highest sweep ratio whose mean test drop is within the allowed one, the
-    criterion's mean ρ with the true damage (over layers), and at neuron granularity its
-    set-level gap to the greedy oracle (held-out accuracy, pp, mean over the ratios)."""
+    point, the highest sweep ratio whose mean test drop is within the allowed one, and
+    the criterion's set-level gap to the greedy oracle (held-out accuracy, pp, mean over
+    the ratios) where one was measured. Not the single-removal ρ: for single weights it
+    is ~0.02 for every criterion (the removal's loss change is ±w·g, noise in sign), so
+    it tells no criterion from another."""
     out: dict[str, Any] = {}
     for series, choice in choices.items():
         method, granularity = series.rsplit("-", 1)  # a method may hold "-": obs-noupdate
         ok = [r["ratio"] for r in rows if f"{r['method']}-{r['granularity']}" == series
               and r["test_accuracy_drop"] <= max_drop]
-        layers = quality.get(method, {}).get(granularity, {})
         out[series] = {
             "searched_sparsity": choice.sparsity,
             "searched_test_accuracy": finetuned[series]["test_accuracy"],
-            "max_ratio_within_drop": max(ok, default=1.0),
-            "oracle_spearman": mean_sd([q["spearman"]["mean"] for q in layers.values()])[0]
-            if layers else None}
-        if granularity == "neuron" and method in sets:
+            "max_ratio_within_drop": max(ok, default=1.0)}
+        by_method = sets.get("sets" if granularity == "neuron" else "weight_sets", {})
+        if method in by_method:
             out[series]["set_gap_pp"] = statistics.fmean(
-                c["accuracy_gap_pp"]["mean"] for c in sets[method].values())
+                c["accuracy_gap_pp"]["mean"] for c in by_method[method].values())
     return out
 
 

@@ -1,7 +1,8 @@
 """`prunelab oracle`: every criterion's scores on each seed's baseline against the true
 damage of removing each unit (and a sample of single weights), with a figure
 (`prunelab.oracle`); and each criterion's whole set of units against the greedy oracle's
-(`prunelab.set_oracle`), in oracle/sets.json. Seeds run in worker processes."""
+(`prunelab.set_oracle`), and on the mlp each criterion's set of weights against the block
+greedy's (`prunelab.weight_sets`), in oracle/sets.json. Seeds run in worker processes."""
 
 from __future__ import annotations
 
@@ -37,10 +38,10 @@ def _one_seed(w: _Oracle, seed: int
     model = load_model(w.files[seed][0], resolve_device(w.cfg.device))
     calib = calibration_batches(w.train, p.calibration_batches, p.calibration_batch_size, seed)
     criterion = CriterionSettings(seed, p.neuron_norm, p.activation_stat)
-    quality, scatter, unit_scores = criteria_against_damage(
+    quality, scatter, scores = criteria_against_damage(
         model, w.held, calib, p.methods, criterion,
         prunable_names(model, p.prune_output_layer), w.cfg.oracle.weights_per_layer, seed)
-    sets = set_level(model, w.held, unit_scores, w.cfg.sweep.ratios)
+    sets = set_level(model, w.held, scores, w.cfg.sweep.ratios)
     print(f"oracle seed {seed}: " + ", ".join(
         f"{m} ρ={q['neuron']['layer0']['spearman']:.2f}" for m, q in quality.items()
         if "neuron" in q),

@@ -22,7 +22,7 @@ from prunelab.verdicts import LABELS, verdicts
 FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
            "accuracy vs effective FLOPs": "figures/accuracy_vs_flops.png",
            "per-layer sparsity (searched)": "figures/layer_sparsity.png",
-           "neuron sets against the greedy oracle": "figures/set_oracle.png"}
+           "sets against the greedy oracle": "figures/set_oracle.png"}
 
 
 def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
@@ -105,8 +105,8 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         # difference (pp) and what it says.
         "primary": {f"{c['granularity']}/{c['method']}-vs-{c['other']}": {
             "area_diff_pp": 100 * c["diff"], "answer": c["answer"]} for c in answers},
-        **headline(rows, quality, inputs["search"], inputs["finetune"],
-                   cfg.search.max_accuracy_drop, inputs["sets"]["sets"])})
+        **headline(rows, inputs["search"], inputs["finetune"],
+                   cfg.search.max_accuracy_drop, inputs["sets"])})
     for x in report.X_AXES:
         for y, stage in (("test_accuracy", "after"), ("test_accuracy_before", "before")):
             write_json(out / "plots" / f"{stage}_vs_{x.split('_')[-1]}.json",
@@ -115,8 +115,7 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         FIGURES["accuracy vs compression"]: report.curves_figure(rows, "compression_ratio"),
         FIGURES["accuracy vs effective FLOPs"]: report.curves_figure(rows, "effective_flops"),
         FIGURES["per-layer sparsity (searched)"]: report.layer_sparsity_figure(inputs["prune"]),
-        FIGURES["neuron sets against the greedy oracle"]: report.set_oracle_figure(
-            inputs["sets"]["sets"]),
+        FIGURES["sets against the greedy oracle"]: report.set_oracle_figure(inputs["sets"]),
     }
     params = {"model": cfg.model, "ratios": str(cfg.sweep.ratios),
               "seeds": str(cfg.sweep.seeds), "finetune.epochs": ft.epochs,
@@ -137,7 +136,7 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         text += markdown.oracle_section(quality, oracle.parent / "scatter.png", out,
                                       cfg.oracle.examples)
         text += markdown.set_oracle_section(
-            inputs["sets"], FIGURES["neuron sets against the greedy oracle"])
+            inputs["sets"], FIGURES["sets against the greedy oracle"], quality)
         text += markdown.infeasible_section(infeasible(points))
         write_bytes(out / "report.md", text.encode())
         mlflow.log_artifact(str(out / "report.md"))
