@@ -137,3 +137,25 @@ def test_greedy_oracle_steps_are_the_best_single_removals_given_the_earlier_ones
     assert out["oracle-like"]["r2"]["precision_at_k"] == 1.0
     assert out["oracle-like"]["r4"]["loss_gap"] == 0.0
     assert out["greedy"]["r2"]["accuracy"] == set_loss(net, val, as_sets(full, 64, 1))[1]
+
+
+def test_greedy_oracle_on_two_hidden_layers_matches_brute_force(small_splits) -> None:
+    """A 784-30-20-10 net (two hidden layers, so the first layer's candidates take the
+    rank-one path through the second): each of the greedy's first two removals leaves the
+    lowest loss among every (layer, unit) left, by `set_loss` of the whole network."""
+    from prunelab.models import ModelSpec, build_model
+    from prunelab.set_oracle import greedy_order, set_loss
+
+    val = small_splits[1].take(200)
+    torch.manual_seed(0)
+    model = build_model(ModelSpec("lenet300", (30, 20)))
+    net = baked(model).double().eval()
+    order = greedy_order(model, val, 2)
+    removed: list[set[int]] = [set(), set()]
+    for layer, unit in order:
+        losses = {(li, k): set_loss(net, val, [r | {k} if i == li else r
+                                               for i, r in enumerate(removed)])[0]
+                  for li, width in enumerate((30, 20)) for k in range(width)
+                  if k not in removed[li]}
+        assert losses[(layer, unit)] == pytest.approx(min(losses.values()), abs=1e-12)
+        removed[layer].add(unit)
