@@ -159,3 +159,30 @@ def test_greedy_oracle_on_two_hidden_layers_matches_brute_force(small_splits) ->
                   if k not in removed[li]}
         assert losses[(layer, unit)] == pytest.approx(min(losses.values()), abs=1e-12)
         removed[layer].add(unit)
+
+
+def test_greedy_oracle_against_every_subset_of_a_six_unit_net(small_splits) -> None:
+    """A 784-6-10 mlp trained one epoch: for k = 1, 2, 3 the greedy's set of k against
+    all C(6, k) subsets by brute force (`set_loss`). Its first removal is the best single
+    one, each later removal the best addition to its set so far, and here its sets are
+    the best of all subsets (greedy need not be optimal: this net shows it is at k ≤ 3)."""
+    from itertools import combinations
+
+    from prunelab.models import ModelSpec, build_model
+    from prunelab.set_oracle import greedy_order, set_loss
+    from prunelab.training import fit, seed_everything
+
+    from helpers import shipped_fit
+
+    train, val, _ = small_splits
+    seed_everything(0)
+    model = build_model(ModelSpec("mlp", (6,)))
+    fit(model, train, val, shipped_fit(lr=0.05, epochs=1, batch_size=64), seed=0)
+    held = val.take(300)
+    net = baked(model).double().eval()
+    order = [u for _, u in greedy_order(model, held, 3)]
+    for k in (1, 2, 3):
+        every = {s: set_loss(net, held, [set(s)])[0] for s in combinations(range(6), k)}
+        grown = {s: v for s, v in every.items() if set(order[: k - 1]) <= set(s)}
+        assert every[tuple(sorted(order[:k]))] == min(grown.values())
+        assert every[tuple(sorted(order[:k]))] == min(every.values())
