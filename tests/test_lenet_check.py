@@ -40,3 +40,23 @@ def test_selection_never_loads_the_test_split(
     row = script.run_one(jobs[0])  # in-process, so the patched loader is the one it meets
     assert set(row) >= {"base_val_error", "ratios"} and "base_test_error" not in row
     assert all(set(r) == {"compression_ratio", "val_error"} for r in row["ratios"].values())
+
+
+def test_han_allocation_keeps_each_layer_s_share(
+    tmp_path: Path, mirror: Path, mnist_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Han et al.'s per-layer allocation: after the 4 rounds and their fine-tuning, each
+    of LeNet-300-100's layers keeps exactly its Table 2 share of weights (8, 9, 26 %)."""
+    from prunelab.models import baked, build_model
+    from prunelab.settings import train_val_splits
+
+    script = load_script()
+    params = small_params(mirror, **{"data.root": str(mnist_root), "data.train_limit": 600})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    cfg = script.config(str(tmp_path / "params.yaml"), "lenet300", "constant-lr0.01")
+    train, val = train_val_splits(cfg)
+    pruned = baked(script.han_layers(build_model("lenet300"), train, val,
+                                     script.HAN_KEPT["lenet300"], cfg, seed=0))
+    kept = [float((m.weight != 0).float().mean()) for m in
+            (pruned.body[2], pruned.body[4], pruned.body[6])]
+    assert kept == pytest.approx([0.08, 0.09, 0.26], abs=1e-3)
