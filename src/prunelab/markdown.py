@@ -59,8 +59,8 @@ def set_oracle_section(sets: dict[str, Any], figure: str, quality: dict[str, Any
              "Each criterion's set at each ratio removed at once, no fine-tuning, against "
              "the greedy oracle's set of the same size. The greedy oracle chooses on one "
              "half of the held-out validation images; every set is scored on the other "
-             "half. Accuracy in %, gap to greedy in pp (negative: the criterion's set "
-             "keeps more than the greedy's), precision@k: the share of the criterion's "
+             "half. Accuracy in %, then the criterion's minus the greedy's in pp (positive: "
+             "the criterion's set keeps more), precision@k: the share of the criterion's "
              "set the greedy set also holds (random's is the reference); mean over seeds. "
              "Each set is removed as it is ranked, with no update of what is left (so "
              "`obs` and `obs-noupdate` coincide), and `gmp` and `movement` by their score "
@@ -74,8 +74,8 @@ def set_oracle_section(sets: dict[str, Any], figure: str, quality: dict[str, Any
                   f"greedy removes them in blocks, each the {100 * BLOCK:g} % of the "
                   "remaining weights whose removal alone, given those already removed, "
                   "changes the loss least (|Δloss|, Molchanov et al.'s oracle; "
-                  "`prunelab.weight_sets`). It is no upper bound: where a criterion's set "
-                  "keeps more than the greedy's, the gap is negative.", "",
+                  "`prunelab.weight_sets`). It is no upper bound: a criterion's set can "
+                  "keep more than the greedy's.", "",
                   *_set_table(sets["weight_sets"]), "",
                   *_two_oracles("weight", sets["weight_sets"], quality)]
     rel = ", ".join(f"{layer} {r['mean']:.2f} ± {r['sd']:.2f} (full length "

@@ -88,8 +88,9 @@ def headline(rows: list[dict[str, Any]], choices: dict[str, SearchChoice],
              ) -> dict[str, Any]:
     """A few numbers per method-granularity, for `dvc exp show`: the searched operating
     point, the highest sweep ratio whose mean test drop is within the allowed one, and
-    the criterion's set-level gap to the greedy oracle (held-out accuracy, pp, mean over
-    the ratios) where one was measured. Not the single-removal ρ: for single weights it
+    the criterion's set-level gap to the greedy oracle (the greedy's held-out accuracy
+    minus the criterion's, pp, mean over the ratios; negative where the criterion's sets
+    keep more) where one was measured. Not the single-removal ρ: for single weights it
     is ~0.02 for every criterion (the removal's loss change is ±w·g, noise in sign), so
     it tells no criterion from another."""
     out: dict[str, Any] = {}
