@@ -36,6 +36,7 @@ from prunelab.set_oracle import set_quality
 from prunelab.weight_sets import supported, weight_set_quality
 
 SAMPLE_SEED_OFFSET = 1_000_003
+SURGEON = "obs (after its update)"  # the oracle table's row of `surgeon_damage`
 
 
 @dataclass
@@ -45,8 +46,6 @@ class Scores:
 
     units: dict[str, list[Tensor]]
     weights: dict[str, dict[str, Tensor]]  # the pruned layers' only
-
-SURGEON = "obs (after its update)"  # the oracle table's row of `surgeon_damage`
 
 
 def _loss(logits: Tensor, y: Tensor) -> float:

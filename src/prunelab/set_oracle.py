@@ -44,12 +44,25 @@ def _through(net: Net, h: Tensor, start: int, groups: list[UnitGroup],
     return out
 
 
+def loss_accuracy(logits: Tensor, y: Tensor) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `logits` against the labels `y`."""
+    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).double().mean())
+
+
 def set_loss(net: Net, data: Split, removed: Removed) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) on `data` with `removed` cut."""
     with torch.no_grad():
-        logits = _through(net, data.x.double(), 0, unit_groups(net), removed)
-    return (float(F.cross_entropy(logits, data.y)),
-            float((logits.argmax(1) == data.y).double().mean()))
+        return loss_accuracy(_through(net, data.x.double(), 0, unit_groups(net), removed),
+                             data.y)
+
+
+def beside_greedy(loss: float, accuracy: float, greedy: dict[str, float], shared: int,
+                  k: int) -> dict[str, float]:
+    """A criterion's set of k scored (`loss`, `accuracy`) beside the greedy's of the same
+    size: the gaps (loss, and accuracy in pp) and precision@k (`shared` of its k)."""
+    return {"loss": loss, "accuracy": accuracy, "loss_gap": loss - greedy["loss"],
+            "accuracy_gap_pp": 100 * (greedy["accuracy"] - accuracy),
+            "precision_at_k": shared / max(k, 1)}
 
 
 @torch.no_grad()
@@ -106,15 +119,8 @@ def _rest(net: Net, groups: list[UnitGroup], li: int, h: Tensor,
     def full(k: int) -> Tensor:
         cut = h.clone()
         cut[:, k] = 0
-        return _after(net, groups, li, cut, removed)
+        return _through(net, cut, g.activation + 1, groups[li + 1:], removed[li + 1:])
     return full
-
-
-def _after(net: Net, groups: list[UnitGroup], layer: int, h: Tensor,
-           removed: Removed) -> Tensor:
-    """The output from layer `layer`'s (cut) activations `h`, later layers' removals applied."""
-    return _through(net, h, groups[layer].activation + 1, groups[layer + 1:],
-                    removed[layer + 1:])
 
 
 def bottom_k(scores: list[Tensor], counts: list[int]) -> Removed:
@@ -140,19 +146,16 @@ def set_quality(model: Net, choose: Split, score_on: Split, unit_scores: dict[st
     sizes = [len(s) for s in next(iter(unit_scores.values()))]
     counts = {f"r{r:g}": [min(round(n * (1 - 1 / r)), n - 1) for n in sizes] for r in ratios}
     order = greedy_order(model, choose, max(sum(c) for c in counts.values()))
+    greedy_sets = {name: as_sets(order, sum(c), len(sizes)) for name, c in counts.items()}
     out: dict[str, dict[str, dict[str, float]]] = {"greedy": {}}
-    for name, c in counts.items():
-        loss, acc = set_loss(net, score_on, as_sets(order, sum(c), len(sizes)))
+    for name, theirs in greedy_sets.items():
+        loss, acc = set_loss(net, score_on, theirs)
         out["greedy"][name] = {"loss": loss, "accuracy": acc}
     for method, scores in unit_scores.items():
         out[method] = {}
         for name, c in counts.items():
-            mine, theirs = bottom_k(scores, c), as_sets(order, sum(c), len(sizes))
-            loss, acc = set_loss(net, score_on, mine)
-            shared = sum(len(a & b) for a, b in zip(mine, theirs, strict=True))
-            out[method][name] = {
-                "loss": loss, "accuracy": acc,
-                "loss_gap": loss - out["greedy"][name]["loss"],
-                "accuracy_gap_pp": 100 * (out["greedy"][name]["accuracy"] - acc),
-                "precision_at_k": shared / max(sum(c), 1)}
+            mine = bottom_k(scores, c)
+            shared = sum(len(a & b) for a, b in zip(mine, greedy_sets[name], strict=True))
+            out[method][name] = beside_greedy(*set_loss(net, score_on, mine),
+                                              out["greedy"][name], shared, sum(c))
     return out

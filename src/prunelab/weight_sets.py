@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from prunelab.data import Split
 from prunelab.models import Net, baked
+from prunelab.set_oracle import beside_greedy, loss_accuracy
 
 # Of the remaining weights removed per greedy step. Seed 0 of the mlp, held-out accuracy
 # of the greedy's set at 2, 4, 8, 16, 32x: 10 % blocks 96.8, 95.7, 94.1, 92.0, 88.6; 5 %
@@ -112,19 +113,13 @@ def greedy_weight_order(model: Net, data: Split, name: str, count: int,
     return torch.cat(order) if order else torch.empty(0, dtype=torch.long)
 
 
-def _loss_accuracy(net: Net, data: Split) -> tuple[float, float]:
-    logits = net(data.x.double())
-    return (float(F.cross_entropy(logits, data.y)),
-            float((logits.argmax(1) == data.y).double().mean()))
-
-
 @torch.no_grad()
 def _without(net: Net, name: str, flat: Tensor, data: Split) -> tuple[float, float]:
     layer = net.body[int(name.split(".")[1])]
     assert isinstance(layer, nn.Linear)
     kept = layer.weight.detach().clone()
     layer.weight.view(-1)[flat] = 0
-    result = _loss_accuracy(net, data)
+    result = loss_accuracy(net(data.x.double()), data.y)
     layer.weight.copy_(kept)
     return result
 
@@ -143,15 +138,14 @@ def weight_set_quality(model: Net, choose: Split, score_on: Split, name: str,
     for key, k in counts.items():
         loss, acc = _without(net, name, order[:k], score_on)
         out["greedy"][key] = {"loss": loss, "accuracy": acc}
+    theirs = torch.zeros(n, dtype=torch.long)  # each weight's place in the greedy's order
+    theirs[order] = torch.arange(1, len(order) + 1)
     for method, scores in weight_scores.items():
+        ranked = torch.argsort(scores.double().flatten(), stable=True)  # once, not per ratio
         out[method] = {}
         for key, k in counts.items():
-            mine = torch.argsort(scores.double().flatten(), stable=True)[:k]
-            loss, acc = _without(net, name, mine, score_on)
-            shared = len(set(mine.tolist()) & set(order[:k].tolist()))
-            out[method][key] = {
-                "loss": loss, "accuracy": acc,
-                "loss_gap": loss - out["greedy"][key]["loss"],
-                "accuracy_gap_pp": 100 * (out["greedy"][key]["accuracy"] - acc),
-                "precision_at_k": shared / max(k, 1)}
+            mine = ranked[:k]
+            shared = int(((theirs[mine] > 0) & (theirs[mine] <= k)).sum())
+            out[method][key] = beside_greedy(*_without(net, name, mine, score_on),
+                                             out["greedy"][key], shared, k)
     return out
