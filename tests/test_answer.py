@@ -8,8 +8,8 @@ import pytest
 from scipy import stats as st
 from test_report import ALPHA, MARGIN, POWER, N, point, wrong_at
 
-from prunelab.answer_markdown import answer_lines
-from prunelab.contrasts import auc_weights, primary
+from prunelab.answer_markdown import answer_lines, in_rounds_lines
+from prunelab.contrasts import auc_weights, in_rounds, primary
 from prunelab.stats import holm, paired_difference, seeds_needed
 from prunelab.verdicts import verdicts
 
@@ -120,6 +120,38 @@ def test_primary_contrast_is_the_paired_area_difference() -> None:
     assert "**weight granularity** — behind: taylor vs magnitude; equivalent: taylor vs " \
         "activation." in text
     assert "`taylor` vs `magnitude`: -0.15 pp" in text
+
+
+def test_in_rounds_against_one_shot_is_the_paired_area_difference() -> None:
+    """Ratios 2, 4, 8 (weights 1/4, 1/2, 1/4), 4 seeds. taylor in 3 rounds gets 0, 20 and
+    40 images more right than taylor one-shot at 2×, 4×, 8×: its area is 0·1/4 + 20·1/2 +
+    40·1/4 = 20 images higher, +0.2 pp on every seed: rounds ahead, two-sided. magnitude
+    in 3 rounds is its one-shot's exact copy: 0, equivalent. wanda has no one-shot series:
+    no comparison. Holm over the two p-values of the granularity."""
+    once, rounds = [], []
+    for seed in range(4):
+        for ratio, more in ((2, 0), (4, 20), (8, 40)):
+            tay = wrong_at(seed, 0.97)
+            better = tay.copy()
+            better[np.flatnonzero(~tay)[10 * seed: 10 * seed + more]] = True
+            mag = wrong_at(10 + seed, 0.97)
+            once += [{**point("taylor", ratio, seed, 0.97, tay), "rounds": 1},
+                     {**point("magnitude", ratio, seed, 0.97, mag), "rounds": 1}]
+            rounds += [{**point(m, ratio, seed, 0.97, c), "rounds": 3}
+                       for m, c in (("taylor", better), ("magnitude", mag), ("wanda", mag))]
+    contrasts = in_rounds(once, rounds, [2, 4, 8], MARGIN, ALPHA)
+    by = {c["method"]: c for c in contrasts}
+    assert set(by) == {"taylor", "magnitude"}
+    tay_c, mag_c = by["taylor"], by["magnitude"]
+    assert tay_c["diff"] == pytest.approx(20 / N) and tay_c["seeds"] == 4
+    assert tay_c["rounds"] == 3 and tay_c["area"] - tay_c["area_one_shot"] == \
+        pytest.approx(20 / N)
+    assert [tay_c["p_holm"], mag_c["p_holm"]] == pytest.approx(holm([tay_c["p"], mag_c["p"]]))
+    assert tay_c["answer"] == "in rounds ahead" and tay_c["p_holm"] < ALPHA
+    assert mag_c["diff"] == 0 and mag_c["answer"] == "equivalent"
+    text = "\n".join(in_rounds_lines(contrasts, 3, 0.5, ALPHA))
+    assert "| weight | `taylor` | 3 | 97.00 | 97.20 | +0.20 [" in text
+    assert in_rounds_lines([], 3, 0.5, ALPHA) == []
 
 
 def test_controls_are_compared_with_the_best_but_never_the_best_nor_labelled() -> None:

@@ -51,6 +51,11 @@ BAD = [
     ("compute.workers", "all", ["compute.workers", "'auto'"]),
     ("compute.threads", 0, ["compute.threads", "greater than or equal to 1"]),
     ("seed", 7, ["seed 7", "sweep.seeds", "add it"]),
+    # Rounds share finetune.epochs (3) evenly: same budget one-shot and in rounds.
+    ("finetune.rounds", 2, ["finetune.epochs (3)", "2 rounds", "finetune.rounds"]),
+    ("sweep.iterative_rounds", [3, 2], ["finetune.epochs (3)", "2 rounds"]),
+    ("sweep.iterative_rounds", [1], ["sweep.iterative_rounds.0", "greater than or equal to 2"]),
+    ("sweep.iterative_rounds", [3, 3], ["sweep.iterative_rounds", "twice"]),
 ]
 
 
@@ -82,3 +87,10 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text("- a list")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(tmp_path / "p.yaml")
+
+
+def test_iterative_rounds_may_not_repeat_the_main_series_rounds() -> None:
+    raw = with_change("sweep.iterative_rounds", [3])
+    raw["finetune"]["rounds"] = 3
+    with pytest.raises(ConfigError, match=r"lists finetune.rounds \(3\)"):
+        parse_config(raw)

@@ -110,3 +110,23 @@ def test_gradual_methods_prune_and_finetune_for_real(
         assert pruned.model.spec.widths == (32,)
     from prunelab.training import evaluate
     assert evaluate(pruned.model, val).accuracy > 0.5
+
+
+def test_the_sweep_knows_which_methods_cut_while_fine_tuning() -> None:
+    """records.CUT_WHILE_FINETUNING (no iterative series for them) names exactly the
+    methods that prune during fine-tuning, at both granularities."""
+    from typing import get_args
+
+    from prunelab.config import Method
+    from prunelab.criteria import during_finetuning
+    from prunelab.pruning import prunes_during_finetuning
+    from prunelab.records import CUT_WHILE_FINETUNING
+
+    from helpers import shipped_prune
+
+    assert set(during_finetuning.WEIGHT) == set(during_finetuning.UNIT) == set(
+        CUT_WHILE_FINETUNING)
+    for granularity in ("weight", "neuron"):
+        live = {m for m in get_args(Method)
+                if prunes_during_finetuning(shipped_prune(m, granularity, sparsity=0.5))}
+        assert live == set(CUT_WHILE_FINETUNING)

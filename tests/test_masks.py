@@ -218,6 +218,33 @@ def test_iterative_neuron_rounds_track_the_original_units(trained, small_splits)
                                trained.body[2].weight[keep].detach())
 
 
+def test_rounds_share_the_fine_tuning_epochs_of_one_shot(trained, small_splits) -> None:
+    """Pruning in 3 rounds with finetune.epochs 3 fine-tunes one epoch after each cut
+    (between rounds seeded seed + round, the last seeded seed): the same weights as that
+    procedure written out by hand, and one epoch reported after the last cut. A procedure
+    fine-tuning all 3 epochs after every round (9 in all) fails both."""
+    from prunelab.pruning import prune_and_finetune, prune_iteratively, round_budget
+
+    train, val, _ = small_splits
+    train = Split(train.x[:640], train.y[:640])
+    ft = shipped_fit(lr=0.05, epochs=3, batch_size=64)
+    s3 = shipped_prune("magnitude", "weight", sparsity=0.9, rounds=3, calibration_batches=1,
+                       calibration_batch_size=64)
+    epochs: list[int] = []
+    auto = prune_and_finetune(trained, train, val, s3, ft, seed=5,
+                              on_epoch=lambda e: epochs.append(e.epoch))
+    one = replace(ft, epochs=1)
+    by_hand = prune_iteratively(trained, train, s3, lambda m, r: finetune(m, train, val, one,
+                                                                         seed=5 + r))
+    finetune(by_hand.model, train, val, one, seed=5)
+    assert len(epochs) == 1
+    for a, b in zip(auto.model.parameters(), by_hand.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert round_budget(ft, 3).epochs == 1 and round_budget(ft, 1) == ft
+    with pytest.raises(ValueError, match="do not split evenly over 2 rounds"):
+        round_budget(ft, 2)
+
+
 @pytest.mark.parametrize("method", ["gradient", "taylor", "magnitude", "activation", "random"])
 def test_same_seed_same_masks_other_seed_other_masks(trained, small_splits, method) -> None:
     train = small_splits[0]

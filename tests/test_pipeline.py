@@ -24,6 +24,7 @@ from helpers import copy_project, run, small_params
 
 METHODS = ["magnitude", "gmp", "random"]
 DURING_FINETUNING = {"gmp"}  # cut while fine-tuning: no model before it
+ITERATIVE = [m for m in METHODS if m not in DURING_FINETUNING]  # also swept in 2 rounds
 GRANULARITIES = ["weight", "neuron"]
 RATIOS, SEEDS = [2, 8], [0, 1]
 
@@ -32,8 +33,8 @@ RATIOS, SEEDS = [2, 8], [0, 1]
 def project(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
     params = small_params(mirror, **{"prune.methods": METHODS,
                                      "prune.granularities": GRANULARITIES,
-                                     "prune.calibration_batches": 4, "finetune.epochs": 1,
-                                     "search.trials": 3,
+                                     "prune.calibration_batches": 4, "finetune.epochs": 2,
+                                     "search.trials": 3, "sweep.iterative_rounds": [2],
                                      "sweep.ratios": RATIOS, "sweep.seeds": SEEDS})
     proj = copy_project(tmp_path_factory.mktemp("proj"), params)
     (proj / "repro.log").write_text(run(["dvc", "repro"], proj).stdout)
@@ -303,7 +304,19 @@ def test_sweep_points_and_the_comparison_are_in_mlflow(project: Path) -> None:
     nested = [r for r in points if "mlflow.parentRunId" in r.data.tags]
     controls = [r for r in nested if r.data.tags["method"] in CONTROLS]
     nested = [r for r in nested if r.data.tags["method"] not in CONTROLS]
+    # The iterative series' points under parents of their own, with the rounds they ran
+    # and the whole fine-tuning budget (split over the rounds).
+    in_rounds = [r for r in nested if r.data.params.get("rounds") == "2"]
+    nested = [r for r in nested if r.data.params.get("rounds") != "2"]
     assert len(nested) == len(METHODS) * len(GRANULARITIES) * len(RATIOS) * len(SEEDS)
+    assert len(in_rounds) == len(ITERATIVE) * len(GRANULARITIES) * len(RATIOS) * len(SEEDS)
+    parents = {r.info.run_id: r.info.run_name for r in points}
+    for r in in_rounds:
+        m, g = r.data.tags["method"], r.data.tags["granularity"]
+        assert parents[r.data.tags["mlflow.parentRunId"]] == f"sweep-{m}-{g}-2rounds"
+        assert r.info.run_name.startswith(f"{m}-{g}-2rounds-r")
+        assert r.data.params["finetune.epochs"] == "2"
+        assert r.data.params["finetune.epochs_per_round"] == "1"
     # The controls log what they ran: dense+ft fine-tuning's settings, scratch training's
     # with the fine-tuning epochs added (one dense+ft per seed, one scratch per ratio too).
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -345,6 +358,36 @@ def test_sweep_points_and_the_comparison_are_in_mlflow(project: Path) -> None:
 
 
 @pytest.mark.slow
+def test_methods_that_cut_first_are_also_swept_in_rounds_and_compared(project: Path) -> None:
+    """sweep.iterative_rounds [2]: magnitude and random (not gmp, which cuts while it
+    fine-tunes) swept again in 2 rounds at every ratio and seed, cut to what one-shot
+    cuts, and the report compares each with its one-shot series."""
+    for granularity in GRANULARITIES:
+        assert not (project / f"sweep/gmp-{granularity}-2rounds.json").exists()
+        for method in ITERATIVE:
+            once = {(p["seed"], p["ratio"]): p
+                    for p in sweep_points(project, f"{method}-{granularity}")}
+            twice = {(p["seed"], p["ratio"]): p
+                     for p in sweep_points(project, f"{method}-{granularity}-2rounds")}
+            assert set(twice) == set(once) == {(s, r) for s in SEEDS for r in RATIOS}
+            for key, p in twice.items():
+                assert (p["rounds"], once[key]["rounds"]) == (2, 1)
+                # Equal realised compression: the same widths, or the same weights to one.
+                assert abs(p["parameters_remaining"] - once[key]["parameters_remaining"]) <= 1
+                assert "test_correct_matched_random" not in p  # beside the main series only
+    headline = json.loads((project / "reports/headline.json").read_text())
+    assert set(headline["in_rounds"]) == {f"{g}/{m}-2rounds" for g in GRANULARITIES
+                                          for m in ITERATIVE}
+    section = (project / "reports/report.md").read_text().split(
+        "## One-shot or in rounds")[1].split("\n## ")[0]
+    for g in GRANULARITIES:
+        for m in ITERATIVE:
+            (row,) = [x for x in section.splitlines() if x.startswith(f"| {g} | `{m}` | 2 |")]
+            assert row.split("**")[1] in ("in rounds ahead", "one-shot ahead", "equivalent",
+                                          "open")
+
+
+@pytest.mark.slow
 def test_the_report_lists_an_infeasible_point_and_judges_the_rest(
     project: Path, tmp_path: Path
 ) -> None:
@@ -358,7 +401,7 @@ def test_the_report_lists_an_infeasible_point_and_judges_the_rest(
     data = json.loads(path.read_text())
     last = data["points"][-1]
     data["points"][-1] = {**{k: last[k] for k in ("method", "granularity", "ratio", "seed",
-                                                 "target_sparsity")},
+                                                 "rounds", "target_sparsity")},
                           "infeasible": "would cut every unit of layer0 (made by the test)"}
     path.write_text(json.dumps(data))
     out = tmp_path / "reports"

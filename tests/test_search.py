@@ -243,7 +243,7 @@ def test_prune_and_finetune_stages_repeat_the_chosen_trial_with_rounds(project: 
     """A trial runs the procedure the stages run: with 3 prune/fine-tune rounds and a cosine
     schedule, prune + finetune on the chosen sparsity give the trial's val accuracy."""
     with_params(project, **{"search.seed": 40, "search.trials": 3, "finetune.rounds": 3,
-                            "finetune.lr_schedule": "cosine", "finetune.epochs": 2})
+                            "finetune.lr_schedule": "cosine", "finetune.epochs": 3})
     run(SEARCH, project)
     choice = read_json(project / CHOICE)
     common = ["--method", "magnitude", "--granularity", "weight",

@@ -147,3 +147,29 @@ def ablation_lines(contrasts: list[tuple[list[dict[str, Any]], list[dict[str, An
 
 def _interval(c: dict[str, Any]) -> str:
     return f"{100 * c['diff']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}]"
+
+
+def in_rounds_lines(contrasts: list[dict[str, Any]], budget: int, margin_pp: float,
+                    alpha: float) -> list[str]:
+    """The one-shot against in-rounds table (`contrasts.in_rounds`); none without it."""
+    if not contrasts:
+        return []
+    lines = ["", "## One-shot or in rounds, at the same fine-tuning budget", "",
+             "Each method that cuts before fine-tuning, pruned in k rounds (each cutting an "
+             "equal fraction of what remains, then fine-tuning for its share of the "
+             f"{budget} epoch(s)) against the same method pruned once and fine-tuned for all "
+             "of them: the first-order papers prune a little at a time (Molchanov et al. "
+             "2017), which the main table does not. Area under the test-accuracy curve "
+             "(as the answer's), paired on seeds and test images; two-sided, Holm within a "
+             f"granularity at α = {alpha:g}; equivalence within ±{margin_pp:g} pp (TOST), "
+             "Holm in a family of its own. Positive: rounds help.", "",
+             "| granularity | method | rounds | area one-shot (%) | area in rounds (%) "
+             "| difference (pp) [95 % CI] | p (Holm) | equivalent p (Holm) | answer |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in sorted(contrasts, key=lambda c: (c["granularity"] != "weight", c["granularity"],
+                                               -c["diff"], c["method"], c["rounds"])):
+        lines.append(f"| {c['granularity']} | `{c['method']}` | {c['rounds']} | "
+                     f"{100 * c['area_one_shot']:.2f} | {100 * c['area']:.2f} | "
+                     f"{_interval(c)} | {c['p_holm']:.3g} | {c['p_equiv_holm']:.3g} | "
+                     f"**{c['answer']}** |")
+    return lines

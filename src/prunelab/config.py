@@ -1,8 +1,7 @@
 """One typed, validated configuration object built from `params.yaml`, the single source of
 every value and read only here: nothing has a default, so a missing key is reported like a
-misspelt one. Validation happens before any stage does work: an unknown key, a wrong type
-or an out-of-range value raises `ConfigError` naming the key and what is allowed.
-"""
+misspelt one. Before any stage works, an unknown key, a wrong type or an out-of-range
+value raises `ConfigError` naming the key and what is allowed."""
 
 from __future__ import annotations
 
@@ -62,8 +61,7 @@ class PruneConfig(_Strict):
     neuron_sparsity: Fraction
     thresholds: dict[str, Annotated[float, Field(ge=0)]]
     scope: Literal["global", "layer"]
-    # Divide each layer's scores by their mean before a global ranking, so that layers
-    # whose gradients live on different scales compete fairly.
+    # Each layer's scores over their mean before a global ranking: scales differ by layer.
     normalize: bool
     prune_output_layer: bool
     calibration_batches: Annotated[int, Field(ge=1)]
@@ -93,13 +91,13 @@ class FinetuneConfig(_Strict):
     penalty_weight: Annotated[float, Field(ge=0)]
     # Cosine with a training-sized lr retrains (Renda et al. 2020, lr rewinding).
     lr_schedule: LrSchedule
-    # 1 is one-shot; k > 1 reaches the target in k prune/fine-tune rounds.
+    # 1 is one-shot; k > 1 reaches the target in k prune/fine-tune rounds, the epochs
+    # split evenly over them (the same budget as one-shot).
     rounds: Annotated[int, Field(ge=1)]
 
 
 class SearchConfig(_Strict):
-    """The Optuna study that picks each method's sparsity on the validation split (what
-    each knob means is said once, beside it in params.yaml)."""
+    """The Optuna study that picks each method's sparsity on validation (knobs: params.yaml)."""
 
     trials: Annotated[int, Field(ge=1)]
     refine: Annotated[int, Field(ge=0)]
@@ -126,12 +124,12 @@ class SweepConfig(_Strict):
     neuron_scope: Literal["layer", "global"]
     matched_random: bool
     controls: bool  # dense+ft and scratch (`prunelab.controls`)
+    iterative_rounds: list[Annotated[int, Field(ge=2)]]  # each criterion also in k rounds
 
     @model_validator(mode="after")
     def _unique(self) -> SweepConfig:
-        for name in ("ratios", "seeds"):
-            values = getattr(self, name)
-            if len(set(values)) != len(values):
+        for name in ("ratios", "seeds", "iterative_rounds"):
+            if len(set(values := getattr(self, name))) != len(values):
                 raise ValueError(f"sweep.{name} lists a value twice: {values}")
         return self
 
@@ -152,8 +150,7 @@ class ReportConfig(_Strict):
 
     @model_validator(mode="after")
     def _disjoint(self) -> ReportConfig:
-        both = sorted(set(self.primary_criteria) & set(self.primary_references))
-        if both:
+        if both := sorted(set(self.primary_criteria) & set(self.primary_references)):
             raise ValueError(f"report: {both} both criterion and reference of the primary "
                              "contrasts; list each in one of the two")
         return self
@@ -200,6 +197,14 @@ class Config(_Strict):
         if self.seed not in self.sweep.seeds:
             raise ValueError(f"seed {self.seed} must be one of sweep.seeds {self.sweep.seeds} "
                              "(the train stage trains one baseline per seed there); add it")
+        ft = self.finetune  # rounds share its epochs evenly (`pruning.round_budget`)
+        for k in sorted({ft.rounds, *self.sweep.iterative_rounds}):
+            if ft.epochs % k:
+                raise ValueError(f"finetune.epochs ({ft.epochs}) must split evenly over {k} "
+                                 "rounds (finetune.rounds, sweep.iterative_rounds)")
+        if ft.rounds in self.sweep.iterative_rounds:
+            raise ValueError(f"sweep.iterative_rounds lists finetune.rounds ({ft.rounds}), "
+                             "what the main series run already: remove it")
         return self
 
 
@@ -210,9 +215,8 @@ def _describe(err: ErrorDetails) -> str:
         return f"{key}: unknown key; remove it or check its spelling"
     if kind == "missing":
         return f"{key}: required key is missing"
-    got = err.get("input")
-    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"{key}: {err['msg']}{got_text}"
+    got = "" if isinstance(err.get("input"), dict) else f" (got {err.get('input')!r})"
+    return f"{key}: {err['msg']}{got}"
 
 
 def parse_config(raw: Any, source: str = "params.yaml") -> Config:
@@ -230,11 +234,8 @@ class _Loader(yaml.SafeLoader):
     """PyYAML follows YAML 1.1, where `1e-3` is a string; read it as the float users mean."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+    r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789."))
 
 
 def load_config(path: str | Path = "params.yaml") -> Config:

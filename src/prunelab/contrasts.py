@@ -13,6 +13,9 @@
 - **Ablations** (`contrast`): one ingredient, measured by itself, cell by cell — here
   OBS's update (`obs` against `obs-noupdate`: the same cut with and without the surgeon's
   update), before and after fine-tuning, Holm over the cells of one moment.
+- **In rounds** (`in_rounds`): each method pruned in k prune/fine-tune rounds against the
+  same method pruned once, at the same fine-tuning budget, on the area as the primary
+  contrasts; two-sided (neither direction was pre-registered).
 """
 
 from __future__ import annotations
@@ -122,4 +125,43 @@ def contrast(points: Iterable[Point], method: str, other: str, margin: float,
                                 [correct(b[s][ratio], key) for s in seeds], margin)})
     for c, p_adj in zip(out, holm([c["p"] for c in out]), strict=True):
         c["p_holm"] = p_adj
+    return out
+
+
+def in_rounds(one_shot: Iterable[Point], iterative: Iterable[Point], ratios: list[float],
+              margin: float, alpha: float) -> list[dict[str, Any]]:
+    """Per (granularity, method, rounds) of `iterative`: its area minus the same method's
+    area in `one_shot` (the main series), at the same fine-tuning budget, on the seeds
+    where both have a feasible point at every ratio. No direction is pre-registered, so
+    two-sided, Holm over the granularity's comparisons; TOST at the margin, Holm in a
+    family of its own (as `primary`'s secondary tests)."""
+    weights = auc_weights(ratios)
+    iterative = list(iterative)
+    out: list[dict[str, Any]] = []
+    for k in sorted({p["rounds"] for p in iterative}):
+        mine = [p for p in iterative if p["rounds"] == k]
+        methods = tuple(dict.fromkeys(p["method"] for p in mine))
+        a_cells, b_cells = _by_cell(mine, methods, "test_correct"), _by_cell(
+            one_shot, methods, "test_correct")
+        for (granularity, method), a in a_cells.items():
+            b = b_cells.get((granularity, method), {})
+            seeds = [s for s in sorted(set(a) & set(b))
+                     if all(r in a[s] and r in b[s] for r in weights)]
+            if not seeds:
+                continue
+            in_k, once = ([_areas(x[s], weights, "test_correct") for s in seeds]
+                          for x in (a, b))
+            c = paired_difference(in_k, once, margin)
+            c.update(granularity=granularity, method=method, rounds=k,
+                     area=float(np.mean([x.mean() for x in in_k])),
+                     area_one_shot=float(np.mean([x.mean() for x in once])))
+            out.append(c)
+    for granularity in {c["granularity"] for c in out}:
+        family = [c for c in out if c["granularity"] == granularity]
+        for c, p, p_equiv in zip(family, holm([c["p"] for c in family]),
+                                 holm([c["p_equiv"] for c in family]), strict=True):
+            c["p_holm"], c["p_equiv_holm"] = p, p_equiv
+            c["answer"] = ("in rounds ahead" if p < alpha and c["diff"] > 0 else
+                           "one-shot ahead" if p < alpha and c["diff"] < 0 else
+                           "equivalent" if p_equiv < alpha else "open")
     return out

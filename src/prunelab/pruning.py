@@ -11,7 +11,7 @@ with the same settings and seed, so a stage pair repeats a search trial exactly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -39,7 +39,9 @@ class PruneSettings:
     neuron_norm: str
     activation_stat: str
     round_to: int  # neuron granularity: kept units per layer rounded to a multiple
-    rounds: int  # 1 = one-shot; k > 1 reaches the target in k prune/fine-tune rounds
+    # 1 = one-shot; k > 1 reaches the target in k prune/fine-tune rounds, each fine-tuning
+    # 1/k of the epochs (`round_budget`): iterative and one-shot get the same budget.
+    rounds: int
     # Methods that prune during fine-tuning (gmp, movement; `gradual`): a mask update every
     # `gradual_interval` steps, the target reached at `gradual_end` of the steps.
     gradual_interval: int | None  # None: the method cuts before fine-tuning
@@ -74,6 +76,17 @@ def round_targets(sparsity: float, rounds: int) -> list[float]:
     return [1 - (1 - sparsity) ** (r / rounds) for r in range(1, rounds + 1)]
 
 
+def round_budget(ft: FitSettings, rounds: int) -> FitSettings:
+    """One round's fine-tuning when `rounds` rounds share `ft`: its epochs split evenly,
+    so that pruning in rounds fine-tunes exactly as long as pruning once (Molchanov et
+    al. 2017 fine-tune between small cuts; judged at a larger total budget, an iterative
+    criterion would gain from the extra training, not from how it cuts)."""
+    if ft.epochs % rounds:
+        raise ValueError(f"{ft.epochs} fine-tuning epoch(s) do not split evenly over "
+                         f"{rounds} rounds; make finetune.epochs a multiple of the rounds")
+    return replace(ft, epochs=ft.epochs // rounds)
+
+
 def prune_iteratively(model: Net, train: Split, s: PruneSettings,
                       finetune_round: Callable[[Net, int], None]) -> Pruned:
     """Reach `s.sparsity` in `s.rounds` prune/fine-tune rounds. Scores are recomputed on the
@@ -101,8 +114,9 @@ def prunes_during_finetuning(s: PruneSettings) -> bool:
 def prune_model(base: Net, train: Split, val: Split, s: PruneSettings, ft: FitSettings,
                 seed: int) -> Pruned:
     """The pruning half of the procedure: one-shot (calibration seeded `s.seed`) or in
-    `s.rounds` rounds with the fine-tuning `ft` between them, seeded `seed + round`. A
-    method that prunes during fine-tuning cuts nothing here: a dense copy, cut later."""
+    `s.rounds` rounds with a round's share of `ft` (`round_budget`) between them, seeded
+    `seed + round`. A method that prunes during fine-tuning cuts nothing here: a dense
+    copy, cut later."""
     if prunes_during_finetuning(s):
         return Pruned(baked(base), {}, {})
     if s.rounds == 1:
@@ -111,7 +125,7 @@ def prune_model(base: Net, train: Split, val: Split, s: PruneSettings, ft: FitSe
         return prune_once(base, calib, s)
 
     def between_rounds(model: Net, r: int) -> None:
-        finetune(model, train, val, ft, seed=seed + r)
+        finetune(model, train, val, round_budget(ft, s.rounds), seed=seed + r)
 
     return prune_iteratively(base, train, s, between_rounds)
 
@@ -129,11 +143,12 @@ def finetune_pruned(
     pruned: Pruned, train: Split, val: Split, s: PruneSettings, ft: FitSettings, seed: int,
     on_epoch: Callable[[EpochResult], None] | None = None,
 ) -> Pruned:
-    """The fine-tuning half: `pruned` fine-tuned with `ft` seeded `seed` (in place), or,
-    for a method that prunes during fine-tuning, cut to `s.sparsity` while it is."""
+    """The fine-tuning half: `pruned` fine-tuned with `ft` seeded `seed` (in place; after
+    `s.rounds` rounds, the last round's share of it), or, for a method that prunes during
+    fine-tuning, cut to `s.sparsity` while it is."""
     live = GRANULARITIES[s.granularity].criterion_for(s).live
     if live is None:
-        finetune(pruned.model, train, val, ft, seed, on_epoch=on_epoch)
+        finetune(pruned.model, train, val, round_budget(ft, s.rounds), seed, on_epoch=on_epoch)
         return pruned
     return prune_during_finetuning(pruned.model, train, val, s, ft, seed, live, on_epoch)
 

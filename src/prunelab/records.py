@@ -13,7 +13,7 @@ import base64
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import Any, NamedTuple, TypedDict, cast
 
 import numpy as np
 from typing_extensions import TypeIs  # in typing from Python 3.13
@@ -60,6 +60,9 @@ def read_choice(path: Path) -> SearchChoice:
 # The controls' methods (`prunelab.controls`): points of the sweep, never a criterion.
 DENSE_FT, SCRATCH = "dense+ft", "scratch"
 CONTROLS = (DENSE_FT, SCRATCH)
+# The methods that cut while they fine-tune (`criteria.during_finetuning`'s; a test holds
+# the two together), so never before it: they have no iterative series.
+CUT_WHILE_FINETUNING = ("movement", "gmp")
 
 
 class PointKey(TypedDict):
@@ -69,6 +72,7 @@ class PointKey(TypedDict):
     granularity: str
     ratio: float
     seed: int
+    rounds: int  # prune/fine-tune rounds it reached its target in (1: one-shot)
     target_sparsity: float
 
 
@@ -124,18 +128,44 @@ class SweepPoint(PointKey, MatchedRandom, BeforeFinetuning):
 Point = SweepPoint | InfeasiblePoint
 
 
-def sweep_series(cfg: Config) -> list[tuple[str, str, list[float]]]:
-    """(method, granularity, ratios) of every series the sweep computes, one file of points
-    each: each method at each granularity, then the controls (`sweep.controls`): dense+ft
-    once per seed (filed as weight, ratio 1), scratch at every neuron ratio."""
-    out: list[tuple[str, str, list[float]]] = [
-        (m, g, list(cfg.sweep.ratios)) for g in cfg.prune.granularities
-        for m in cfg.prune.methods]
+class Series(NamedTuple):
+    """One file of the sweep's points: a method (or control) at a granularity over its
+    ratios, pruned in `rounds` rounds; `iterative`: a series of `sweep.iterative_rounds`,
+    compared with the method's main series (in `finetune.rounds`, normally one-shot)."""
+
+    method: str
+    granularity: str
+    ratios: list[float]
+    rounds: int
+    iterative: bool = False
+
+    @property
+    def name(self) -> str:  # its file's stem: "taylor-weight", "taylor-weight-3rounds"
+        stem = f"{self.method}-{self.granularity}"
+        return f"{stem}-{self.rounds}rounds" if self.iterative else stem
+
+
+def sweep_series(cfg: Config) -> list[Series]:
+    """Every series the sweep computes, one file of points each: each method at each
+    granularity, then the controls (`sweep.controls`): dense+ft once per seed (filed as
+    weight, ratio 1), scratch at every neuron ratio; then each method that cuts before
+    fine-tuning (not gmp or movement, which cut gradually while they fine-tune) in each
+    of `sweep.iterative_rounds`."""
+    ratios, main = list(cfg.sweep.ratios), cfg.finetune.rounds
+    out = [Series(m, g, ratios, main) for g in cfg.prune.granularities for m in cfg.prune.methods]
     if cfg.sweep.controls:
-        out.append((DENSE_FT, "weight", [1.0]))
+        out.append(Series(DENSE_FT, "weight", [1.0], 1))
         if "neuron" in cfg.prune.granularities:
-            out.append((SCRATCH, "neuron", list(cfg.sweep.ratios)))
-    return out
+            out.append(Series(SCRATCH, "neuron", ratios, 1))
+    return out + [Series(m, g, ratios, k, iterative=True) for k in cfg.sweep.iterative_rounds
+                  for g in cfg.prune.granularities for m in cfg.prune.methods
+                  if m not in CUT_WHILE_FINETUNING]
+
+
+def in_series(point: Point, series: Series) -> bool:
+    """Whether `point` is one of `series`' (its file's)."""
+    return (point["method"] == series.method and point["granularity"] == series.granularity
+            and point["rounds"] == series.rounds)
 
 
 def _keys(kind: type[Any]) -> tuple[set[str], set[str]]:

@@ -67,7 +67,8 @@ def sweep_point(
     comes back with its reason under `infeasible`, so that the sweep goes on.
     """
     s = point_settings(s, ratio, seed)
-    where = f"sweep point {s.method}-{s.granularity} ratio {ratio:g} seed {seed}"
+    where = (f"sweep point {s.method}-{s.granularity} ratio {ratio:g} seed {seed} "
+             f"rounds {s.rounds}")
     measured = {k: v for k, v in splits.items() if k != "train"}
     bs = ft.eval_batch_size
     before: dict[str, Any] = {}
@@ -81,10 +82,11 @@ def sweep_point(
                                     on_pruned=measure_before, on_epoch=on_epoch)
     except PruningError as exc:
         return as_point({"method": s.method, "granularity": s.granularity, "ratio": ratio,
-                         "seed": seed, "target_sparsity": s.sparsity, "infeasible": str(exc)},
-                        where)
+                         "seed": seed, "rounds": s.rounds, "target_sparsity": s.sparsity,
+                         "infeasible": str(exc)}, where)
     point = point_record(pruned.model, base.spec, s, {
-        "ratio": ratio, "seed": seed, **before, **accuracies(pruned.model, measured, bs),
+        "ratio": ratio, "seed": seed, "rounds": s.rounds, **before,
+        **accuracies(pruned.model, measured, bs),
         "baseline_test_accuracy": base_test_accuracy})
     point["test_accuracy_drop"] = base_test_accuracy - point["test_accuracy"]
     point.update(test_images=len(splits["test"]), val_images=len(splits["val"]),
@@ -115,7 +117,7 @@ def control_point(method: str, base: Net, base_test_accuracy: float,
         target, granularity = s.sparsity or 0.0, "neuron"
     bs = ft.eval_batch_size
     point = {"method": method, "granularity": granularity, "ratio": ratio, "seed": seed,
-             "target_sparsity": target, "threshold": None,
+             "rounds": 1, "target_sparsity": target, "threshold": None,
              **pruning_metrics(model, base.spec, prunable_names(base, s.prune_output_layer)),
              **accuracies(model, {"val": val, "test": splits["test"]}, bs),
              "baseline_test_accuracy": base_test_accuracy, "test_images": len(splits["test"]),
@@ -139,14 +141,15 @@ def study_name(cfg: Config) -> str:
 
 
 def points(cfg: Config, baselines: dict[int, Path]) -> list[Queued]:
-    """Every point for the queue; its key names the seed's baseline by content.
-    Granularity by granularity: weight points (the slower ones) first when listed first,
-    so that a pool ends on short tasks."""
+    """Every point for the queue; its key names the seed's baseline by content (and, in an
+    iterative series, its rounds). Series by series: weight points (the slower ones)
+    first when listed first, so that a pool ends on short tasks."""
     digest = {s: hashlib.sha1(m.read_bytes()).hexdigest()[:8] for s, m in baselines.items()}
-    return [(f"{m}-{g}-r{r:g}-s{s}-{digest[s]}",
-             {"method": m, "granularity": g, "ratio": r, "seed": s}, {})
-            for m, g, ratios in sweep_series(cfg) for s in cfg.sweep.seeds for r in ratios]
-
+    return [(f"{x.method}-{x.granularity}-{f'k{x.rounds}-' if x.iterative else ''}"
+             f"r{r:g}-s{s}-{digest[s]}",
+             {"method": x.method, "granularity": x.granularity, "ratio": r, "seed": s,
+              "rounds": x.rounds}, {})
+            for x in sweep_series(cfg) for s in cfg.sweep.seeds for r in x.ratios]
 
 
 def open_study(cfg: Config, storage: optuna.storages.BaseStorage,
@@ -173,6 +176,7 @@ class PointObjective:
     finetune: FitSettings
     training: FitSettings  # the baseline's, for the `scratch` control
     matched_random: bool  # add the random control with each point's allocation
+    rounds: int  # the main series' (finetune.rounds): only they get the matched control
     keys: set[str]  # the points this worker's baselines can compute
     # Splits and (baseline, its test accuracy) per seed, loaded on the first point only.
     load: Callable[[], tuple[dict[str, Split], dict[int, tuple[Net, float]]]]
@@ -185,6 +189,7 @@ class PointObjective:
         granularity = str(trial.suggest_categorical("granularity", list(get_args(Granularity))))
         ratio = trial.suggest_float("ratio", 1.0, 1e9, log=True)
         seed = trial.suggest_int("seed", -(2**31), 2**31 - 1)
+        rounds = trial.suggest_int("rounds", 1, 1000)
         if trial.user_attrs[studies.QUEUED] not in self.keys:  # queued after check_queue
             raise PrunelabError(f"point {trial.user_attrs[studies.QUEUED]} needs other "
                                 "baselines than models/seeds here")
@@ -195,9 +200,10 @@ class PointObjective:
             point = control_point(method, *bases[seed], splits, self.prune[("random", "neuron")],
                                   self.finetune, self.training, ratio, seed)
             return self._done(trial, point)
-        s = self.prune[(method, granularity)]
-        # Only where a criterion allocates across layers: else the control is `random`.
-        matched = (self.matched_random and method != "random"
+        s = replace(self.prune[(method, granularity)], rounds=rounds)
+        # Only where a criterion allocates across layers (else the control is `random`),
+        # and beside the main series: an iterative one is compared with its method's.
+        matched = (self.matched_random and method != "random" and rounds == self.rounds
                    and GRANULARITIES[granularity].allocates(bases[seed][0], s))
         with warnings.catch_warnings():  # "cuts nothing" cannot happen for r > 1
             warnings.simplefilter("ignore")

@@ -196,7 +196,9 @@ def run_params(s: PruneSettings, ft: FitSettings, seed: int) -> dict[str, Any]:
     neuron points cut with `sweep.neuron_scope`; a finetune stage repeats its chosen
     trial's seed). The same names everywhere, so the MLflow UI's compare view lines them
     all up."""
-    cut = ({"rounds": s.rounds} if s.gradual_interval is None else  # cut while fine-tuning
+    # finetune.epochs is the whole budget; in rounds each fine-tunes its share of it.
+    cut = ({"rounds": s.rounds, "finetune.epochs_per_round": ft.epochs // s.rounds}
+           if s.gradual_interval is None else  # cut while fine-tuning
            {"gradual_interval": s.gradual_interval, "gradual_end": s.gradual_end})
     return {
         "method": s.method, "granularity": s.granularity, "scope": s.scope,

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from prunelab import markdown, papers, report, tracking
-from prunelab.answer_markdown import answer_lines
+from prunelab.answer_markdown import answer_lines, in_rounds_lines
 from prunelab.config import Config
-from prunelab.contrasts import ABLATIONS, contrast, primary
+from prunelab.contrasts import ABLATIONS, contrast, in_rounds, primary
 from prunelab.errors import PrunelabError
 from prunelab.fileio import read_json, write_bytes, write_json
 from prunelab.records import feasible, read_choice, read_points, sweep_series
@@ -27,9 +27,11 @@ FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
 
 def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
     """Every input, checked before any work and read once: per series, the sweep points and
-    the search, prune and finetune records (keyed like `dirs`), and the oracle's table."""
+    the search, prune and finetune records (keyed like `dirs`), and the oracle's table.
+    The sweep's iterative series (`sweep.iterative_rounds`) apart: only their own
+    section compares them, with their method's main series."""
     series = [f"{m}-{g}" for m in cfg.prune.methods for g in cfg.prune.granularities]
-    swept = [f"{m}-{g}" for m, g, _ in sweep_series(cfg)]  # the methods', the controls'
+    swept = [x.name for x in sweep_series(cfg)]  # the methods', the controls', iterative
     sets = oracle.parent / "sets.json"  # the oracle stage writes both
     missing = [str(d / f"{s}.json") for name, d in dirs.items()
                for s in (swept if name == "sweep" else series)
@@ -41,7 +43,9 @@ def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
     read: dict[str, Any] = {name: {s: read_json(d / f"{s}.json") for s in series}
                             for name, d in dirs.items() if name not in ("search", "sweep")}
     read["search"] = {s: read_choice(dirs["search"] / f"{s}.json") for s in series}
-    read["points"] = [p for s in swept for p in read_points(dirs["sweep"] / f"{s}.json")]
+    for key, iterative in (("points", False), ("in_rounds", True)):
+        read[key] = [p for x in sweep_series(cfg) if x.iterative == iterative
+                     for p in read_points(dirs["sweep"] / f"{x.name}.json")]
     read["oracle"], read["sets"] = read_json(oracle), read_json(sets)
     return read
 
@@ -74,6 +78,7 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
     labels = {label: sum(v["label"] == label for v in verdict) for label in LABELS}
     answers = primary(points, rc.primary_criteria, rc.primary_references, cfg.sweep.ratios,
                       margin, rc.alpha, rc.power)
+    rounds = in_rounds(points, inputs["in_rounds"], cfg.sweep.ratios, margin, rc.alpha)
     # Every seed's baseline, from its feasible points (an infeasible one carries no accuracy).
     base_by_seed = {p["seed"]: p["baseline_test_accuracy"] for p in feasible(points)}
     baseline = mean_sd(list(base_by_seed.values()))
@@ -105,6 +110,10 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         # difference (pp) and what it says.
         "primary": {f"{c['granularity']}/{c['method']}-vs-{c['other']}": {
             "area_diff_pp": 100 * c["diff"], "answer": c["answer"]} for c in answers},
+        # In rounds minus one-shot, where `sweep.iterative_rounds` swept it.
+        **({"in_rounds": {f"{c['granularity']}/{c['method']}-{c['rounds']}rounds": {
+            "area_diff_pp": 100 * c["diff"], "answer": c["answer"]} for c in rounds}}
+           if rounds else {}),
         **headline(rows, inputs["search"], inputs["finetune"],
                    cfg.search.max_accuracy_drop, inputs["sets"])})
     for x in report.X_AXES:
@@ -133,6 +142,8 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
             verdict, verdicts(points, margin, rc.alpha, rc.power, stage="_before"),
             paper_text, baseline, cfg.sweep.seeds, FIGURES, settings,
             rc.equivalence_margin_pp, rc.alpha, ablations)
+        text += "".join(f"{line}\n" for line in in_rounds_lines(
+            rounds, ft.epochs, rc.equivalence_margin_pp, rc.alpha))
         text += markdown.oracle_section(quality, oracle.parent / "scatter.png", out,
                                       cfg.oracle.examples)
         text += markdown.set_oracle_section(

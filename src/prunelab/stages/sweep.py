@@ -23,7 +23,14 @@ from prunelab.fileio import atomic_dir, read_json
 from prunelab.models import Net, load_model, resolve_device
 from prunelab.progress import progress
 from prunelab.prune_params import sweep_prune_settings
-from prunelab.records import Point, as_point, is_feasible, sweep_series, write_points
+from prunelab.records import (
+    Point,
+    as_point,
+    in_series,
+    is_feasible,
+    sweep_series,
+    write_points,
+)
 from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
 from prunelab.training import FitSettings
 from prunelab.workers import worker_pool
@@ -48,12 +55,12 @@ class _Worker:
         self.storage = studies.open_storage(cfg)
         self.study = sweep.open_study(cfg, self.storage, create)
         # Every series' settings, and random-neuron's: the scratch control's widths.
-        pairs = {(m, g) for m, g, _ in sweep_series(cfg) if m not in CONTROLS}
+        pairs = {(x.method, x.granularity) for x in sweep_series(cfg) if x.method not in CONTROLS}
         self.objective = sweep.PointObjective(
             prune={(m, g): sweep_prune_settings(cfg, m, g)
                    for m, g in pairs | {("random", "neuron")}},
             finetune=finetune_settings(cfg), training=train_settings(cfg),
-            matched_random=cfg.sweep.matched_random,
+            matched_random=cfg.sweep.matched_random, rounds=cfg.finetune.rounds,
             keys={k for k, _, _ in sweep.points(cfg, {s: m for s, (m, _) in files.items()})},
             load=partial(_load, cfg, files))
 
@@ -96,11 +103,10 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
     for point in by_key.values():  # computed elsewhere, or by an earlier run
         log.add(point)
     with atomic_dir(out_dir) as tmp:  # every series' points, or the previous ones
-        for m, g, _ in sweep_series(cfg):
-            mine = sorted((p for p in by_key.values()
-                           if p["method"] == m and p["granularity"] == g),
+        for x in sweep_series(cfg):
+            mine = sorted((p for p in by_key.values() if in_series(p, x)),
                           key=lambda p: (p["seed"], p["ratio"]))
-            write_points(tmp / f"{m}-{g}.json", m, g, mine)
+            write_points(tmp / f"{x.name}.json", x.method, x.granularity, mine)
 
 
 def _help(w: _Worker, params: Path, baselines: Path, workers: int, threads: int) -> None:
@@ -121,27 +127,28 @@ class _PointLog:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.finetune = finetune_settings(cfg)
+        self.series = sweep_series(cfg)  # an iterative one apart from its method's main one
         t = train_settings(cfg)  # what `controls.from_scratch` runs
         self.scratch = replace(t, epochs=t.epochs + self.finetune.epochs)
-        self.logged: set[tuple[str, str, float, int]] = set()
-        self.parents: dict[tuple[str, str], str] = {}
+        self.logged: set[tuple[str, float, int]] = set()
+        self.parents: dict[str, str] = {}
 
-    def parent(self, method: str, granularity: str) -> str:
-        if (method, granularity) not in self.parents:
-            tags = {"stage": "sweep", "method": method, "granularity": granularity}
-            with tracking.stage_run(f"{self.cfg.model}-sweep", f"sweep-{method}-{granularity}",
-                                    tags) as run:
+    def parent(self, series: str, tags: dict[str, str]) -> str:
+        if series not in self.parents:
+            with tracking.stage_run(f"{self.cfg.model}-sweep", f"sweep-{series}", tags) as run:
                 tracking.log_mnist(self.cfg.data.root)
-            self.parents[(method, granularity)] = run.info.run_id
-        return self.parents[(method, granularity)]
+            self.parents[series] = run.info.run_id
+        return self.parents[series]
 
     def add(self, point: Point) -> None:
         m, g, r, s = point["method"], point["granularity"], point["ratio"], point["seed"]
-        if (m, g, r, s) in self.logged:
+        series = next(x.name for x in self.series if in_series(point, x))
+        if (series, r, s) in self.logged:
             return
-        self.logged.add((m, g, r, s))
+        self.logged.add((series, r, s))
         if not is_feasible(point):
-            print(f"{m}-{g} seed {s} ratio {r:g}: infeasible: {point['infeasible']}", flush=True)
+            print(f"{series} seed {s} ratio {r:g}: infeasible: {point['infeasible']}",
+                  flush=True)
             return
         # The settings the point ran with (`sweep_point` builds them the same way); a
         # control ran no pruning settings: its fine-tuning's (and training's) and its seed.
@@ -149,13 +156,15 @@ class _PointLog:
             params = {"control": m, "seed": s, "ratio": r, **_ran(
                 self.finetune if m == DENSE_FT else self.scratch, m)}
         else:
-            ran = sweep.point_settings(sweep_prune_settings(self.cfg, m, g), r, s)
+            ran = sweep.point_settings(
+                replace(sweep_prune_settings(self.cfg, m, g), rounds=point["rounds"]), r, s)
             params = {**tracking.run_params(ran, self.finetune, s), "ratio": r}
         tags = {"stage": "sweep", "method": m, "granularity": g}
         # Its numbers go to MLflow; the log says where the sweep is (`progress`).
-        tracking.log_child_run(self.parent(m, g), f"{m}-{g}-r{r:g}-s{s}", tags, params,
-                               {k: v for k, v in point.items()
-                                if k not in {"ratio", "seed", "target_sparsity"}})
+        tracking.log_child_run(
+            self.parent(series, tags), f"{series}-r{r:g}-s{s}", tags, params,
+            {key: v for key, v in point.items()
+             if key not in {"ratio", "seed", "target_sparsity", "rounds"}})
 
 
 def _ran(fit: FitSettings, control: str) -> dict[str, object]:
