@@ -12,6 +12,11 @@ loop) runs beside it. Per-stage times are the stages' own ("prunelab <stage>: do
 from the start of the command, after its imports. Peak memory is the largest resident set
 of any one process (getrusage of the children). The outputs of the two full runs are
 compared byte for byte: the busy process may slow the run, not change its results.
+
+Beside the wall times, the study's training floor (`floor.py`): the model-epochs each
+stage trained times a 1-thread epoch of the baseline, measured in this run (before, between
+and after the full runs; the median), divided by the workers — and wall / floor, alone and
+loaded (target: alone ≤ 1.25×, issue #24).
 """
 
 from __future__ import annotations
@@ -23,10 +28,15 @@ import platform
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import floor  # beside this script
+
+from prunelab.config import load_config
 
 OUTPUTS = ("metrics", "search", "sweep", "oracle/oracle.json", "reports/summary.json",
            "reports/headline.json", "models/seeds")
@@ -83,7 +93,10 @@ def main() -> None:
     for var in ("MLFLOW_TRACKING_URI", "PRUNELAB_OPTUNA_STORAGE"):
         env.pop(var, None)
 
+    timed_run(["dvc", "repro", "download"], clone, env)  # the epoch below reads data/
+    epoch_s = [floor.epoch_seconds(clone)]
     alone, log_alone = timed_run(["dvc", "repro", "--force"], clone, env)
+    epoch_s.append(floor.epoch_seconds(clone))
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     first = digest(clone)
     again, log_again = timed_run(["dvc", "repro"], clone, env)
@@ -94,6 +107,9 @@ def main() -> None:
     finally:
         hog.kill()
     same = digest(clone) == first
+    epoch_s.append(floor.epoch_seconds(clone))
+    epochs = floor.model_epochs(clone)
+    workers = floor.worker_count(load_config(clone / "params.yaml"))
 
     t_alone, t_loaded = stage_times(log_alone), stage_times(log_loaded)
     print(f"HEAD {head}; machine {platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
@@ -113,6 +129,12 @@ def main() -> None:
         print(f"| {stage} | {t:.1f} | {u:.1f} | {u / t:.2f} |")
     print(f"| sum of stages | {sum(t_alone.values()):.0f} | {sum(t_loaded.values()):.0f} | "
           f"{sum(t_loaded.values()) / sum(t_alone.values()):.2f} |")
+    one = statistics.median(epoch_s)
+    print(f"\nTraining floor: 1-thread epoch of the baseline {one:.2f} s (median of "
+          f"{', '.join(f'{e:.2f}' for e in epoch_s)}), {workers} workers. Alone:\n")
+    print(floor.table(floor.stage_walls(log_alone), epochs, one, workers, alone))
+    print("\nWith a busy process beside it:\n")
+    print(floor.table(floor.stage_walls(log_loaded), epochs, one, workers, loaded))
     if "Running stage" in log_again:
         print("\nWARNING: the second repro ran stages:\n" + log_again)
     if not args.keep:
