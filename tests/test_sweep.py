@@ -94,3 +94,36 @@ def test_the_controls_are_the_baseline_fine_tuned_and_the_pruned_widths_from_scr
     assert scratch["parameters_remaining"] == sum(p.numel() for p in cut.parameters())
     assert scratch["sparsity"] == 0.75 and scratch["granularity"] == "neuron"
     assert scratch["test_accuracy_drop"] == 0.9 - scratch["test_accuracy"]
+
+
+def test_iterative_rounds_add_their_own_points_to_the_same_study(tmp_path) -> None:
+    """sweep.iterative_rounds [3] keeps the sweep's study and every one-shot point's key,
+    and queues one point per method that cuts before fine-tuning (9 of params.yaml's 11:
+    not gmp, movement) × granularity × ratio × seed, each with 3 rounds: 9·2·5·5 = 450."""
+    import copy
+
+    import yaml
+
+    from prunelab.config import parse_config
+    from prunelab.records import CUT_WHILE_FINETUNING
+    from prunelab.sweep import points, study_name
+
+    from helpers import ROOT
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    more = copy.deepcopy(raw)
+    more["sweep"]["iterative_rounds"] = [3]
+    base, with_rounds = parse_config(raw), parse_config(more)
+    files = {}
+    for s in base.sweep.seeds:
+        files[s] = tmp_path / f"{s}.safetensors"
+        files[s].write_bytes(bytes([s]))  # a point's key names its baseline by content
+    before = {k: p for k, p, _ in points(base, files)}
+    after = {k: p for k, p, _ in points(with_rounds, files)}
+    assert study_name(base) == study_name(with_rounds)
+    assert set(before) < set(after) and all(after[k] == p for k, p in before.items())
+    new = {k: p for k, p in after.items() if k not in before}
+    assert len(new) == 9 * 2 * 5 * 5
+    assert {p["rounds"] for p in new.values()} == {3}
+    assert {p["rounds"] for p in before.values()} == {1}
+    assert not {p["method"] for p in new.values()} & set(CUT_WHILE_FINETUNING)

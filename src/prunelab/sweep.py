@@ -131,12 +131,12 @@ Queued = tuple[str, dict[str, Any], dict[str, Any]]  # (key, params, user attrs)
 
 def study_name(cfg: Config) -> str:
     """<model>-sweep plus a hash of the params and code a point depends on. Which methods,
-    ratios and seeds are swept is not in it: they are in each point's key, so adding one
-    queues only the new points."""
+    ratios, seeds and iterative rounds are swept is not in it: they are in each point's
+    key, so adding one queues only the new points."""
     digest = studies.setup_digest(
         cfg, ("model", "device", "data", "train", "prune", "finetune", "sweep", "compute"),
         __name__, ignored={"prune": ("methods", "granularities"),
-                           "sweep": ("ratios", "seeds")})
+                           "sweep": ("ratios", "seeds", "iterative_rounds")})
     return f"{cfg.model}-sweep-{digest}"
 
 
