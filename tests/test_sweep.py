@@ -28,6 +28,30 @@ def test_a_point_that_would_empty_a_layer_is_recorded_not_raised(small_splits) -
     assert summarize([point]) == []  # no feasible seed: no row to average
 
 
+def test_a_scratch_control_whose_widths_cannot_be_cut_is_recorded_not_raised(
+        small_splits) -> None:
+    """The scratch control takes its widths from a neuron cut; under a global scope that
+    cut can empty a layer (LeNet-300-100 at 16x with sweep.neuron_scope: global stopped
+    the whole sweep). Its point is infeasible, with the reason, like a method's."""
+    from prunelab.controls import SCRATCH
+    from prunelab.records import is_feasible
+    from prunelab.sweep import control_point
+
+    train, val, test = small_splits
+    torch.manual_seed(0)
+    net = build_model(ModelSpec("lenet300", (2, 100)))
+    with torch.no_grad():
+        net.body[2].weight.mul_(1e-3)  # as above: the global cut takes layer 0's two units
+    s = shipped_prune("magnitude", "neuron", scope="global", normalize=False)
+    splits = {"train": train, "val": val, "test": test}
+    fit = shipped_fit(epochs=1)
+    point = control_point(SCRATCH, net, 0.9, splits, s, fit, fit, 2, 0)
+    assert not is_feasible(point)
+    assert "would cut every unit of layer0" in point["infeasible"]
+    assert (point["method"], point["granularity"], point["ratio"], point["rounds"]) == (
+        SCRATCH, "neuron", 2, 1)
+
+
 def test_matched_random_control_has_the_criterion_s_allocation(trained_mlp, small_splits) -> None:
     train = small_splits[0]
     calib = calibration_batches(train, 2, 64, seed=0)

@@ -106,15 +106,22 @@ def control_point(method: str, base: Net, base_test_accuracy: float,
     """A control's point (`prunelab.controls`), measured like `sweep_point`'s: `dense+ft`
     (ratio 1, filed under weight granularity), or `scratch` with the widths that cutting
     `ratio` of the hidden units gives (`s`: random at neuron granularity, whose widths
-    every method shares under `sweep.neuron_scope: layer`)."""
+    every method shares under `sweep.neuron_scope: layer`; under `global` its cut may
+    empty a layer, and the point is infeasible, as a method's would be)."""
     train, val = splits["train"], splits["val"]
+    where = f"sweep control {method} ratio {ratio:g} seed {seed}"
     if method == DENSE_FT:
         model, target, granularity = dense_finetuned(base, train, val, ft, seed), 0.0, "weight"
     else:
         s = point_settings(s, ratio, seed)
-        spec = prune_model(base, train, val, s, ft, seed).model.spec
-        model = from_scratch(spec, train, val, training, ft, seed)
         target, granularity = s.sparsity or 0.0, "neuron"
+        try:
+            spec = prune_model(base, train, val, s, ft, seed).model.spec
+        except PruningError as exc:  # no such widths (under a global neuron scope)
+            return as_point({"method": method, "granularity": granularity, "ratio": ratio,
+                             "seed": seed, "rounds": 1, "target_sparsity": target,
+                             "infeasible": str(exc)}, where)
+        model = from_scratch(spec, train, val, training, ft, seed)
     bs = ft.eval_batch_size
     point = {"method": method, "granularity": granularity, "ratio": ratio, "seed": seed,
              "rounds": 1, "target_sparsity": target, "threshold": None,
@@ -123,7 +130,7 @@ def control_point(method: str, base: Net, base_test_accuracy: float,
              "baseline_test_accuracy": base_test_accuracy, "test_images": len(splits["test"]),
              "val_images": len(val), **which_right(model, splits, bs)}
     point["test_accuracy_drop"] = base_test_accuracy - point["test_accuracy"]
-    return as_point(point, f"sweep control {method} ratio {ratio:g} seed {seed}")
+    return as_point(point, where)
 
 
 Queued = tuple[str, dict[str, Any], dict[str, Any]]  # (key, params, user attrs)
