@@ -40,7 +40,7 @@ from prunelab.metrics import pruning_metrics
 from prunelab.models import Net, baked, build_model
 from prunelab.papers import han_judgement
 from prunelab.prune_params import prune_settings
-from prunelab.pruning import finetune, prune_and_finetune
+from prunelab.pruning import finetune, prune_and_finetune, round_budget
 from prunelab.records import pack_correct
 from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
 from prunelab.sweep import ratio_sparsity
@@ -59,7 +59,8 @@ ROUNDS = 4  # Han et al. prune and retrain iteratively
 # 20.4×, SNIP's 20× on LeNet-300-100; SNIP's 50× on LeNet-5 is not run (no matching point).
 RATIOS = {"lenet300": [12.5, 21.0], "lenet5": [12.5]}
 EPOCHS = {"lenet300": 20, "lenet5": 15}
-# Candidate recipes: overrides of params.yaml's train and finetune sections.
+# Candidate recipes: overrides of params.yaml's train and finetune sections; the finetune
+# epochs are each round's (Han et al. retrain after every cut).
 CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
     "constant-lr0.01": {"train": {"lr": 0.01, "weight_decay": 0.0, "lr_schedule": "constant"},
                         "finetune": {"lr": 0.01, "epochs": 3, "lr_schedule": "constant"}},
@@ -73,7 +74,10 @@ def config(params: str, model: str, recipe: str) -> Any:
     raw = load_config(params).model_dump()
     raw["model"] = model
     raw["train"].update(epochs=EPOCHS[model], **CANDIDATES[recipe]["train"])
-    raw["finetune"].update(rounds=ROUNDS, **CANDIDATES[recipe]["finetune"])
+    ft = CANDIDATES[recipe]["finetune"]
+    # finetune.epochs is the budget the rounds share (`pruning.round_budget`): each round's
+    # epochs times the rounds, so every round retrains as long as the recipe says.
+    raw["finetune"].update(rounds=ROUNDS, **{**ft, "epochs": ft["epochs"] * ROUNDS})
     raw["prune"].update(prune_output_layer=True, scope="global", normalize=True)
     return parse_config(raw)
 
@@ -122,7 +126,8 @@ def han_layers(base: Net, train: Split, val: Split, kept: list[float], cfg: Any,
     `finetune.rounds` rounds (each an equal fraction of what remains, as `round_targets`),
     fine-tuned between rounds and after the last as `prune_and_finetune` does (seeds
     seed + round, then seed)."""
-    ft, rounds = finetune_settings(cfg), cfg.finetune.rounds
+    rounds = cfg.finetune.rounds
+    ft = round_budget(finetune_settings(cfg), rounds)  # each round's share, as the others
     names = prunable_names(base, True)
     model = baked(base)
     for r in range(1, rounds + 1):

@@ -423,8 +423,10 @@ def test_long_stages_say_where_they_are(project: Path) -> None:
 
     log = (project / "repro.log").read_text().splitlines()
     grid = len(METHODS) * len(GRANULARITIES) * 3  # search.trials
-    # The methods' points, and the controls': dense+ft per seed, scratch per neuron ratio.
-    points = (len(METHODS) * len(GRANULARITIES) * len(RATIOS) + 1 + len(RATIOS)) * len(SEEDS)
+    # The methods' points, in 2 rounds too where they cut first, and the controls':
+    # dense+ft per seed, scratch per neuron ratio.
+    points = ((len(METHODS) + len(ITERATIVE)) * len(GRANULARITIES) * len(RATIOS) + 1
+              + len(RATIOS)) * len(SEEDS)
     for what, unit, total in [("train", "baselines", len(SEEDS)),
                               ("search", "grid trials", grid), ("sweep", "points", points),
                               ("oracle", "seeds", len(SEEDS))]:
