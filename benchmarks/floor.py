@@ -105,13 +105,15 @@ def model_epochs(project: Path) -> dict[str, int]:
             "sweep": _sweep_epochs(project, cfg), "oracle": 0, "report": 0}
 
 
-def stage_walls(log: str) -> dict[str, float]:
-    """{stage: seconds} from `dvc repro`'s output, prune@…/finetune@… pooled: each stage's
-    own "done in" (after its imports; the process start and DVC's checks are not in it)."""
+def stage_walls(log: str, pooled: bool = True) -> dict[str, float]:
+    """{stage: seconds} from `dvc repro`'s output, prune@…/finetune@… pooled (or each on
+    its own): each stage's own "done in" (after its imports; the process start and DVC's
+    checks are not in it)."""
     times: dict[str, float] = defaultdict(float)
     stage = None
     for line in log.splitlines():
-        if m := re.match(r"Running stage '([^'@]+)", line):
+        if m := re.match(r"Running stage '([^'@]+)" if pooled else r"Running stage '([^']+)'",
+                         line):
             stage = m.group(1)
         elif (m := re.match(r"prunelab \w+: done in ([\d.]+) s", line)) and stage:
             times[stage] += float(m.group(1))

@@ -25,7 +25,6 @@ import argparse
 import hashlib
 import os
 import platform
-import re
 import resource
 import shutil
 import statistics
@@ -49,17 +48,6 @@ def timed_run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, st
     if proc.returncode != 0:
         sys.exit(f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return wall, proc.stdout
-
-
-def stage_times(log: str) -> dict[str, float]:
-    """{dvc stage: seconds} from `dvc repro`'s output: each stage's own closing line."""
-    times, stage = {}, None
-    for line in log.splitlines():
-        if m := re.match(r"Running stage '([^']+)'", line):
-            stage = m.group(1)
-        elif (m := re.match(r"prunelab \w+: done in ([\d.]+) s", line)) and stage:
-            times[stage] = float(m.group(1))
-    return times
 
 
 def digest(root: Path) -> str:
@@ -111,7 +99,7 @@ def main() -> None:
     epochs = floor.model_epochs(clone)
     workers = floor.worker_count(load_config(clone / "params.yaml"))
 
-    t_alone, t_loaded = stage_times(log_alone), stage_times(log_loaded)
+    t_alone, t_loaded = (floor.stage_walls(log, pooled=False) for log in (log_alone, log_loaded))
     print(f"HEAD {head}; machine {platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
           f"Python {platform.python_version()}\n")
     print("| run | wall time | peak memory (largest process) |")
