@@ -1,0 +1,90 @@
+"""Where one seed of the oracle stage spends its time, part by part, each as seconds and
+as a multiple of one 1-thread training epoch of the baseline measured in the same run
+(issue 24: the oracle trains nothing, so all of it is above the study's training floor).
+
+Run from the project root after `dvc repro train` (it needs data/ and models/seeds/):
+
+    .venv/bin/python benchmarks/oracle_cost.py [--seed 0] [--repeats 1]
+
+The parts, in the order `prunelab oracle` runs them for a seed: every method's scores
+against the single-removal damage (units, the sampled weights, OBS after its update);
+the unit sets against the one-at-a-time greedy (with the split-half reliability); the
+weight sets against the block greedy (`weight_sets`, the mlp only). The epoch is measured
+before and after (median), in a process of its own as `benchmarks/floor.py` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from floor import epoch_seconds
+
+from prunelab.config import load_config
+from prunelab.criteria import CriterionSettings
+from prunelab.data import Split
+from prunelab.masks import prunable_names
+from prunelab.models import load_model
+from prunelab.oracle import criteria_against_damage
+from prunelab.pruning import calibration_batches
+from prunelab.set_oracle import set_quality
+from prunelab.settings import train_val_splits
+from prunelab.weight_sets import supported, weight_set_quality
+
+
+def _timed(work: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = work(*args)
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    cfg = load_config("params.yaml")
+    p, seed = cfg.prune, args.seed
+    train, val = train_val_splits(cfg)
+    held = val.take(cfg.oracle.examples)
+    half = len(held) // 2
+    choose, score_on = held.take(half), Split(held.x[half:], held.y[half:])
+    model = load_model(Path(f"models/seeds/{seed}.safetensors"), torch.device("cpu"))
+    calib = calibration_batches(train, p.calibration_batches, p.calibration_batch_size, seed)
+    names = prunable_names(model, p.prune_output_layer)
+    epochs = [epoch_seconds(Path.cwd())]
+    rows: dict[str, list[float]] = {}
+    for _ in range(args.repeats):
+        s, (_, _, scores) = _timed(
+            criteria_against_damage, model, held, calib, p.methods,
+            CriterionSettings(seed, p.neuron_norm, p.activation_stat), names,
+            cfg.oracle.weights_per_layer, seed)
+        rows.setdefault("scores against single removals", []).append(s)
+        s, _ = _timed(set_quality, model, choose, score_on, scores.units, cfg.sweep.ratios)
+        rows.setdefault("unit sets (greedy one at a time)", []).append(s)
+        if len(names) == 1 and supported(model, names[0]):
+            s, _ = _timed(weight_set_quality, model, choose, score_on, names[0],
+                          {m: w[names[0]] for m, w in scores.weights.items()},
+                          cfg.sweep.ratios)
+            rows.setdefault("weight sets (block greedy)", []).append(s)
+    epochs.append(epoch_seconds(Path.cwd()))
+    epoch = statistics.median(epochs)
+    print(f"model {cfg.model}, seed {seed}, {len(held)} held-out images, "
+          f"1-thread epoch {epoch:.2f} s (before {epochs[0]:.2f}, after {epochs[-1]:.2f})")
+    print("| part | s | epochs |\n|---|---|---|")
+    total = 0.0
+    for part, times in rows.items():
+        s = statistics.median(times)
+        total += s
+        print(f"| {part} | {s:.1f} | {s / epoch:.0f} |")
+    print(f"| one seed in all | {total:.1f} | {total / epoch:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
