@@ -17,32 +17,25 @@ calls: the figure is a cold prune, as the first sweep point of a seed pays it.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import statistics
 import time
 from dataclasses import replace
 
 import torch
+from _seed_bench import seed_setup
 
-from prunelab.config import load_config
 from prunelab.criteria import second_order
 from prunelab.granularity import GRANULARITIES
 from prunelab.models import load_model
 from prunelab.prune_params import sweep_prune_settings
 from prunelab.pruning import calibration_batches, prune_and_finetune, prunes_during_finetuning
-from prunelab.settings import finetune_settings, train_val_splits
+from prunelab.settings import finetune_settings
 from prunelab.training import make_optimizer, train_epoch
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    cfg = load_config("params.yaml")
-    train, val = train_val_splits(cfg)
+    args, cfg, train, val = seed_setup(__doc__, repeats=3)
     base = load_model(f"models/seeds/{args.seed}.safetensors")
     ft = finetune_settings(cfg)
     runs = {(m, g): replace(sweep_prune_settings(cfg, m, g), sparsity=0.875, seed=args.seed)

@@ -15,7 +15,6 @@ before and after (median), in a process of its own as `benchmarks/floor.py` does
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -23,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _seed_bench import seed_setup
 from floor import epoch_seconds
 
-from prunelab.config import load_config
 from prunelab.criteria import CriterionSettings
 from prunelab.data import Split
 from prunelab.masks import prunable_names
@@ -33,7 +32,6 @@ from prunelab.models import load_model
 from prunelab.oracle import criteria_against_damage
 from prunelab.pruning import calibration_batches
 from prunelab.set_oracle import set_quality
-from prunelab.settings import train_val_splits
 from prunelab.weight_sets import supported, weight_set_quality
 
 
@@ -44,14 +42,8 @@ def _timed(work: Callable[..., Any], *args: Any) -> tuple[float, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=1)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    cfg = load_config("params.yaml")
+    args, cfg, train, val = seed_setup(__doc__, repeats=1)
     p, seed = cfg.prune, args.seed
-    train, val = train_val_splits(cfg)
     held = val.take(cfg.oracle.examples)
     half = len(held) // 2
     choose, score_on = held.take(half), Split(held.x[half:], held.y[half:])
