@@ -6,11 +6,12 @@ Run from the project root after `dvc repro train` (it needs data/ and models/see
 
     .venv/bin/python benchmarks/oracle_cost.py [--seed 0] [--repeats 1]
 
-The parts, in the order `prunelab oracle` runs them for a seed: every method's scores
-against the single-removal damage (units, the sampled weights, OBS after its update);
-the unit sets against the one-at-a-time greedy (with the split-half reliability); the
-weight sets against the block greedy (`weight_sets`, the mlp only). The epoch is measured
-before and after (median), in a process of its own as `benchmarks/floor.py` does.
+The two calls `prunelab oracle` makes for a seed, as it makes them: every method's
+scores against the single-removal damage (`oracle.criteria_against_damage`: units, the
+sampled weights, OBS after its update), then the whole sets (`oracle.set_level`: unit sets
+against the one-at-a-time greedy, the split-half reliability and, on the mlp, weight sets
+against the block greedy). The epoch is measured before and after (median), in a process
+of its own as `benchmarks/floor.py` does.
 """
 
 from __future__ import annotations
@@ -21,18 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from _seed_bench import seed_setup
 from floor import epoch_seconds
 
 from prunelab.criteria import CriterionSettings
-from prunelab.data import Split
 from prunelab.masks import prunable_names
 from prunelab.models import load_model
-from prunelab.oracle import criteria_against_damage
+from prunelab.oracle import criteria_against_damage, set_level
 from prunelab.pruning import calibration_batches
-from prunelab.set_oracle import set_quality
-from prunelab.weight_sets import supported, weight_set_quality
 
 
 def _timed(work: Callable[..., Any], *args: Any) -> tuple[float, Any]:
@@ -45,26 +42,18 @@ def main() -> None:
     args, cfg, train, val = seed_setup(__doc__, repeats=1)
     p, seed = cfg.prune, args.seed
     held = val.take(cfg.oracle.examples)
-    half = len(held) // 2
-    choose, score_on = held.take(half), Split(held.x[half:], held.y[half:])
-    model = load_model(Path(f"models/seeds/{seed}.safetensors"), torch.device("cpu"))
+    model = load_model(f"models/seeds/{seed}.safetensors")
     calib = calibration_batches(train, p.calibration_batches, p.calibration_batch_size, seed)
-    names = prunable_names(model, p.prune_output_layer)
     epochs = [epoch_seconds(Path.cwd())]
     rows: dict[str, list[float]] = {}
     for _ in range(args.repeats):
         s, (_, _, scores) = _timed(
             criteria_against_damage, model, held, calib, p.methods,
-            CriterionSettings(seed, p.neuron_norm, p.activation_stat), names,
-            cfg.oracle.weights_per_layer, seed)
+            CriterionSettings(seed, p.neuron_norm, p.activation_stat),
+            prunable_names(model, p.prune_output_layer), cfg.oracle.weights_per_layer, seed)
         rows.setdefault("scores against single removals", []).append(s)
-        s, _ = _timed(set_quality, model, choose, score_on, scores.units, cfg.sweep.ratios)
-        rows.setdefault("unit sets (greedy one at a time)", []).append(s)
-        if len(names) == 1 and supported(model, names[0]):
-            s, _ = _timed(weight_set_quality, model, choose, score_on, names[0],
-                          {m: w[names[0]] for m, w in scores.weights.items()},
-                          cfg.sweep.ratios)
-            rows.setdefault("weight sets (block greedy)", []).append(s)
+        s, _ = _timed(set_level, model, held, scores, cfg.sweep.ratios)
+        rows.setdefault("whole sets (units, weights on the mlp, reliability)", []).append(s)
     epochs.append(epoch_seconds(Path.cwd()))
     epoch = statistics.median(epochs)
     print(f"model {cfg.model}, seed {seed}, {len(held)} held-out images, "
