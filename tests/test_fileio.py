@@ -1,5 +1,5 @@
 """Atomic writes leave files and folders as open() and mkdir would: readable by whoever
-the umask lets read them (metrics, reports and data are for others too)."""
+the umask lets read them (metrics, reports, data and models are for others too)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
+from prunelab.artifacts import MASK, PRUNED, save_pruned
 from prunelab.fileio import atomic_dir, write_bytes, write_json
+from prunelab.granularity import Pruned
+from prunelab.masks import prunable_names
+from prunelab.models import build_model, load_model
 
 
 @pytest.fixture(params=[0o022, 0o077, 0o002], ids=lambda m: f"umask{m:03o}")
@@ -36,6 +41,17 @@ def test_written_files_and_folders_honour_the_umask(tmp_path: Path, umask: int) 
     assert mode(tmp_path / "search") == 0o777 & ~umask
     assert mode(tmp_path / "search" / "c.json") == 0o666 & ~umask
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin", "metrics", "search"]
+
+
+def test_saved_models_and_masks_honour_the_umask(tmp_path: Path, umask: int) -> None:
+    """safetensors' own save_file creates its files 0600 whatever the umask."""
+    model = build_model("mlp")
+    kept = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters()
+            if n in prunable_names(model, False)}
+    save_pruned(Pruned(model, kept, {}), tmp_path)
+    assert mode(tmp_path / PRUNED) == 0o666 & ~umask
+    assert mode(tmp_path / MASK) == 0o666 & ~umask
+    assert torch.equal(load_model(tmp_path / PRUNED).body[2].weight, model.body[2].weight)
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from prunelab.errors import PrunelabError
-from prunelab.fileio import atomic_path, write_bytes
+from prunelab.fileio import write_bytes
 from prunelab.granularity import GRANULARITIES, Pruned
 from prunelab.models import Net, load_model, save_model
 
@@ -24,8 +24,7 @@ PRUNED, MASK, SPEC, FINETUNED = ("pruned.safetensors", "mask.safetensors", "spec
 
 def save_pruned(pruned: Pruned, folder: Path) -> None:
     save_model(pruned.model, folder / PRUNED)
-    with atomic_path(folder / MASK) as tmp:
-        save_file(pruned.mask_tensors(), str(tmp))
+    write_bytes(folder / MASK, save(pruned.mask_tensors()))  # as save_model, for its mode
     write_bytes(folder / SPEC, (pruned.model.spec.to_json() + "\n").encode())
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from prunelab.errors import PrunelabError
-from prunelab.fileio import atomic_path
+from prunelab.fileio import write_bytes
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 DEFAULT_WIDTHS: dict[str, tuple[int, ...]] = {
@@ -161,8 +161,9 @@ def baked(model: Net) -> Net:
 def save_model(model: Net, path: str | Path) -> None:
     """Write weights and spec to a safetensors file, atomically; masks are baked in."""
     state = {k: v.detach().cpu().contiguous() for k, v in baked(model).state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={_SPEC_KEY: model.spec.to_json()})
+    # The same bytes as save_file's, written as open() writes: save_file (safetensors 0.8)
+    # creates its file 0600 whatever the umask, so no one else could read the models.
+    write_bytes(path, save(state, metadata={_SPEC_KEY: model.spec.to_json()}))
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> Net:
