@@ -62,7 +62,11 @@ def removal_damage(x: Tensor, weight: Tensor, bias: Tensor, out: nn.Linear, y: T
     the `removed` ones (already zero), which are not computed."""
     z = x @ weight.T + bias
     a = z.clamp(min=0)
-    p = F.softmax(out(a), dim=1)
+    # Classes first, so that every elementwise op runs along the contiguous inputs and
+    # the sum over classes adds whole [images, inputs] planes: 1.4-2.0x faster than
+    # classes last on the mlp's layer (2,500 images, alternating runs), the same damages
+    # to float32 rounding (largest difference 4e-7 of the largest damage).
+    p = F.softmax(out(a), dim=1).T.contiguous()
     v = out.weight
     damage = torch.full_like(weight, float("inf"))
     for j in range(weight.shape[0]):
@@ -71,18 +75,18 @@ def removal_damage(x: Tensor, weight: Tensor, bias: Tensor, out: nn.Linear, y: T
         if len(cols) == 0:
             continue
         w_j = weight[j, cols]
+        xs = x.index_select(1, cols)
         # Images where unit j is active, or could become so when one input is dropped:
         # everywhere else Δa_j = 0 for every weight of the row.
-        xs = x[:, cols]
         could = (z[:, j] + (-xs * w_j).amax(dim=1)) > 0
-        rows = (a[:, j] > 0) | could
-        if not bool(rows.any()):
+        rows = ((a[:, j] > 0) | could).nonzero().flatten()
+        if len(rows) == 0:
             damage[j, cols] = 0
             continue
-        xs, zs, az = xs[rows], z[rows, j, None], a[rows, j, None]
-        da = (zs - xs * w_j).clamp(min=0) - az  # [n, remaining inputs]
-        change = torch.log1p((p[rows, None, :] * torch.expm1(da[..., None] * v[:, j])).sum(-1))
-        change -= da * v[y[rows], j, None]
+        xs = xs.index_select(0, rows)
+        da = (z[rows, j, None] - xs * w_j).clamp(min=0) - a[rows, j, None]  # [n, inputs]
+        moved = torch.expm1(v[:, j, None, None] * da).mul_(p[:, rows, None])  # [classes, ...]
+        change = torch.log1p(moved.sum(0)) - da * v[y[rows], j, None]
         damage[j, cols] = change.sum(0) / len(y)
     return damage
 
