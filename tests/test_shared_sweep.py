@@ -142,3 +142,47 @@ def test_a_worker_with_other_baselines_is_refused_before_computing(
         assert len(waiting) == len(study.trials) == 16 + 6  # none taken (6: controls)
     finally:
         optuna.delete_study(study_name=study.study_name, storage=pg_url)
+
+
+def test_a_run_with_fewer_seeds_withdraws_the_points_an_interrupted_run_left_queued(
+    project: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The study's name leaves the seeds out, so adding seeds reuses points; an interrupted
+    run with two seeds leaves both seeds' points queued. A run with one seed must compute
+    its own points only (workers take the queue in order), and a later two-seed run must
+    queue the withdrawn ones again."""
+    from prunelab import studies, sweep
+    from prunelab.config import load_config
+
+    monkeypatch.setenv("PRUNELAB_OPTUNA_STORAGE", pg_url)
+    monkeypatch.chdir(project)
+    two = load_config(project / "params.yaml")
+    baselines = {s: project / f"models/seeds/{s}.safetensors" for s in two.sweep.seeds}
+    storage = studies.open_storage(two)
+    try:
+        optuna.delete_study(study_name=sweep.study_name(two), storage=pg_url)
+    except KeyError:
+        pass
+    study = sweep.open_study(two, storage, create=True)
+    both = sweep.points(two, baselines)
+    studies.queue(study, both)  # what the interrupted run left: every point waiting
+    kept = (project / "params.yaml").read_text()
+    raw = yaml.safe_load(kept)
+    raw["sweep"]["seeds"] = [0]
+    try:
+        (project / "params.yaml").write_text(yaml.safe_dump(raw))
+        proc = run(COLLECT, project, PRUNELAB_OPTUNA_STORAGE=pg_url)
+    finally:
+        (project / "params.yaml").write_text(kept)
+    one = [k for k, p, _ in both if p["seed"] == 0]
+    assert f"{len(one)} points, {len(one)} to compute; withdrew {len(both) - len(one)}" \
+        in proc.stdout, proc.stdout
+    trials = sweep_study(project, pg_url).trials
+    computed = sorted(t.user_attrs["queued"] for t in trials if "point" in t.user_attrs)
+    assert computed == sorted(one)
+    withdrawn = [t for t in trials if t.user_attrs.get(studies.WITHDRAWN)]
+    assert len(withdrawn) == len(both) - len(one)
+    assert all(t.state == TrialState.FAIL for t in withdrawn)
+    studies.queue(study, both)  # the two-seed run again: seed 1's points wait once more
+    assert studies.waiting(study) == len(both) - len(one)
+    optuna.delete_study(study_name=study.study_name, storage=pg_url)

@@ -36,6 +36,7 @@ from prunelab.stores import mask_url, project_root
 
 JOURNAL = Path("studies/optuna-journal.log")
 QUEUED = "queued"  # user attr: the key of a queued trial (absent on any other trial)
+WITHDRAWN = "withdrawn"  # user attr: failed while waiting because its run no longer wants it
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 
 
@@ -116,6 +117,20 @@ def queue(study: optuna.Study, trials: Iterable[tuple[str, dict[str, Any], dict[
             study.enqueue_trial(params, user_attrs={**attrs, QUEUED: key})
 
 
+def withdraw(study: optuna.Study, storage: optuna.storages.BaseStorage, keep: set[str]) -> int:
+    """FAIL every waiting trial whose key is not in `keep`, and say how many. A study's name
+    may leave out what only adds trials (the sweep's seeds and ratios), so an interrupted
+    run with more of them leaves trials this run does not want; Optuna takes its queue in
+    order, so they would all be computed first. `queue` puts a FAILED key back when a later
+    run wants it again."""
+    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+             if t.user_attrs.get(QUEUED) not in keep]
+    for t in stale:
+        storage.set_trial_user_attr(t._trial_id, WITHDRAWN, True)
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    return len(stale)
+
+
 def waiting(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
@@ -166,6 +181,12 @@ def wait_for_queue(study: optuna.Study, storage: optuna.storages.BaseStorage, ke
         live = {t.user_attrs.get(QUEUED) for t in trials
                 if t.state in (TrialState.WAITING, TrialState.RUNNING)}
         lost = sorted(keys - set(done) - live)
+        if lost and any(t.user_attrs.get(WITHDRAWN) for t in trials
+                        if t.user_attrs.get(QUEUED) == lost[0]):
+            raise PrunelabError(f"trial {lost[0]} of study {study.study_name} was withdrawn "
+                                "by another run of it with other settings (a run withdraws "
+                                "queued trials it does not want): run one at a time, or run "
+                                "this command again to queue it again")
         if lost:
             raise RuntimeError(f"{len(lost)} trial(s) of study {study.study_name} failed and "
                                f"are not queued again (first: {lost[0]}); see the worker's "

@@ -87,11 +87,15 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
     tracking.configure(cfg.mlflow.tracking_uri)
     points = sweep.points(cfg, {s: m for s, (m, _) in files.items()})
     studies.reset_orphans(main.study, main.storage)
+    # Before queueing: an interrupted run with more seeds or ratios left points this one
+    # does not want, and workers take the queue in order.
+    withdrawn = studies.withdraw(main.study, main.storage, {k for k, _, _ in points})
     studies.queue(main.study, points)
     log = _PointLog(cfg)
     todo = studies.waiting(main.study)
-    print(f"sweep study {main.study.study_name}: {len(points)} points, {todo} to compute",
-          flush=True)
+    print(f"sweep study {main.study.study_name}: {len(points)} points, {todo} to compute"
+          + (f"; withdrew {withdrawn} queued point(s) these settings do not include"
+             if withdrawn else ""), flush=True)
     with worker_pool(_Worker, (str(params), baselines), max(1, min(workers, todo)),
                      cfg.compute.threads) as imap:
         for point in progress(imap(_one_point, list(range(todo))), todo, "sweep", "points"):
