@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from _seed_bench import seed_setup
-from floor import epoch_seconds
+from floor import read_machine
 
 from prunelab.criteria import CriterionSettings
 from prunelab.masks import prunable_names
@@ -44,7 +44,7 @@ def main() -> None:
     held = val.take(cfg.oracle.examples)
     model = load_model(f"models/seeds/{seed}.safetensors")
     calib = calibration_batches(train, p.calibration_batches, p.calibration_batch_size, seed)
-    epochs = [epoch_seconds(Path.cwd())]
+    epochs = [read_machine(Path.cwd()).epoch_s]
     rows: dict[str, list[float]] = {}
     for _ in range(args.repeats):
         s, (_, _, scores) = _timed(
@@ -54,7 +54,7 @@ def main() -> None:
         rows.setdefault("scores against single removals", []).append(s)
         s, _ = _timed(set_level, model, held, scores, cfg.sweep.ratios)
         rows.setdefault("whole sets (units, weights on the mlp, reliability)", []).append(s)
-    epochs.append(epoch_seconds(Path.cwd()))
+    epochs.append(read_machine(Path.cwd()).epoch_s)
     epoch = statistics.median(epochs)
     print(f"model {cfg.model}, seed {seed}, {len(held)} held-out images, "
           f"1-thread epoch {epoch:.2f} s (before {epochs[0]:.2f}, after {epochs[-1]:.2f})")

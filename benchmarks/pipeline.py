@@ -82,9 +82,9 @@ def main() -> None:
         env.pop(var, None)
 
     timed_run(["dvc", "repro", "download"], clone, env)  # the epoch below reads data/
-    epoch_s = [floor.epoch_seconds(clone)]
+    readings = [floor.read_machine(clone)]
     alone, log_alone = timed_run(["dvc", "repro", "--force"], clone, env)
-    epoch_s.append(floor.epoch_seconds(clone))
+    readings.append(floor.read_machine(clone))
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     first = digest(clone)
     again, log_again = timed_run(["dvc", "repro"], clone, env)
@@ -95,7 +95,7 @@ def main() -> None:
     finally:
         hog.kill()
     same = digest(clone) == first
-    epoch_s.append(floor.epoch_seconds(clone))
+    readings.append(floor.read_machine(clone))
     epochs = floor.model_epochs(clone)
     workers = floor.worker_count(load_config(clone / "params.yaml"))
 
@@ -117,9 +117,11 @@ def main() -> None:
         print(f"| {stage} | {t:.1f} | {u:.1f} | {u / t:.2f} |")
     print(f"| sum of stages | {sum(t_alone.values()):.0f} | {sum(t_loaded.values()):.0f} | "
           f"{sum(t_loaded.values()) / sum(t_alone.values()):.2f} |")
-    one = statistics.median(epoch_s)
+    one = statistics.median(r.epoch_s for r in readings)
     print(f"\nTraining floor: 1-thread epoch of the baseline {one:.2f} s (median of "
-          f"{', '.join(f'{e:.2f}' for e in epoch_s)}), {workers} workers. Alone:\n")
+          f"{', '.join(f'{r.epoch_s:.2f}' for r in readings)}: before, between and after "
+          f"the full runs), {workers} workers; 1-thread sgemm (2048²) "
+          f"{', '.join(f'{r.sgemm_gflops:.0f}' for r in readings)} GFLOP/s. Alone:\n")
     print(floor.table(floor.stage_walls(log_alone), epochs, one, workers, alone))
     print("\nWith a busy process beside it:\n")
     print(floor.table(floor.stage_walls(log_loaded), epochs, one, workers, loaded))
