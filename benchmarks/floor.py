@@ -5,6 +5,7 @@ every core busy (issue #24). `benchmarks/pipeline.py` prints it beside the wall 
 on its own, for a project whose pipeline has run and the captured `dvc repro` output:
 
     .venv/bin/python benchmarks/floor.py PROJECT REPRO_LOG
+    .venv/bin/python benchmarks/floor.py --pair PROJECT   # one epoch alone against two at once
 
 Model-epochs are counted from what the run left, not from params alone: a search trial
 stopped early ran fewer epochs (its `val_accuracy_epoch<k>` attributes in the Optuna
@@ -23,6 +24,7 @@ import statistics
 import subprocess
 import sys
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -161,7 +163,25 @@ def table(walls: dict[str, float], epochs: dict[str, int], epoch_s: float, n_wor
     return "\n".join(rows)
 
 
+def pair_slowdown(project: Path, rounds: int = 3) -> None:
+    """The 1-thread epoch alone and as two processes at once, interleaved: how much a
+    worker's epoch slows when the other core is busy too (the floor assumes it does not)."""
+    alone, pair = [], []
+    for _ in range(rounds):
+        alone.append(read_machine(project).epoch_s)
+        with ThreadPoolExecutor(2) as ex:  # two subprocesses; the threads only wait
+            pair.append(statistics.mean(r.epoch_s for r in ex.map(read_machine,
+                                                                     [project] * 2)))
+    a, b = statistics.median(alone), statistics.median(pair)
+    print(f"epoch alone: {', '.join(f'{t:.2f}' for t in alone)} s; two at once (mean of "
+          f"the pair): {', '.join(f'{t:.2f}' for t in pair)} s; medians {a:.2f} and "
+          f"{b:.2f}: {b / a:.2f}x")
+
+
 def main() -> None:
+    if sys.argv[1] == "--pair":
+        pair_slowdown(Path(sys.argv[2]))
+        return
     project, log = Path(sys.argv[1]), Path(sys.argv[2]).read_text()
     cfg = load_config(project / "params.yaml")
     readings = [read_machine(project) for _ in range(3)]
