@@ -16,7 +16,8 @@ compared byte for byte: the busy process may slow the run, not change its result
 Beside the wall times, the study's training floor (`floor.py`): the model-epochs each
 stage trained times a 1-thread epoch of the baseline, measured in this run (before, between
 and after the full runs; the median), divided by the workers — and wall / floor, alone and
-loaded (target: alone ≤ 1.25×, issue #24).
+loaded (target: alone ≤ 1.25×, issue #24); and how much slower an epoch runs when both
+cores train at once (`floor.py --pair`).
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ def main() -> None:
     print(floor.table(floor.stage_walls(log_alone), epochs, one, workers, alone))
     print("\nWith a busy process beside it:\n")
     print(floor.table(floor.stage_walls(log_loaded), epochs, one, workers, loaded))
+    print("\nOne epoch alone against two processes at once (the floor assumes 2 workers "
+          "are twice one):")
+    floor.pair_slowdown(clone)
     if "Running stage" in log_again:
         print("\nWARNING: the second repro ran stages:\n" + log_again)
     if not args.keep:
