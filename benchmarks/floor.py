@@ -156,7 +156,7 @@ def table(walls: dict[str, float], epochs: dict[str, int], epoch_s: float, n_wor
                 f"**{total_wall / floor:.2f}** |")
     # The oracle trains nothing and is not overhead: it is the ground truth #23 added after
     # #24 set its target, its cost set by its resolution (seeds, sets). Its own line above
-    # shows it; the pipeline's overhead over its training is the whole less the oracle.
+    # shows it; the whole less it is the rest of the pipeline against its training.
     rest = total_wall - walls.get("oracle", 0.0)
     rows.append(f"| **the whole less the oracle's own time** | | {floor:.0f} | {rest:.0f} | "
                 f"**{rest / floor:.2f}** |")
@@ -165,7 +165,8 @@ def table(walls: dict[str, float], epochs: dict[str, int], epoch_s: float, n_wor
 
 def pair_slowdown(project: Path, rounds: int = 3) -> None:
     """The 1-thread epoch alone and as two processes at once, interleaved: how much a
-    worker's epoch slows when the other core is busy too (the floor assumes it does not)."""
+    worker's epoch slows when the other core is busy too (the floor assumes it does not).
+    The pair start together; their timed epochs overlap as far as their start-ups match."""
     alone, pair = [], []
     for _ in range(rounds):
         alone.append(read_machine(project).epoch_s)
