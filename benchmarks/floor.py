@@ -41,7 +41,8 @@ from prunelab.workers import worker_count
 # (kernels pinned as `compute.cpu_capability` says), then the thread's sgemm rate (2048²
 # products, the median of 5): "seconds GFLOP/s" on stdout.
 EPOCH = """
-import statistics, sys, time, torch
+import sys, time, torch
+sys.path.insert(0, sys.argv[2])  # benchmarks/, for training.sgemm_gflops
 from prunelab.config import load_config
 from prunelab.cpu import pin_cpu_capability
 cfg = load_config(sys.argv[1])
@@ -59,14 +60,8 @@ train_epoch(model, train, opt, s, g)  # warm-up
 start = time.perf_counter()
 train_epoch(model, train, opt, s, g)
 epoch = time.perf_counter() - start
-a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-a @ b
-times = []
-for _ in range(5):
-    start = time.perf_counter()
-    (a @ b).sum().item()
-    times.append(time.perf_counter() - start)
-print(epoch, 2 * 2048**3 / statistics.median(times) / 1e9)
+from training import sgemm_gflops
+print(epoch, sgemm_gflops(torch.device("cpu")))
 """
 
 
@@ -78,7 +73,8 @@ class Reading(NamedTuple):
 def read_machine(project: Path) -> Reading:
     """One training epoch of the baseline and the sgemm rate, in a fresh process in
     `project`."""
-    out = subprocess.run([sys.executable, "-c", EPOCH, "params.yaml"], cwd=project,
+    out = subprocess.run([sys.executable, "-c", EPOCH, "params.yaml",
+                          str(Path(__file__).resolve().parent)], cwd=project,
                          check=True, capture_output=True, text=True).stdout
     epoch_s, gflops = out.strip().splitlines()[-1].split()
     return Reading(float(epoch_s), float(gflops))
