@@ -110,25 +110,22 @@ def _sweep_epochs(project: Path, cfg: Config) -> int:
 
 
 def model_epochs(project: Path) -> dict[str, int]:
-    """{stage (prune@… and finetune@… pooled as "prune", "finetune"): model-epochs}."""
+    """{stage: model-epochs} (prune: each method-granularity's fine-tuning)."""
     cfg = load_config(project / "params.yaml")
     series = len(cfg.prune.methods) * len(cfg.prune.granularities)
     return {"train": len(cfg.sweep.seeds) * cfg.train.epochs,
             "search": _search_epochs(project, cfg),
-            "prune": 0,
-            "finetune": series * cfg.finetune.epochs,
+            "prune": series * cfg.finetune.epochs,
             "sweep": _sweep_epochs(project, cfg), "oracle": 0, "report": 0}
 
 
-def stage_walls(log: str, pooled: bool = True) -> dict[str, float]:
-    """{stage: seconds} from `dvc repro`'s output, prune@…/finetune@… pooled (or each on
-    its own): each stage's own "done in" (after its imports; the process start and DVC's
-    checks are not in it)."""
+def stage_walls(log: str) -> dict[str, float]:
+    """{stage: seconds} from `dvc repro`'s output: each stage's own "done in" (after its
+    imports; the process start and DVC's checks are not in it)."""
     times: dict[str, float] = defaultdict(float)
     stage = None
     for line in log.splitlines():
-        if m := re.match(r"Running stage '([^'@]+)" if pooled else r"Running stage '([^']+)'",
-                         line):
+        if m := re.match(r"Running stage '([^']+)'", line):
             stage = m.group(1)
         elif (m := re.match(r"prunelab \w+: done in ([\d.]+) s", line)) and stage:
             times[stage] += float(m.group(1))

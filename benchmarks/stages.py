@@ -1,14 +1,16 @@
-"""Wall time of one prune and one finetune stage command of the `mlp` (process start to
-exit, imports included), and what a bare interpreter spends importing what they need.
+"""Wall time of one `prunelab prune` command for one method-granularity of the `mlp`
+(process start to exit, imports included: what one task costs run on its own, as each
+was before the stage pooled them), and what a bare interpreter spends importing it.
 
 Run from the project root after `make pipeline` (it needs data/, models/ and search/):
 
     .venv/bin/python benchmarks/stages.py [--rounds 5] [--method magnitude]
         [--granularity weight]
 
-The commands are the ones dvc.yaml runs for that method and granularity, writing to a
-temporary folder and logging to a throw-away MLflow store (already created, as in a
-project after its first stage). Rounds alternate prune, finetune, imports; medians.
+The command is dvc.yaml's, narrowed to that method and granularity, writing to a temporary
+folder (emptied each round, so the task is computed, not kept) and logging to a throw-away
+MLflow store (already created, as in a project after its first stage). Rounds alternate
+the command and the imports; medians.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -26,8 +29,8 @@ from pathlib import Path
 # Bare interpreters importing (code -> note): what the stages pay before any work.
 IMPORTS = {"import torch": "", "import mlflow": "",
            "import torchvision": " (no longer imported)",
-           # torch.export (the pt2 model a finetune stage logs) imports the compiler.
-           "import torch, torch._dynamo, mlflow": " (the floor of a finetune stage)"}
+           # torch.export (the pt2 model the prune stage logs) imports the compiler.
+           "import torch, torch._dynamo, mlflow": " (the floor of a prune command)"}
 
 
 def wall(cmd: list[str], env: dict[str, str]) -> float:
@@ -47,26 +50,24 @@ def main() -> None:
         tmp = Path(d)
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        common = ["--method", args.method, "--granularity", args.granularity,
-                  "--baseline", "models/seeds/0.safetensors", "--out-dir", str(tmp / name),
-                  "--choice", f"search/{name}.json"]
-        prune = ["prunelab", "prune", *common, "--metrics-out", str(tmp / "prune.json")]
-        finetune = ["prunelab", "finetune", *common, "--prune-metrics", str(tmp / "prune.json"),
-                    "--metrics-out", str(tmp / "finetune.json")]
-        wall(prune, env)
-        wall(finetune, env)  # creates the MLflow store: not part of a stage's usual cost
-        times: dict[str, list[float]] = {"prune": [], "finetune": [], **{k: [] for k in IMPORTS}}
+        out = tmp / "out"
+        prune = ["prunelab", "prune", "--method", args.method, "--granularity",
+                 args.granularity, "--baseline", "models/seeds/0.safetensors",
+                 "--choices", "search", "--out-dir", str(out / "models"),
+                 "--prune-metrics-dir", str(out / "prune"),
+                 "--finetune-metrics-dir", str(out / "finetune")]
+        wall(prune, env)  # creates the MLflow store: not part of a stage's usual cost
+        times: dict[str, list[float]] = {"prune": [], **{k: [] for k in IMPORTS}}
         for _ in range(args.rounds):
+            shutil.rmtree(out)
             times["prune"].append(wall(prune, env))
-            times["finetune"].append(wall(finetune, env))
             for code in IMPORTS:
                 times[code].append(wall([sys.executable, "-c", code], env))
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores; "
           f"{name}, median of {args.rounds} rounds\n")
     print("| command | wall (s) |\n|---|---|")
-    print(f"| `prunelab prune` ({name}) | {statistics.median(times['prune']):.2f} |")
-    print(f"| `prunelab finetune` ({name}, 3 epochs) | "
-          f"{statistics.median(times['finetune']):.2f} |")
+    print(f"| `prunelab prune` ({name}: prune, 3 epochs' fine-tuning) | "
+          f"{statistics.median(times['prune']):.2f} |")
     for code, note in IMPORTS.items():
         print(f"| `python -c '{code}'`{note} | {statistics.median(times[code]):.2f} |")
 

@@ -82,7 +82,7 @@ def test_saved_pruned_models_are_what_their_metrics_claim(
     assert m["target_sparsity"] == chosen  # prune used the searched sparsity
     # ... and finetune repeated the chosen trial exactly (same masks, same seed).
     assert m["val_accuracy"] == choice["val_accuracy"]
-    model = load_model(project / f"models/{name}/finetuned.safetensors")
+    model = load_model(project / f"models/pruned/{name}/finetuned.safetensors")
     weights = [mod.weight for mod in model.body if hasattr(mod, "weight")]
     if granularity == "weight":
         # Count the zeros of the loaded file: the cut weights stayed exactly 0.0.
@@ -90,7 +90,7 @@ def test_saved_pruned_models_are_what_their_metrics_claim(
         zeros = sum(int((w == 0).sum()) for w in prunable)
         assert zeros / sum(w.numel() for w in prunable) == pytest.approx(m["sparsity"])
         assert m["sparsity"] == pytest.approx(chosen, abs=1 / (784 * 128))
-        mask = load_file(str(project / f"models/{name}/mask.safetensors"))
+        mask = load_file(str(project / f"models/pruned/{name}/mask.safetensors"))
         for key, keep in mask.items():
             w = model.get_submodule(key.rsplit(".", 1)[0]).weight
             assert (w[keep == 0] == 0).all()
@@ -112,7 +112,7 @@ def test_each_pruned_run_is_in_mlflow_with_mask_and_model(project: Path) -> None
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     exp = client.get_experiment_by_name("mlp")
-    runs = client.search_runs([exp.experiment_id], "tags.stage = 'finetune'")
+    runs = client.search_runs([exp.experiment_id], "tags.stage = 'prune'")
     assert sorted(r.info.run_name for r in runs) == sorted(
         f"{m}-{g}" for m in METHODS for g in GRANULARITIES)
     for r in runs:
@@ -145,7 +145,7 @@ def test_each_pruned_run_is_in_mlflow_with_mask_and_model(project: Path) -> None
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     module = mlflow.pytorch.load_model(logged.model_uri)
     name = runs[0].info.run_name
-    ours = load_model(project / f"models/{name}/finetuned.safetensors")
+    ours = load_model(project / f"models/pruned/{name}/finetuned.safetensors")
     x = load_test(project / "data", limit=8).x
     assert torch.allclose(module(x), ours(x), atol=1e-5)
 
@@ -255,7 +255,7 @@ def test_points_keep_their_test_predictions_and_matched_controls(project: Path) 
                 project, f"{method}-neuron"):
             # A model before fine-tuning exists, and is judged, only for a one-shot cut.
             assert ("test_correct_before" in p) == (method not in DURING_FINETUNING)
-    # gmp's prune stage cuts nothing; its finetune stage ends at the searched sparsity.
+    # gmp cuts nothing before fine-tuning; its fine-tuning ends at the searched sparsity.
     assert metrics(project, "prune/gmp-weight.json")["sparsity"] == 0
     assert "— (cut while fine-tuning)" in (project / "reports/report.md").read_text()
     rho = oracle["magnitude"]["neuron"]["layer0"]["spearman"]["mean"]
@@ -327,11 +327,11 @@ def test_sweep_points_and_the_comparison_are_in_mlflow(project: Path) -> None:
         else:
             assert r.data.params["train.epochs"] == str(
                 params["train"]["epochs"] + params["finetune"]["epochs"])
-    # Same param and metric names as the finetune stage's run of the same method: one
+    # Same param and metric names as the prune stage's run of the same method: one
     # compare view for all.
     finetuned = {(r.data.tags["method"], r.data.tags["granularity"]): r for r in
                  client.search_runs([client.get_experiment_by_name("mlp").experiment_id],
-                                    "tags.stage = 'finetune'")}
+                                    "tags.stage = 'prune'")}
     assert params["sweep"]["neuron_scope"] != params["prune"]["scope"]  # else the check is void
     for r in nested:
         method, granularity = r.data.tags["method"], r.data.tags["granularity"]

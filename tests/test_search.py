@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from prunelab.config import parse_config
-from prunelab.fileio import read_json
+from prunelab.fileio import read_json, write_json
 
 from helpers import copy_project, run, small_params
 
@@ -239,22 +239,74 @@ def test_two_workers_on_postgres_give_the_trials_of_one_worker_on_the_journal(
         optuna.delete_study(study_name=shared.study_name, storage=pg_url)
 
 
-def test_prune_and_finetune_stages_repeat_the_chosen_trial_with_rounds(project: Path) -> None:
-    """A trial runs the procedure the stages run: with 3 prune/fine-tune rounds and a cosine
-    schedule, prune + finetune on the chosen sparsity give the trial's val accuracy."""
+PRUNE = ["prunelab", "prune", "--baseline", "models/seeds/0.safetensors", "--choices", "search",
+         "--out-dir", "models/pruned", "--prune-metrics-dir", "metrics/prune",
+         "--finetune-metrics-dir", "metrics/finetune"]
+
+
+def test_the_prune_stage_repeats_the_chosen_trial_with_rounds(project: Path) -> None:
+    """A trial runs the procedure the prune stage runs: with 3 prune/fine-tune rounds and a
+    cosine schedule, prune + finetune on the chosen sparsity give the trial's val accuracy."""
     with_params(project, **{"search.seed": 40, "search.trials": 3, "finetune.rounds": 3,
                             "finetune.lr_schedule": "cosine", "finetune.epochs": 3})
     run(SEARCH, project)
     choice = read_json(project / CHOICE)
-    common = ["--method", "magnitude", "--granularity", "weight",
-              "--baseline", "models/seeds/0.safetensors", "--out-dir", "models/mw",
-              "--choice", CHOICE]
-    run(["prunelab", "prune", *common, "--metrics-out", "metrics/prune/mw.json"], project)
-    run(["prunelab", "finetune", *common, "--prune-metrics", "metrics/prune/mw.json",
-         "--metrics-out", "metrics/finetune/mw.json"], project)
-    tuned = read_json(project / "metrics/finetune/mw.json")
+    run([*PRUNE, "--method", "magnitude", "--granularity", "weight"], project)
+    tuned = read_json(project / "metrics/finetune/magnitude-weight.json")
     assert tuned["target_sparsity"] == choice["sparsity"]
     assert abs(tuned["val_accuracy"] - choice["val_accuracy"]) <= 0.001
+
+
+def test_the_prune_stage_recomputes_only_what_moved(project: Path) -> None:
+    """One task per method-granularity: a rerun keeps each task whose inputs (its choice,
+    the baseline, params, code) and written metrics are unchanged, recomputes one whose
+    choice moved or whose metrics a kill left newer than its folder, and drops the outputs
+    of a method params.yaml no longer lists."""
+    from mlflow.tracking import MlflowClient
+
+    with_params(project, **{"prune.methods": ["magnitude", "random"],
+                            "prune.granularities": ["weight"], "search.trials": 2,
+                            "search.seed": 41})
+    run(["prunelab", "search", "--baseline", "models/seeds/0.safetensors",
+         "--out-dir", "search"], project)
+    names = ["magnitude-weight", "random-weight"]
+    files = {n: [project / f"models/pruned/{n}/finetuned.safetensors",
+                 project / f"metrics/prune/{n}.json", project / f"metrics/finetune/{n}.json"]
+             for n in names}
+
+    def state() -> dict[str, list[tuple[int, bytes]]]:
+        return {n: [(f.stat().st_mtime_ns, f.read_bytes()) for f in fs]
+                for n, fs in files.items()}
+
+    def runs() -> int:
+        client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+        exp = client.get_experiment_by_name("mlp")
+        return len(client.search_runs([exp.experiment_id], "tags.stage = 'prune'"))
+
+    earlier = runs()
+    assert "2 to compute" in run(PRUNE, project).stdout
+    first = state()
+    assert runs() == earlier + 2
+    assert "0 to compute, 2 unchanged" in run(PRUNE, project).stdout
+    assert state() == first and runs() == earlier + 2
+    # random's choice moves: only random runs again.
+    choice = read_json(project / "search/random-weight.json")
+    write_json(project / "search/random-weight.json", {**choice, "sparsity": 0.6})
+    assert "1 to compute, 1 unchanged" in run(PRUNE, project).stdout
+    second = state()
+    assert second["magnitude-weight"] == first["magnitude-weight"] and runs() == earlier + 3
+    assert read_json(files["random-weight"][2])["target_sparsity"] == 0.6
+    # A kill after magnitude's metrics were written, before its folder was renamed in.
+    files["magnitude-weight"][2].write_text("{}\n")
+    assert "1 to compute, 1 unchanged" in run(PRUNE, project).stdout
+    third = state()
+    assert third["random-weight"] == second["random-weight"]
+    assert [b for _, b in third["magnitude-weight"]] == [b for _, b in first["magnitude-weight"]]
+    with_params(project, **{"prune.methods": ["magnitude"], "prune.granularities": ["weight"]})
+    assert "0 to compute, 1 unchanged" in run(PRUNE, project).stdout
+    assert not (project / "models/pruned/random-weight").exists()
+    assert sorted(p.name for p in (project / "metrics/prune").iterdir()) == [
+        "magnitude-weight.json"]
 
 
 def test_a_bad_storage_url_fails_fast_in_one_line_without_its_password(

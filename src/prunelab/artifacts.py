@@ -1,5 +1,5 @@
 """The model files stages hand each other: the per-seed baselines (`models/seeds/`) and
-one pruned model's folder (`models/<method>-<granularity>/`).
+one pruned model's folder (`models/pruned/<method>-<granularity>/`).
 
 `pruned.safetensors` (masks baked in, or the smaller dense model), `mask.safetensors`
 (weight masks, or `units.<i>` keep-vectors), `spec.json`, and after fine-tuning

@@ -16,11 +16,16 @@ from prunelab.cpu import pin_cpu_capability
 from prunelab.errors import PrunelabError
 
 
-def _method_args(p: argparse.ArgumentParser, baseline: str = "--baseline") -> None:
-    """The arguments of every per-(method, granularity) stage."""
-    p.add_argument("--method", required=True, choices=list(get_args(Method)))
-    p.add_argument("--granularity", required=True, choices=list(get_args(Granularity)))
-    p.add_argument(baseline, type=Path, required=True)
+def _pair_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", choices=list(get_args(Method)),
+                   help="only this method (default: every one in prune.methods)")
+    p.add_argument("--granularity", choices=list(get_args(Granularity)),
+                   help="only this granularity (default: every one in prune.granularities)")
+
+
+def _pairs(a: argparse.Namespace, cfg: Config) -> list[tuple[str, str]]:
+    return [(m, g) for m in ([a.method] if a.method else cfg.prune.methods)
+            for g in ([a.granularity] if a.granularity else cfg.prune.granularities)]
 
 
 def _workers_arg(p: argparse.ArgumentParser) -> None:
@@ -43,21 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--baseline", type=Path, required=True)
     se.add_argument("--out-dir", type=Path, required=True,
                     help="folder for one <method>-<granularity>.json choice per study")
-    se.add_argument("--method", choices=list(get_args(Method)),
-                    help="only this method (default: every one in prune.methods)")
-    se.add_argument("--granularity", choices=list(get_args(Granularity)),
-                    help="only this granularity (default: every one in prune.granularities)")
+    _pair_args(se)
     _workers_arg(se)
-    for name, text in [("prune", "prune the baseline with one method at one granularity"),
-                       ("finetune", "fine-tune a pruned model with its cut weights held at 0")]:
-        s = sub.add_parser(name, help=text)
-        _method_args(s)
-        s.add_argument("--out-dir", type=Path, required=True)
-        s.add_argument("--metrics-out", type=Path, required=True)
-        s.add_argument("--choice", type=Path,
-                       help="search result whose sparsity (and lr) replace params.yaml's")
-        if name == "finetune":
-            s.add_argument("--prune-metrics", type=Path, required=True)
+    pr = sub.add_parser("prune", help="prune and fine-tune every method x granularity at its "
+                                      "search's choice")
+    pr.add_argument("--baseline", type=Path, required=True)
+    pr.add_argument("--choices", type=Path,
+                    help="folder of the search's <method>-<granularity>.json, whose sparsity "
+                         "(and lr) replace params.yaml's")
+    pr.add_argument("--out-dir", type=Path, required=True,
+                    help="folder for one <method>-<granularity>/ of model files each")
+    pr.add_argument("--prune-metrics-dir", type=Path, required=True,
+                    help="folder for each one's metrics before fine-tuning")
+    pr.add_argument("--finetune-metrics-dir", type=Path, required=True,
+                    help="folder for each one's metrics after fine-tuning")
+    _pair_args(pr)
+    _workers_arg(pr)
     sw = sub.add_parser("sweep", help="every method x granularity x ratio x seed, as a queue")
     sw.add_argument("--baselines", type=Path, required=True,
                     help="folder of <seed>.safetensors and <seed>.json from `train`")
@@ -118,15 +124,11 @@ def main(argv: list[str] | None = None) -> int:
 STAGE_CALLS: dict[str, Callable[[argparse.Namespace, Config, int], tuple[Any, ...]]] = {
     "download": lambda a, cfg, w: (cfg,),
     "train": lambda a, cfg, w: (cfg, Path(a.params), a.out_dir, a.metrics_out, w),
-    "search": lambda a, cfg, w: (
-        cfg, Path(a.params),
-        [(m, g) for m in ([a.method] if a.method else cfg.prune.methods)
-         for g in ([a.granularity] if a.granularity else cfg.prune.granularities)],
-        a.baseline, a.out_dir, w),
-    "prune": lambda a, cfg, w: (cfg, a.method, a.granularity, a.baseline, a.out_dir,
-                                a.metrics_out, a.choice),
-    "finetune": lambda a, cfg, w: (cfg, a.method, a.granularity, a.out_dir, a.baseline,
-                                   a.prune_metrics, a.metrics_out, a.choice),
+    "search": lambda a, cfg, w: (cfg, Path(a.params), _pairs(a, cfg), a.baseline, a.out_dir, w),
+    "prune": lambda a, cfg, w: (
+        cfg, Path(a.params), _pairs(a, cfg),
+        a.baseline, a.choices, a.out_dir, a.prune_metrics_dir, a.finetune_metrics_dir, w,
+        not (a.method or a.granularity)),
     "sweep": lambda a, cfg, w: (cfg, Path(a.params), a.baselines, a.out_dir, w),
     "oracle": lambda a, cfg, w: (cfg, Path(a.params), a.baselines, a.out_dir, w),
     "report": lambda a, cfg, w: (cfg, a.sweep_dir, a.search_dir, a.prune_metrics_dir,

@@ -82,7 +82,7 @@ def which_right(model: Net, splits: dict[str, Split], batch_size: int,
 
 def point_record(model: Net, baseline_spec: ModelSpec, s: PruneSettings,
                  measured: dict[str, Any]) -> dict[str, Any]:
-    """The metrics record of one pruned model (prune and finetune stages, sweep points):
+    """The metrics record of one pruned model (prune stage, sweep points):
     what was asked (method, granularity, target), what it costs (`pruning_metrics`) and
     what it scores (`measured`: accuracies and the caller's own labels)."""
     prunable = prunable_names(build_model(baseline_spec), s.prune_output_layer)

@@ -102,7 +102,7 @@ def objective(cfg: Config, method: str, granularity: str, base: Net, train: Spli
         if cfg.search.finetune_lr is not None:
             ft = replace(ft, lr=trial.suggest_float("lr", *cfg.search.finetune_lr, log=True))
         s = replace(prune_settings(cfg, method, granularity), sparsity=target, threshold=None)
-        # Recorded so that the prune and finetune stages can repeat the chosen trial.
+        # Recorded so that the prune stage can repeat the chosen trial.
         seed = trial.user_attrs["seed"]
         trial.set_user_attr("sparsity", target)
         trial.set_user_attr("finetune_seed", seed)

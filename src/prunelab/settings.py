@@ -51,6 +51,6 @@ def finetune_settings(cfg: Config, choice: SearchChoice | None = None) -> FitSet
 
 
 def finetune_seed(cfg: Config, choice: SearchChoice | None = None) -> int:
-    """The chosen search trial's seed (the prune and finetune stages then repeat that
+    """The chosen search trial's seed (the prune stage then repeats that
     trial's fine-tuning), else params' `seed`."""
     return choice.finetune_seed if choice else cfg.seed

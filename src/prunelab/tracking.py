@@ -191,9 +191,9 @@ def log_record(record: dict[str, Any], skip: Collection[str] = ()) -> None:
 
 
 def run_params(s: PruneSettings, ft: FitSettings, seed: int) -> dict[str, Any]:
-    """The MLflow params every pruned-model run logs (finetune stage, sweep points), from the
+    """The MLflow params every pruned-model run logs (prune stage, sweep points), from the
     settings and fine-tuning seed that ran, never rebuilt from params.yaml (a sweep's
-    neuron points cut with `sweep.neuron_scope`; a finetune stage repeats its chosen
+    neuron points cut with `sweep.neuron_scope`; the prune stage repeats its chosen
     trial's seed). The same names everywhere, so the MLflow UI's compare view lines them
     all up."""
     # finetune.epochs is the whole budget; in rounds each fine-tunes its share of it.

@@ -39,7 +39,7 @@ def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
         str(f) for f in (oracle, sets) if not f.is_file()]
     if missing:
         raise PrunelabError(f"missing input(s) {missing}; run `dvc repro` (the search, prune, "
-                            "finetune, sweep and oracle stages write them)")
+                            "sweep and oracle stages write them)")
     read: dict[str, Any] = {name: {s: read_json(d / f"{s}.json") for s in series}
                             for name, d in dirs.items() if name not in ("search", "sweep")}
     read["search"] = {s: read_choice(dirs["search"] / f"{s}.json") for s in series}

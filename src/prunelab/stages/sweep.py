@@ -2,7 +2,7 @@
 × seed — as the queued points of one Optuna study, computed by local worker processes and
 by any `prunelab sweep --worker` started on other machines against the same PostgreSQL
 storage. The collecting run (`dvc repro`) writes one file of points per method and logs
-each point as an MLflow run (nested under one run per method), with the finetune stage's
+each point as an MLflow run (nested under one run per method), with the prune stage's
 names. A rerun finds finished points in the study.
 """
 
