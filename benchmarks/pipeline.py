@@ -1,18 +1,18 @@
 """Wall time of the default `dvc repro` from scratch, per stage and in all, alone and with
 one busy process competing for the cores, in a fresh clone of this repository's HEAD.
 
-    .venv/bin/python benchmarks/pipeline.py [--keep]
+    .venv/bin/python benchmarks/pipeline.py [--keep] [--alone]
 
 The clone is made beside this project (so params.yaml's `../shared/data/mnist` source
 resolves the same way) and runs with this venv's executables and the clone's own source.
 Three runs, one after another: `dvc repro --force` (every stage, no Optuna study or MLflow
 store yet), `dvc repro` again with nothing changed, and `dvc repro --force` once more with
 the studies and models/pruned deleted (so nothing is found already computed) while a busy
-process (a Python loop) runs beside it. Per-stage times are the stages' own ("prunelab
-<stage>: done in"), from the start of the command, after its imports. Peak memory is the
-largest resident set of any one process (getrusage of the children). The outputs of the
-two full runs are compared byte for byte: the busy process may slow the run, not change
-its results.
+process (a Python loop) runs beside it (not with --alone). Per-stage times are the
+stages' own ("prunelab <stage>: done in"), from the start of the command, after its
+imports. Peak memory is the largest resident set of any one process (getrusage of the
+children). The outputs of the two full runs are compared byte for byte: the busy
+process may slow the run, not change its results.
 
 Beside the wall times, the study's training floor (`floor.py`): the model-epochs each
 stage trained times a 1-thread epoch of the baseline, measured in this run (before, between

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -307,6 +308,35 @@ def test_the_prune_stage_recomputes_only_what_moved(project: Path) -> None:
     assert not (project / "models/pruned/random-weight").exists()
     assert sorted(p.name for p in (project / "metrics/prune").iterdir()) == [
         "magnitude-weight.json"]
+
+
+def test_a_killed_prune_stage_keeps_the_tasks_it_finished(project: Path) -> None:
+    """SIGKILL while the second of two tasks runs: the rerun computes that one only, and
+    the first's files are the ones the killed run wrote."""
+    with_params(project, **{"prune.methods": ["magnitude", "random"],
+                            "prune.granularities": ["weight"], "search.trials": 2,
+                            "search.seed": 42, "finetune.epochs": 4})
+    run(["prunelab", "search", "--baseline", "models/seeds/0.safetensors",
+         "--out-dir", "search"], project)
+    for d in ("models/pruned", "metrics/prune", "metrics/finetune"):
+        shutil.rmtree(project / d, ignore_errors=True)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen([*PRUNE, "--workers", "1"], cwd=project, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = project / "models/pruned/magnitude-weight"
+    try:
+        deadline = time.monotonic() + 300
+        while not (first / "inputs.json").exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "the first task never finished"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (project / "models/pruned/random-weight").exists(), "killed too late"
+    written = {f: f.stat().st_mtime_ns for f in first.iterdir()}
+    assert "1 to compute, 1 unchanged" in run(PRUNE, project).stdout
+    assert {f: f.stat().st_mtime_ns for f in first.iterdir()} == written
+    assert (project / "models/pruned/random-weight/inputs.json").is_file()
 
 
 def test_a_bad_storage_url_fails_fast_in_one_line_without_its_password(
