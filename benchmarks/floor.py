@@ -33,8 +33,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from prunelab.config import Config, load_config
+from prunelab.plumbing.studies import JOURNAL
 from prunelab.search import EPOCH_ATTR
-from prunelab.studies import JOURNAL
 from prunelab.workers import worker_count
 
 # One epoch of the baseline on the training split, one torch thread, as a stage runs it

@@ -25,8 +25,9 @@ from typing import Any
 from _seed_bench import seed_setup
 from floor import read_machine
 
-from prunelab.criteria import CriterionSettings
+from prunelab import truth
 from prunelab.masks import prunable_names
+from prunelab.methods import settings_of
 from prunelab.models import load_model
 from prunelab.oracle import criteria_against_damage, set_level
 from prunelab.pruning import calibration_batches
@@ -47,12 +48,16 @@ def main() -> None:
     epochs = [read_machine(Path.cwd()).epoch_s]
     rows: dict[str, list[float]] = {}
     for _ in range(args.repeats):
+        names = prunable_names(model, p.prune_output_layer)
+        s, known = _timed(truth.measure, model, held, names, cfg.oracle.weights_per_layer,
+                          seed, cfg.sweep.ratios)
+        rows.setdefault("ground truth (damages, greedy orders; kept between runs)",
+                        []).append(s)
         s, (_, _, scores) = _timed(
-            criteria_against_damage, model, held, calib, p.methods,
-            CriterionSettings(seed, p.neuron_norm, p.activation_stat),
-            prunable_names(model, p.prune_output_layer), cfg.oracle.weights_per_layer, seed)
+            criteria_against_damage, model, held, calib,
+            {m: (settings_of(cfg, m), seed) for m in p.methods}, names, known)
         rows.setdefault("scores against single removals", []).append(s)
-        s, _ = _timed(set_level, model, held, scores, cfg.sweep.ratios)
+        s, _ = _timed(set_level, model, held, scores, cfg.sweep.ratios, known)
         rows.setdefault("whole sets (units, weights on the mlp, reliability)", []).append(s)
     epochs.append(read_machine(Path.cwd()).epoch_s)
     epoch = statistics.median(epochs)

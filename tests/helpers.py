@@ -40,7 +40,21 @@ def small_params(mirror: Path, **overrides: Any) -> dict[str, Any]:
     for key, value in overrides.items():  # "section.leaf" keys
         section, leaf = key.split(".")
         params[section][leaf] = value
+    if "prune.methods" in overrides and "report.questions" not in overrides:
+        fit_questions(params)
     return params
+
+
+def fit_questions(params: dict[str, Any]) -> None:
+    """A question may name only methods the run prunes (`methods.check`): the shipped one,
+    narrowed to them, or else the first method as the reference of the second."""
+    methods = params["prune"]["methods"]
+    q = params["report"]["questions"][0]
+    crit = [m for m in q["criteria"] if m in methods]
+    refs = [m for m in q["references"] if m in methods]
+    if not (crit and refs):
+        refs, crit = methods[:1], methods[1:2]
+    params["report"]["questions"] = [{**q, "criteria": crit, "references": refs}] if crit else []
 
 
 def run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -116,7 +116,7 @@ def test_primary_contrast_is_the_paired_area_difference() -> None:
     assert vs_mag["diff"] == pytest.approx(-15 / N) and vs_mag["seeds"] == 4
     assert vs_mag["answer"] == "behind" and vs_mag["p_ahead_holm"] > 0.5
     assert vs_act["diff"] == 0 and vs_act["answer"] == "equivalent"
-    text = "\n".join(answer_lines(contrasts, 0.5, ALPHA, POWER))
+    text = "\n".join(answer_lines(contrasts, "Does it?", "q", True, 0.5, ALPHA, POWER))
     assert "**weight granularity** — behind: taylor vs magnitude; equivalent: taylor vs " \
         "activation." in text
     assert "`taylor` vs `magnitude`: -0.15 pp" in text

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from prunelab.config import ConfigError, load_config, parse_config
+from prunelab.methods import check
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE: dict[str, Any] = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -33,7 +34,18 @@ DELETE = object()
 # (key, bad value, words the message must contain)
 BAD = [
     ("model", "resnet", ["model", "'mlp'", "'lenet300'", "'lenet5'"]),
-    ("prune.methods", ["magnitude", "snip"], ["prune.methods.1", "'gradient'", "'random'"]),
+    ("prune.methods", ["magnitude", "snip"], ["prune.methods", "'snip'", "registered",
+                                              "gradient", "random"]),
+    ("prune.methods", ["magnitude", "taylor", "magnitude"], ["prune.methods", "'magnitude'",
+                                                             "twice"]),
+    ("criteria", {"magnitude": {"norm": "l1"}}, ["criteria.magnitude.norm", "unknown setting",
+                                                 "neuron_norm"]),
+    ("criteria", {"magnitude": {"neuron_norm": "l3"}}, ["criteria.magnitude.neuron_norm",
+                                                        "'l1'", "'l3'"]),
+    ("criteria", {"magnitud": None}, ["criteria.magnitud", "not a registered criterion"]),
+    ("extra_criteria", ["no_such_package_here"], ["no_such_package_here", "extra_criteria"]),
+    ("prune.methods", ["gradient", "taylor", "fisher", "movement", "magnitude", "activation"],
+     ["report.questions gradient", "'obs'", "prune.methods"]),
     ("prune.methods", [], ["prune.methods", "at least 1"]),
     ("prune.weight_sparsity", 1.0, ["prune.weight_sparsity", "less than 1"]),
     ("prune.neuron_sparsity", -0.1, ["prune.neuron_sparsity", "greater than or equal to 0"]),
@@ -62,9 +74,11 @@ BAD = [
 @pytest.mark.parametrize(("key", "value", "words"), BAD, ids=[f"{k}={v!r}" for k, v, _ in BAD])
 def test_bad_value_names_key_and_allowed_values(key: str, value: Any, words: list[str]) -> None:
     with pytest.raises(ConfigError) as err:
-        parse_config(with_change(key, value))
+        check(parse_config(with_change(key, value)))  # what every stage runs first
     for w in words:
         assert w in str(err.value), (w, str(err.value))
+    if key in ("criteria", "extra_criteria") or (key == "prune.methods" and value):
+        assert "\n" not in str(err.value), str(err.value)
 
 
 def test_shipped_params_are_valid() -> None:

@@ -199,15 +199,17 @@ def test_conv_channel_scores_average_over_examples_and_positions() -> None:
     torch.testing.assert_close(fis1, ((a1 * g1).sum((0, 2, 3)) / len(x)).pow(2))
 
 
-def test_every_configurable_method_has_a_scorer_at_both_granularities(tiny: Net) -> None:
-    from prunelab.config import Granularity, Method
-    from prunelab.criteria import CriterionSettings
+def test_every_registered_criterion_scores_at_each_of_its_granularities(tiny: Net) -> None:
+    from prunelab.config import Granularity
+    from prunelab.criteria.registry import registered
     from prunelab.granularity import GRANULARITIES
 
     assert set(GRANULARITIES) == set(Granularity.__args__)
-    for name, granularity in GRANULARITIES.items():
-        assert set(granularity.criteria) == set(Method.__args__), name
-        for method in granularity.criteria:
-            scores = granularity.scorer(method, CriterionSettings(0, "l1", "mean"))(
-                tiny, BATCHES)
+    regs = registered()
+    assert {"gradient", "taylor", "fisher", "obs", "magnitude", "random"} <= set(regs)
+    for method, reg in regs.items():
+        assert reg.granularities, method
+        for name in reg.granularities:
+            settings = reg.parse_settings(None)  # its defaults
+            scores = GRANULARITIES[name].scorer(method, settings, 0)(tiny, BATCHES)
             assert len(scores) == (2 if name == "weight" else 1)

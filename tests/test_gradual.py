@@ -49,7 +49,7 @@ def test_movement_score_three_steps_by_hand() -> None:
                                torch.tensor([[0.4, -2.0], [3.6, 0.8]]))
     from prunelab.masks import select
 
-    live = GRANULARITIES["weight"].criterion("movement", None).live  # type: ignore[arg-type]
+    live = GRANULARITIES["weight"].criterion("movement", None, 0).live
     scores = live(Net.__new__(Net), {"w": gate.movement})  # type: ignore[misc]
     keep = select(scores, sparsity=0.5, scope="layer", normalize=False)["w"]
     assert keep.tolist() == [[False, True], [True, False]]
@@ -112,21 +112,19 @@ def test_gradual_methods_prune_and_finetune_for_real(
     assert evaluate(pruned.model, val).accuracy > 0.5
 
 
-def test_the_sweep_knows_which_methods_cut_while_fine_tuning() -> None:
-    """records.CUT_WHILE_FINETUNING (no iterative series for them) names exactly the
-    methods that prune during fine-tuning, at both granularities."""
-    from typing import get_args
-
-    from prunelab.config import Method
-    from prunelab.criteria import during_finetuning
+def test_the_registry_kind_says_which_methods_cut_while_fine_tuning() -> None:
+    """A registration's kind "during fine-tuning" (no iterative series for it) is declared
+    by exactly the methods whose criterion prunes during fine-tuning, at both
+    granularities."""
+    from prunelab.criteria.registry import registered
     from prunelab.pruning import prunes_during_finetuning
-    from prunelab.records import CUT_WHILE_FINETUNING
 
     from helpers import shipped_prune
 
-    assert set(during_finetuning.WEIGHT) == set(during_finetuning.UNIT) == set(
-        CUT_WHILE_FINETUNING)
+    regs = registered()
+    declared = {m for m, r in regs.items() if r.kind == "during fine-tuning"}
+    assert declared == {"gmp", "movement"}
     for granularity in ("weight", "neuron"):
-        live = {m for m in get_args(Method)
+        live = {m for m in regs
                 if prunes_during_finetuning(shipped_prune(m, granularity, sparsity=0.5))}
-        assert live == set(CUT_WHILE_FINETUNING)
+        assert live == declared

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ PACKAGE = SRC / "prunelab"
 MODULES = sorted("prunelab." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts)
                  .removesuffix(".__init__").rstrip(".")
                  for p in PACKAGE.rglob("*.py"))
-MLFLOW_WIRING = {"prunelab.tracking", "prunelab.model_registry"}  # what the stages call
+MLFLOW_WIRING = {"prunelab.plumbing.tracking", "prunelab.plumbing.model_registry"}
 LIBRARY = [m for m in MODULES if not m.startswith(("prunelab.stages", "prunelab.cli"))
            and m != "prunelab.__main__"]
 
@@ -66,6 +67,18 @@ def test_the_library_never_imports_a_stage_or_mlflow(module: str) -> None:
         assert not MLFLOW_WIRING & edges(module), f"{module} imports the MLflow wiring"
 
 
+PLUMBING = [m for m in MODULES if m.startswith("prunelab.plumbing")]
+
+
+@pytest.mark.parametrize("module", PLUMBING)
+def test_plumbing_runs_no_code_that_computes(module: str) -> None:
+    """The rule that lets the keys of the work leave the plumbing out (`codedeps`): a
+    plumbing module imports, at run time, only other plumbing, `errors` and `config`
+    (types only under TYPE_CHECKING), so no number can be computed through it."""
+    allowed = ("prunelab.plumbing", "prunelab.errors", "prunelab.config")
+    assert PLUMBING and not sorted(i for i in edges(module) if not i.startswith(allowed))
+
+
 @pytest.mark.parametrize("core", ["prunelab.pruning", "prunelab.metrics", "prunelab.sweep",
                                   "prunelab.criteria", "prunelab.masks"])
 def test_the_pruning_core_never_reads_params(core: str) -> None:
@@ -79,34 +92,42 @@ from prunelab.config import load_config
 entry = sys.argv[2]
 __import__(entry)
 import prunelab
+from prunelab import keys
+from prunelab.criteria.registry import registered
 assert Path(prunelab.__file__).is_relative_to(sys.argv[3]), prunelab.__file__
 cfg = load_config(sys.argv[1])
+registered()  # every criterion's module loaded, as a stage loads them
 if entry == "prunelab.search":
     from prunelab.search import study_name
-    name = lambda: study_name(cfg, "magnitude", "neuron")
+    key = lambda: study_name(cfg, "magnitude", "neuron")
 else:
-    from prunelab.sweep import study_name
-    name = lambda: study_name(cfg)
+    from prunelab.sweep import points, study_name
+    seeds = {s: Path(sys.argv[3]) / "prunelab" / "__init__.py" for s in cfg.sweep.seeds}
+    key = lambda: (study_name(cfg), sorted(k for k, _, _ in points(cfg, seeds)))
+
+def name():
+    keys.procedure.cache_clear()  # cached per process: the sources do not change in a stage
+    keys._criterion_code.cache_clear()
+    return key()
+
 before, changed = name(), {}
-# Every prunelab module loaded by importing the entry: what its trials can run.
+# Every prunelab module loaded: what a trial or point can run, and the plumbing beside it.
 for mod in sorted(m for m in sys.modules if m.split(".")[0] == "prunelab"):
     path = Path(sys.modules[mod].__file__)
+    if path.name == "__init__.py" and path.parent.name == "prunelab":
+        continue  # its bytes name the baselines' stand-ins below
     text = path.read_text()
     path.write_text(text + "\n# touched\n")
-    changed[str(path.relative_to(sys.argv[3]))] = name() != before
+    after = name()
+    changed[str(path.relative_to(sys.argv[3]))] = (
+        [after != before] if entry == "prunelab.search" else
+        [after[0] != before[0], sorted({k.split("-r")[0] for k in set(after[1]) - set(before[1])})])
     path.write_text(text)
 print(json.dumps(changed))
 """
 
 
-@pytest.mark.parametrize("entry", ["prunelab.search", "prunelab.sweep"])
-def test_touching_any_module_a_trial_imports_renames_the_study(
-    tmp_path: Path, entry: str
-) -> None:
-    """A study whose code changed must not hand back its old trials: every prunelab module
-    loaded with the search (or the sweep) is part of its study's name. Found loaded at run
-    time, not from the import graph that names the study. (A hand-written list missed
-    unit_criteria.py: an edited neuron criterion kept its stale search results.)"""
+def _touched(tmp_path: Path, entry: str) -> dict[str, list[Any]]:
     copy = tmp_path / "src"
     shutil.copytree(PACKAGE, copy / "prunelab",
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -114,10 +135,50 @@ def test_touching_any_module_a_trial_imports_renames_the_study(
     proc = subprocess.run([sys.executable, "-c", _TOUCH, str(ROOT / "params.yaml"), entry,
                            str(copy)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    changed = json.loads(proc.stdout)
-    assert {"prunelab/criteria/first_order.py", "prunelab/criteria/second_order.py",
-            "prunelab/criteria/magnitude_activity.py"} <= set(changed)
-    assert [f for f, moved in changed.items() if not moved] == []
+    out: dict[str, list[Any]] = json.loads(proc.stdout)
+    return out
+
+
+CRITERIA = "prunelab/criteria/"
+OWN = {"first_order", "second_order", "magnitude_activity", "during_finetuning"}
+
+
+def test_touching_any_module_a_trial_runs_renames_its_study_and_only_its(
+        tmp_path: Path) -> None:
+    """A study whose code changed must not hand back its old trials: every prunelab module
+    loaded with the search is part of its study's name (found loaded at run time, not from
+    the import graph that names the study; a hand-written list once missed one), except
+    the plumbing, which cannot change a number, and other criteria's modules: the
+    magnitude study moves with magnitude_activity.py and with no other criterion's."""
+    changed = _touched(tmp_path, "prunelab.search")
+    assert {f"{CRITERIA}{m}.py" for m in OWN} <= set(changed)
+    moved = {f for f, (m,) in changed.items() if m}
+    expected = {f for f in changed if not f.startswith("prunelab/plumbing/")
+                and not (f.startswith(CRITERIA) and Path(f).stem in OWN - {"magnitude_activity"})}
+    assert moved == expected
+
+
+def test_touching_one_criterion_moves_only_its_sweep_points(tmp_path: Path) -> None:
+    """The sweep's study is named by what every point shares; a criterion's module moves
+    only the keys of its own points (and of every point that imports it: gmp's reads
+    magnitude's code; the controls' and scratch's, random's)."""
+    changed = _touched(tmp_path, "prunelab.sweep")
+    study_moved = {f for f, (m, _) in changed.items() if m}
+    assert study_moved == {f for f in changed if not f.startswith(("prunelab/plumbing/",
+                                                                   CRITERIA))
+                           } | {f"{CRITERIA}base.py", f"{CRITERIA}registry.py",
+                                f"{CRITERIA}__init__.py"}
+    series = {Path(f).stem: set(s) for f, (_, s) in changed.items()
+              if f.startswith(CRITERIA) and Path(f).stem in OWN}
+    assert series["first_order"] == {f"{m}-{g}" for m in ("gradient", "taylor", "fisher")
+                                     for g in ("weight", "neuron")}
+    assert series["second_order"] == {f"{m}-{g}" for m in ("obs", "obs-noupdate")
+                                      for g in ("weight", "neuron")}
+    assert series["during_finetuning"] == {f"{m}-{g}" for m in ("gmp", "movement")
+                                           for g in ("weight", "neuron")}
+    assert {"magnitude-weight", "gmp-neuron", "random-weight", "scratch-neuron",
+            "dense+ft-weight"} <= series["magnitude_activity"]
+    assert not {"taylor-weight", "obs-neuron"} & series["magnitude_activity"]
 
 
 def test_every_stage_command_is_called_and_has_its_module() -> None:

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from prunelab.models import baked
-from prunelab.oracle import agreement, unit_damage, weight_damage
+from prunelab.oracle import agreement
 from prunelab.surgery import remove_units
+from prunelab.truth import unit_damage, weight_damage
 
 
 def test_agreement_on_hand_made_rankings() -> None:

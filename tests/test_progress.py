@@ -3,7 +3,7 @@ estimate of what is left at the pace so far."""
 
 from __future__ import annotations
 
-from prunelab.progress import duration, progress
+from prunelab.plumbing.progress import duration, progress
 
 
 def test_lines_come_at_most_every_interval_and_at_the_end() -> None:

@@ -136,13 +136,13 @@ def test_a_writer_killed_midway_leaves_the_previous_file_whole(tmp_path: Path) -
     import subprocess
     import sys
 
-    from prunelab.fileio import write_json
+    from prunelab.plumbing.fileio import write_json
 
     target = tmp_path / "metrics.json"
     write_json(target, {"accuracy": 0.9})
     before = target.read_bytes()
     code = (
-        "import os, signal; from prunelab.fileio import atomic_path\n"
+        "import os, signal; from prunelab.plumbing.fileio import atomic_path\n"
         f"with atomic_path({str(target)!r}) as tmp:\n"
         "    tmp.write_text('{\"accuracy\": 0.')\n"  # half a file ...
         "    os.kill(os.getpid(), signal.SIGKILL)\n"  # ... and a real SIGKILL

@@ -16,9 +16,9 @@ import pytest
 from optuna.trial import TrialState
 
 from prunelab.config import parse_config
-from prunelab.fileio import read_json, write_json
+from prunelab.plumbing.fileio import read_json, write_json
 
-from helpers import copy_project, run, small_params
+from helpers import copy_project, fit_questions, run, small_params
 
 SEARCH = ["prunelab", "search", "--method", "magnitude", "--granularity", "weight",
           "--baseline", "models/seeds/0.safetensors", "--out-dir", "search"]
@@ -47,14 +47,16 @@ def with_params(proj: Path, **changes: object) -> None:
     for key, value in changes.items():
         section, leaf = key.split(".")
         params[section][leaf] = value
+    if "prune.methods" in changes:
+        fit_questions(params)
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def load_study(proj: Path, storage: str | None) -> optuna.Study:
     import yaml
 
+    from prunelab.plumbing.studies import open_storage
     from prunelab.search import study_name
-    from prunelab.studies import open_storage
 
     os.chdir(proj)  # the journal path is relative to the project root
     cfg = parse_config(yaml.safe_load((proj / "params.yaml").read_text()))
@@ -187,7 +189,7 @@ def test_a_killed_search_resumes_and_its_trial_fails(
 HOLD_JOURNAL_LOCK = """
 import time
 from prunelab.config import load_config
-from prunelab.studies import open_storage
+from prunelab.plumbing.studies import open_storage
 open_storage(load_config())._backend._lock.acquire()
 print("held", flush=True)
 time.sleep(600)

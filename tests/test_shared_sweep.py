@@ -118,7 +118,7 @@ def test_a_worker_with_other_baselines_is_refused_before_computing(
     from prunelab import sweep
     from prunelab.config import load_config
     from prunelab.models import load_model, save_model
-    from prunelab.studies import open_storage, queue
+    from prunelab.plumbing.studies import open_storage, queue
 
     monkeypatch.setenv("PRUNELAB_OPTUNA_STORAGE", pg_url)
     monkeypatch.chdir(project)
@@ -151,8 +151,9 @@ def test_a_run_with_fewer_seeds_withdraws_the_points_an_interrupted_run_left_que
     run with two seeds leaves both seeds' points queued. A run with one seed must compute
     its own points only (workers take the queue in order), and a later two-seed run must
     queue the withdrawn ones again."""
-    from prunelab import studies, sweep
+    from prunelab import sweep
     from prunelab.config import load_config
+    from prunelab.plumbing import studies
 
     monkeypatch.setenv("PRUNELAB_OPTUNA_STORAGE", pg_url)
     monkeypatch.chdir(project)

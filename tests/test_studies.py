@@ -11,8 +11,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from prunelab import studies
 from prunelab.config import parse_config
+from prunelab.plumbing import studies
 
 from helpers import ROOT
 

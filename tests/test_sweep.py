@@ -129,7 +129,6 @@ def test_iterative_rounds_add_their_own_points_to_the_same_study(tmp_path) -> No
     import yaml
 
     from prunelab.config import parse_config
-    from prunelab.records import CUT_WHILE_FINETUNING
     from prunelab.sweep import points, study_name
 
     from helpers import ROOT
@@ -142,12 +141,12 @@ def test_iterative_rounds_add_their_own_points_to_the_same_study(tmp_path) -> No
     for s in base.sweep.seeds:
         files[s] = tmp_path / f"{s}.safetensors"
         files[s].write_bytes(bytes([s]))  # a point's key names its baseline by content
-    before = {k: p for k, p, _ in points(base, files)}
-    after = {k: p for k, p, _ in points(with_rounds, files)}
+    before = {k: {**p, **a} for k, p, a in points(base, files)}
+    after = {k: {**p, **a} for k, p, a in points(with_rounds, files)}
     assert study_name(base) == study_name(with_rounds)
     assert set(before) < set(after) and all(after[k] == p for k, p in before.items())
     new = {k: p for k, p in after.items() if k not in before}
     assert len(new) == 9 * 2 * 5 * 5
     assert {p["rounds"] for p in new.values()} == {3}
     assert {p["rounds"] for p in before.values()} == {1}
-    assert not {p["method"] for p in new.values()} & set(CUT_WHILE_FINETUNING)
+    assert not {p["method"] for p in new.values()} & {"gmp", "movement"}

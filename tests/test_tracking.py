@@ -10,13 +10,14 @@ from pathlib import Path
 def _log_a_run(uri: str, data_root: str, start_at: float) -> tuple[str, int]:
     import mlflow
 
-    from prunelab import tracking
+    from prunelab.data import mnist_digest
+    from prunelab.plumbing import tracking
 
     mlflow.set_tracking_uri(uri)
     while time.time() < start_at:  # all at once, to meet in the store's check-then-insert
         pass
     with tracking.stage_run("mlp", "worker", {"stage": "test"}) as run:
-        tracking.log_mnist(data_root)
+        tracking.log_mnist(data_root, mnist_digest())
     got = mlflow.get_run(run.info.run_id)
     return got.info.experiment_id, len(got.inputs.dataset_inputs)
 

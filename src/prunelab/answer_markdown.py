@@ -18,15 +18,16 @@ ANSWERS = ("ahead", "behind", "equivalent", "open")  # of a primary contrast
 SETS = {"ahead": "ahead of", "equivalent": "equivalent to", "open": "open against"}
 
 
-def answer_lines(primary: list[dict[str, Any]], margin_pp: float, alpha: float,
-                 power: float) -> list[str]:
-    """The report's opening: the study's question answered by the primary contrasts."""
-    lines = ["## The answer", "",
-             "Does the gradient tell what matters better than weight magnitude or neuron "
-             "activity? Each gradient-based criterion against each reference, on the area "
+def answer_lines(primary: list[dict[str, Any]], ask: str, name: str, first: bool,
+                 margin_pp: float, alpha: float, power: float) -> list[str]:
+    """One question's section (the first opens the report as "The answer"), answered by its
+    contrasts: `ask` is the question as params.yaml words it (`report.questions`)."""
+    lines = ["## The answer" if first else f"## Question `{name}`", "",
+             f"{ask} Each of the question's criteria against each reference, on the area "
              "under its test-accuracy curve over log₂ compression (the whole sweep, one "
-             "number per seed, in pp of accuracy); pre-registered in params.yaml "
-             "(`report`), one-sided (the criterion ahead), Holm within a granularity at "
+             "number per seed, in pp of accuracy), as params.yaml's `report.questions` "
+             f"(`{name}`) names them; one-sided (the criterion ahead), Holm within a "
+             "granularity and this question at "
              f"α = {alpha:g}; beside it the reverse direction and equivalence within "
              f"±{margin_pp:g} pp (TOST), Holm in a family of their own. Intervals are "
              "simultaneous (Bonferroni) over the granularity's contrasts; the seeds are "

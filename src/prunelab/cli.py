@@ -9,23 +9,28 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
-from prunelab.config import Config, ConfigError, Granularity, Method, load_config
+from prunelab.config import Config, ConfigError, load_config
 from prunelab.cpu import pin_cpu_capability
 from prunelab.errors import PrunelabError
 
 
 def _pair_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", choices=list(get_args(Method)),
-                   help="only this method (default: every one in prune.methods)")
-    p.add_argument("--granularity", choices=list(get_args(Granularity)),
+    p.add_argument("--method", help="only this method (default: every one in prune.methods)")
+    p.add_argument("--granularity", choices=["weight", "neuron"],
                    help="only this granularity (default: every one in prune.granularities)")
 
 
 def _pairs(a: argparse.Namespace, cfg: Config) -> list[tuple[str, str]]:
-    return [(m, g) for m in ([a.method] if a.method else cfg.prune.methods)
-            for g in ([a.granularity] if a.granularity else cfg.prune.granularities)]
+    from prunelab.methods import pairs
+
+    chosen = [(m, g) for m, g in pairs(cfg) if a.method in (None, m)
+              and a.granularity in (None, g)]
+    if not chosen:
+        raise ConfigError(f"--method {a.method} --granularity {a.granularity}: no such pair "
+                          "among prune.methods x prune.granularities")
+    return chosen
 
 
 def _workers_arg(p: argparse.ArgumentParser) -> None:
@@ -38,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="params.yaml", help="parameters file (default: %(default)s)")
     sub = p.add_subparsers(dest="stage", required=True)
     sub.add_parser("download", help="fetch and verify MNIST into data.root")
+    c = sub.add_parser("criteria", help="write every registered criterion and its code's "
+                                        "digest (what DVC watches for a criterion's edit)")
+    c.add_argument("--out", type=Path, default=Path("criteria.json"),
+                   help="the manifest file (default: %(default)s)")
     t = sub.add_parser("train", help="train one baseline per seed in sweep.seeds")
     t.add_argument("--out-dir", type=Path, required=True,
                    help="folder for <seed>.safetensors and <seed>.json")
@@ -78,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--baselines", type=Path, required=True,
                    help="folder of <seed>.safetensors and <seed>.json from `train`")
     o.add_argument("--out-dir", type=Path, required=True)
+    o.add_argument("--truth-dir", type=Path, default=Path("models/truth"),
+                   help="where each seed's ground truth is kept (default: %(default)s)")
     _workers_arg(o)
+    pl = sub.add_parser("plan", help="say, per stage, the work `dvc repro` would compute and "
+                                     "what it keeps, with the time it would take")
+    _workers_arg(pl)
     r = sub.add_parser("report", help="table, curves, verdicts and MLflow comparison run")
     r.add_argument("--sweep-dir", type=Path, required=True)
     r.add_argument("--search-dir", type=Path, required=True)
@@ -94,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.params)  # every stage validates all params before any work
+        from prunelab.methods import check
+
+        check(cfg)  # ... and the methods, settings and questions against the registry
     except ConfigError as exc:
         print(f"prunelab: {exc}", file=sys.stderr)
         return 2
@@ -110,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(cfg.compute.threads)  # and each worker process does the same
     try:
         _run_stage(args, cfg)
+    except ConfigError as exc:  # an argument that names no pair: before any work
+        print(f"prunelab: {exc}", file=sys.stderr)
+        return 2
     except PrunelabError as exc:
         print(f"prunelab {args.stage}: {exc}", file=sys.stderr)
         return 1
@@ -123,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 # stage's module is imported only when it runs, so a stage loads only what it needs.
 STAGE_CALLS: dict[str, Callable[[argparse.Namespace, Config, int], tuple[Any, ...]]] = {
     "download": lambda a, cfg, w: (cfg,),
+    "criteria": lambda a, cfg, w: (cfg, a.out),
     "train": lambda a, cfg, w: (cfg, Path(a.params), a.out_dir, a.metrics_out, w),
     "search": lambda a, cfg, w: (cfg, Path(a.params), _pairs(a, cfg), a.baseline, a.out_dir, w),
     "prune": lambda a, cfg, w: (
@@ -130,7 +151,9 @@ STAGE_CALLS: dict[str, Callable[[argparse.Namespace, Config, int], tuple[Any, ..
         a.baseline, a.choices, a.out_dir, a.prune_metrics_dir, a.finetune_metrics_dir, w,
         not (a.method or a.granularity)),
     "sweep": lambda a, cfg, w: (cfg, Path(a.params), a.baselines, a.out_dir, w),
-    "oracle": lambda a, cfg, w: (cfg, Path(a.params), a.baselines, a.out_dir, w),
+    "oracle": lambda a, cfg, w: (cfg, Path(a.params), a.baselines, a.out_dir, w,
+                                 a.truth_dir),
+    "plan": lambda a, cfg, w: (cfg, w),
     "report": lambda a, cfg, w: (cfg, a.sweep_dir, a.search_dir, a.prune_metrics_dir,
                                  a.finetune_metrics_dir, a.oracle, a.out_dir),
 }

@@ -1,23 +1,39 @@
 """What a result depends on in code: the prunelab modules a module imports, transitively.
 
 Read from the source (imports inside functions count), so it cannot fall behind the code
-the way a hand-written list does. One source for two readers: the Optuna studies' names
-(`studies.setup_digest`: a changed trial or point starts a new study instead of handing
-back old results) and the test that dvc.yaml lists every module a stage imports.
+the way a hand-written list does. One source for the keys of the work (`keys`: a changed
+trial, point or task is computed again instead of handing back old results) and for the
+test that dvc.yaml lists every module a stage imports.
+
+A unit of work hashes two closures: the shared procedure's (`procedure_digest`: from the
+module that runs it, never entering `prunelab.plumbing`, which cannot change a number) and
+its criterion's (`criterion_digest`: the module that registered it and what that imports,
+an outside package's own modules included). Criteria modules are found by the registry,
+not imported by the procedure, so one criterion's edit moves only its own work's keys.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1]  # the folder that holds the prunelab package
 STAGES = "prunelab.stages."
+PLUMBING = "prunelab.plumbing"
 
 
 def module_file(name: str, src: Path = SRC) -> Path:
+    if name.split(".")[0] != "prunelab":  # an outside criterion's package: where Python finds it
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):  # a parent that is a module, not a package
+            spec = None
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            return Path("/nonexistent") / name
+        return Path(spec.origin)
     path = src / Path(*name.split("."))
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
@@ -33,9 +49,9 @@ def _run_time_nodes(tree: ast.AST) -> Iterator[ast.AST]:
         yield from _run_time_nodes(node)
 
 
-def imported(name: str, src: Path = SRC) -> set[str]:
-    """The prunelab modules (and their packages) that module `name` imports anywhere in
-    code that runs (imports inside functions count; type-only ones do not)."""
+def imported(name: str, src: Path = SRC, roots: tuple[str, ...] = ("prunelab",)) -> set[str]:
+    """The modules of the packages `roots` (and their packages) that module `name` imports
+    anywhere in code that runs (imports inside functions count; type-only ones do not)."""
     tree = ast.parse(module_file(name, src).read_text())
     found: set[str] = set()
     for node in _run_time_nodes(tree):
@@ -45,34 +61,45 @@ def imported(name: str, src: Path = SRC) -> set[str]:
             found.add(node.module)
             # "from prunelab import tracking" names a module, not an attribute.
             found |= {f"{node.module}.{a.name}" for a in node.names
-                      if module_file(f"{node.module}.{a.name}", src).exists()}
-    mods = {m for m in found if m.split(".")[0] == "prunelab" and module_file(m, src).exists()}
+                      if node.module.split(".")[0] in roots
+                      and module_file(f"{node.module}.{a.name}", src).exists()}
+    mods = {m for m in found if m.split(".")[0] in roots and module_file(m, src).exists()}
     parents = {".".join(m.split(".")[:i]) for m in mods for i in range(1, m.count(".") + 1)}
     return mods | parents
 
 
-def closure(start: str, stop: str = STAGES, src: Path = SRC) -> set[str]:
+def closure(start: str, stop: str | tuple[str, ...] = STAGES, src: Path = SRC) -> set[str]:
     """`start` and what it imports, transitively, not entering modules named `stop...`
-    (the CLI imports a stage's module only when that stage runs)."""
+    (the CLI imports a stage's module only when that stage runs); an outside module's
+    closure also follows its own top-level package."""
     seen: set[str] = set()
+    roots = tuple(dict.fromkeys(("prunelab", start.split(".")[0])))
     # Importing a module imports the packages it sits in first.
     todo = [start, *(".".join(start.split(".")[:i]) for i in range(1, start.count(".") + 1))]
     while todo:
         m = todo.pop()
         if m not in seen:
             seen.add(m)
-            todo += [i for i in imported(m, src) if not i.startswith(stop)]
+            todo += [i for i in imported(m, src, roots) if not i.startswith(stop)]
     return seen
 
 
-def files(start: str, src: Path = SRC) -> list[Path]:
-    """The source files of `start`'s closure, in a fixed order."""
-    return sorted(module_file(m, src) for m in closure(start, src=src))
-
-
-def code_digest(start: str, src: Path = SRC) -> str:
-    """SHA-1 over the closure's file names and contents: any edit to any of them moves it."""
+def _digest(modules: set[str], src: Path) -> str:
+    """SHA-1 over the modules' names and sources: any edit to any of them moves it."""
     h = hashlib.sha1()
-    for path in files(start, src):
-        h.update(str(path.relative_to(src)).encode() + b"\0" + path.read_bytes())
+    for name in sorted(modules):
+        path = module_file(name, src)
+        label = str(path.relative_to(src)) if path.is_relative_to(src) else name
+        h.update(label.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
+
+
+def procedure_digest(start: str, src: Path = SRC) -> str:
+    """The code a unit of work runs whatever its criterion: `start` and what it imports,
+    less the plumbing (files, progress, tracking, stores, queues)."""
+    return _digest(closure(start, stop=(STAGES, PLUMBING), src=src) | {start}, src)
+
+
+def criterion_digest(module: str, src: Path = SRC) -> str:
+    """A criterion's own code: the module that registered it and what that imports."""
+    return _digest(closure(module, stop=(STAGES, PLUMBING), src=src), src)

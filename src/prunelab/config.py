@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -15,8 +15,6 @@ from pydantic_core import ErrorDetails
 
 from prunelab.errors import PrunelabError
 
-Method = Literal["gradient", "taylor", "fisher", "obs", "obs-noupdate", "movement", "gmp",
-                 "magnitude", "activation", "wanda", "random"]
 Granularity = Literal["weight", "neuron"]
 ModelName = Literal["mlp", "lenet300", "lenet5"]
 LrSchedule = Literal["constant", "cosine"]  # cosine: annealed to ~0 over the run's epochs
@@ -54,8 +52,13 @@ class TrainConfig(_Strict):
     eval_batch_size: Annotated[int, Field(ge=1)]
 
 
+# A method is a registered criterion's name (`criteria.registry`), checked against the
+# registry by `methods.check` before any work: config.py knows no criterion.
+MethodName = Annotated[str, Field(min_length=1)]
+
+
 class PruneConfig(_Strict):
-    methods: Annotated[list[Method], Field(min_length=1)]
+    methods: Annotated[list[MethodName], Field(min_length=1)]
     granularities: Annotated[list[Granularity], Field(min_length=1)]
     weight_sparsity: Fraction
     neuron_sparsity: Fraction
@@ -66,21 +69,12 @@ class PruneConfig(_Strict):
     prune_output_layer: bool
     calibration_batches: Annotated[int, Field(ge=1)]
     calibration_batch_size: Annotated[int, Field(ge=1)]
-    neuron_norm: Literal["l1", "l2"]
     round_to: Annotated[int, Field(ge=1)]
-    activation_stat: Literal["mean", "apoz"]
     gradual_interval: Annotated[int, Field(ge=1)]  # gmp, movement: steps between updates
     gradual_end: Annotated[float, Field(gt=0.0, le=1.0)]  # ... and the target reached
     seed: int
 
-    @model_validator(mode="after")
-    def _threshold_keys(self) -> PruneConfig:
-        allowed = {f"{m}-{g}" for m in get_args(Method) for g in get_args(Granularity)}
-        bad = sorted(set(self.thresholds) - allowed)
-        if bad:
-            raise ValueError(f"unknown key(s) {bad} in prune.thresholds; keys look like "
-                             f"'<method>-<granularity>', one of {sorted(allowed)}")
-        return self
+    # Duplicates and unknown names: `methods.check` (one line, against the registry).
 
 
 class FinetuneConfig(_Strict):
@@ -139,20 +133,46 @@ class OracleConfig(_Strict):
     weights_per_layer: Annotated[int, Field(ge=10)]  # single weights sampled per layer
 
 
+Alpha = Annotated[float, Field(gt=0, lt=0.5)]
+Margin = Annotated[float, Field(gt=0, le=10)]
+
+
+class QuestionConfig(_Strict):
+    """One question of the report: its criteria against its references, a Holm family of
+    its own (per granularity), so that another question leaves its numbers as they are."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]  # its id in metrics files
+    ask: Annotated[str, Field(min_length=1)]  # the question, as the report's section asks it
+    criteria: Annotated[list[MethodName], Field(min_length=1)]
+    references: Annotated[list[MethodName], Field(min_length=1)]
+    alpha: Alpha | None  # None: report.alpha
+    equivalence_margin_pp: Margin | None  # None: report.equivalence_margin_pp
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> QuestionConfig:
+        if both := sorted(set(self.criteria) & set(self.references)):
+            raise ValueError(f"question {self.name}: {both} both criterion and reference; "
+                             "list each in one of the two")
+        for name in ("criteria", "references"):
+            values = getattr(self, name)
+            if dup := sorted({v for v in values if values.count(v) > 1}):
+                raise ValueError(f"question {self.name}: {name} lists {dup[0]!r} twice")
+        return self
+
+
 class ReportConfig(_Strict):
     """What the report answers, and how strictly (why each value: params.yaml)."""
 
-    primary_criteria: Annotated[list[Method], Field(min_length=1)]
-    primary_references: Annotated[list[Method], Field(min_length=1)]
-    alpha: Annotated[float, Field(gt=0, lt=0.5)]  # family-wise, per granularity
-    equivalence_margin_pp: Annotated[float, Field(gt=0, le=10)]
+    questions: list[QuestionConfig]  # none: the report answers no question, only the cells
+    alpha: Alpha  # family-wise, per granularity (the cells; a question's by default)
+    equivalence_margin_pp: Margin
     power: Annotated[float, Field(ge=0.5, lt=1)]  # for the seeds an open comparison needs
 
     @model_validator(mode="after")
-    def _disjoint(self) -> ReportConfig:
-        if both := sorted(set(self.primary_criteria) & set(self.primary_references)):
-            raise ValueError(f"report: {both} both criterion and reference of the primary "
-                             "contrasts; list each in one of the two")
+    def _unique(self) -> ReportConfig:
+        names = [q.name for q in self.questions]
+        if dup := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"report.questions: two questions are named {dup[0]!r}")
         return self
 
 
@@ -182,6 +202,12 @@ class Config(_Strict):
     data: DataConfig
     train: TrainConfig
     prune: PruneConfig
+    # Each criterion's own settings by name (its registration's dataclass checks them:
+    # `methods.check`); a criterion not listed runs with its defaults.
+    criteria: dict[str, dict[str, Any] | None]
+    # Criteria from outside this package beyond installed entry points: "module" or
+    # "module:attr" paths (`criteria.registry`).
+    extra_criteria: list[str]
     finetune: FinetuneConfig
     search: SearchConfig
     sweep: SweepConfig

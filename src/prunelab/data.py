@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from prunelab.errors import PrunelabError
-from prunelab.fileio import write_bytes
+from prunelab.plumbing.fileio import write_bytes
 
 # MD5 of the decompressed files, as published with the original MNIST distribution.
 MNIST_MD5: dict[str, str] = {
@@ -29,6 +29,12 @@ MNIST_MD5: dict[str, str] = {
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
+
+
+def mnist_digest() -> str:
+    """8 hex digits naming the canonical MNIST content (MLflow's dataset digest)."""
+    return hashlib.md5("".join(sorted(MNIST_MD5.values())).encode(),
+                       usedforsecurity=False).hexdigest()[:8]
 
 
 class DownloadError(PrunelabError, RuntimeError):

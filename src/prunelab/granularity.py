@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 import torch
 from torch import Tensor
 
-from prunelab.criteria import UNIT_CRITERIA, WEIGHT_CRITERIA, Criterion, CriterionSettings, Factory
+from prunelab.criteria.base import Criterion
+from prunelab.criteria.registry import lookup
 from prunelab.masks import (
     apply_masks,
     cut_lowest,
@@ -58,20 +59,18 @@ class Pruned:
 
 
 class Granularity(ABC, Generic[S]):
-    criteria: ClassVar[dict[str, Factory[Any]]]
+    name: ClassVar[str]
 
-    def criterion(self, method: str, settings: CriterionSettings) -> Criterion[S]:
-        """The criterion named in params.yaml, its settings bound (Torch-Pruning's
+    def criterion(self, method: str, settings: Any, seed: int) -> Criterion[S]:
+        """The registered criterion `method` at this granularity, its settings (its own
+        dataclass, `criteria.<name>` in params.yaml) and seed bound (Torch-Pruning's
         importance objects)."""
-        if method not in self.criteria:
-            raise ValueError(f"unknown method {method!r}; choose one of {sorted(self.criteria)}")
-        criterion: Criterion[S] = self.criteria[method](settings)
+        criterion: Criterion[S] = lookup(method).build(self.name, settings, seed)
         return criterion
 
     def criterion_for(self, s: PruneSettings) -> Criterion[S]:
         """The criterion `s` names, with `s`'s settings."""
-        return self.criterion(s.method, CriterionSettings(s.seed, s.neuron_norm,
-                                                          s.activation_stat))
+        return self.criterion(s.method, s.criterion, s.seed)
 
     def settled(self, s: PruneSettings) -> PruneSettings:
         """`s` as its method runs it: the scope its paper fixes (OBS, gmp, movement: the
@@ -83,9 +82,9 @@ class Granularity(ABC, Generic[S]):
         return s if c.live is not None else replace(s, gradual_interval=None,
                                                     gradual_end=None)
 
-    def scorer(self, method: str, settings: CriterionSettings) -> Callable[[Net, Batches], S]:
+    def scorer(self, method: str, settings: Any, seed: int) -> Callable[[Net, Batches], S]:
         """The criterion's scoring: call it with (model, calibration batches)."""
-        return self.criterion(method, settings).score
+        return self.criterion(method, settings, seed).score
 
     def prune(self, model: Net, calib: Batches, s: PruneSettings,
               before: Pruned | None = None) -> Pruned:
@@ -140,7 +139,7 @@ class Granularity(ABC, Generic[S]):
 
 
 class Weights(Granularity[Scores]):
-    criteria = WEIGHT_CRITERIA
+    name = "weight"
 
     def cut(self, model: Net, scores: Scores, s: PruneSettings,
             before: Pruned | None) -> Pruned:
@@ -186,7 +185,7 @@ class Weights(Granularity[Scores]):
 
 
 class Neurons(Granularity[UnitScores]):
-    criteria = UNIT_CRITERIA
+    name = "neuron"
 
     def cut(self, model: Net, scores: UnitScores, s: PruneSettings,
             before: Pruned | None) -> Pruned:

@@ -19,7 +19,7 @@ from safetensors.torch import save
 from torch import nn
 
 from prunelab.errors import PrunelabError
-from prunelab.fileio import write_bytes
+from prunelab.plumbing.fileio import write_bytes
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 DEFAULT_WIDTHS: dict[str, tuple[int, ...]] = {

@@ -17,26 +17,23 @@ so that single-weight damages of 1e-6 are resolved.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
-from prunelab.criteria import CriterionSettings
+from prunelab.criteria.registry import lookup
 from prunelab.criteria.second_order import layer_hessians
 from prunelab.data import Split
 from prunelab.granularity import Neurons, Weights
-from prunelab.models import Net, baked, unit_groups
+from prunelab.models import Net, baked
 from prunelab.scoring import Batches
 from prunelab.set_oracle import set_quality
-from prunelab.weight_sets import supported, weight_set_quality
-
-SAMPLE_SEED_OFFSET = 1_000_003
-SURGEON = "obs (after its update)"  # the oracle table's row of `surgeon_damage`
+from prunelab.truth import Truth, apply_row, halves, loss_of
+from prunelab.weight_sets import weight_set_quality
 
 
 @dataclass
@@ -46,65 +43,6 @@ class Scores:
 
     units: dict[str, list[Tensor]]
     weights: dict[str, dict[str, Tensor]]  # the pruned layers' only
-
-
-def _loss(logits: Tensor, y: Tensor) -> float:
-    return float(F.cross_entropy(logits, y))
-
-
-@torch.no_grad()
-def unit_damage(model: Net, data: Split) -> list[Tensor]:
-    """Per hidden layer, per unit: mean loss with that unit removed minus the loss."""
-    net = baked(model).double().eval()
-    x, y = data.x.double(), data.y
-    base = _loss(net(x), y)
-    out = []
-    for g in unit_groups(net):
-        acts = net.body[: g.activation + 1](x)
-        tail = net.body[g.activation + 1:]
-        damage = torch.empty(acts.shape[1], dtype=torch.float64)
-        for k in range(acts.shape[1]):
-            cut = acts.clone()
-            cut[:, k] = 0
-            damage[k] = _loss(tail(cut), y) - base
-        out.append(damage)
-    return out
-
-
-@torch.no_grad()
-def weight_damage(model: Net, data: Split, names: list[str], per_layer: int,
-                  seed: int) -> dict[str, tuple[Tensor, Tensor]]:
-    """Per layer in `names`: (flat indices of `per_layer` weights sampled uniformly, the
-    mean loss with that weight alone zeroed minus the loss)."""
-    net = baked(model).double().eval()
-    x, y = data.x.double(), data.y
-    base = _loss(net(x), y)
-    # A seed of its own: seeded like the random criterion's scores, the sample would be
-    # correlated with them (ρ(random) came out 0.05 ± 0.01 on every seed of the mlp).
-    g = torch.Generator().manual_seed(SAMPLE_SEED_OFFSET + seed)
-    out = {}
-    for name in names:
-        index = int(name.split(".")[1])
-        layer = net.body[index]
-        assert isinstance(layer, (nn.Linear, nn.Conv2d)), name  # a weighted layer's name
-        inputs = net.body[:index](x)
-        z = layer(inputs)
-        tail = net.body[index + 1:]
-        w = layer.weight
-        picks = torch.randperm(w.numel(), generator=g)[:per_layer]
-        damage = torch.empty(len(picks), dtype=torch.float64)
-        for i, flat in enumerate(picks.tolist()):
-            pos = torch.unravel_index(torch.tensor(flat), w.shape)
-            only = torch.zeros_like(w)
-            only[pos] = w[pos]
-            # z without that weight: subtract its contribution to its output unit only.
-            o = int(pos[0])
-            part = _apply(layer, inputs, only[o:o + 1])
-            cut = z.clone()
-            cut[:, o] -= part[:, 0]
-            damage[i] = _loss(tail(cut), y) - base
-        out[name] = (picks, damage)
-    return out
 
 
 @torch.no_grad()
@@ -117,7 +55,7 @@ def surgeon_damage(model: Net, data: Split, calib: Batches,
     calibration batches, as the `obs` criterion builds it."""
     net = baked(model).double().eval()
     x, y = data.x.double(), data.y
-    base = _loss(net(x), y)
+    base = loss_of(net(x), y)
     hessians = layer_hessians(model, calib)
     out = {}
     for name, (picks, _) in weights.items():
@@ -137,17 +75,10 @@ def surgeon_damage(model: Net, data: Split, calib: Batches,
             predicted[i] = 0.5 * w_q ** 2 / d_qq
             delta = -(w_q / d_qq) * h_inv[:, q]  # δ_q = −w_q: the weight is removed
             cut = z.clone()
-            cut[:, o] += _apply(layer, inputs, delta.view(1, *layer.weight.shape[1:]))[:, 0]
-            damage[i] = _loss(tail(cut), y) - base
+            cut[:, o] += apply_row(layer, inputs, delta.view(1, *layer.weight.shape[1:]))[:, 0]
+            damage[i] = loss_of(tail(cut), y) - base
         out[name] = (predicted, damage)
     return out
-
-
-def _apply(layer: nn.Module, inputs: Tensor, weight: Tensor) -> Tensor:
-    """The layer's map with `weight` (one output unit's row or filter) and no bias."""
-    if isinstance(layer, nn.Conv2d):
-        return F.conv2d(inputs, weight, stride=layer.stride, padding=layer.padding)
-    return F.linear(inputs, weight)
 
 
 def agreement(scores: Tensor, damage: Tensor) -> dict[str, float]:
@@ -180,21 +111,22 @@ def criterion_quality(unit_scores: list[Tensor] | None, weight_scores: dict[str,
     return out
 
 
-def criteria_against_damage(model: Net, held: Split, calib: Batches, methods: Sequence[str],
-                            criterion: CriterionSettings, weight_names: list[str],
-                            weights_per_layer: int, seed: int
-                            ) -> tuple[dict[str, Any], dict[str, Any], Scores]:
-    """Every method's scores on `model` (from the calibration batches `calib`) against the
-    true damage on `held`: (quality per method, per method and granularity the (scores,
-    damages) of every unit and of the sampled weights, for a scatter plot, and each
-    method's scores, for `set_level`)."""
-    units = unit_damage(model, held)
-    weights = weight_damage(model, held, weight_names, weights_per_layer, seed)
+def criteria_against_damage(model: Net, held: Split, calib: Batches,
+                            criteria: Mapping[str, tuple[Any, int]], weight_names: list[str],
+                            truth: Truth) -> tuple[dict[str, Any], dict[str, Any], Scores]:
+    """Every criterion's scores on `model` (from the calibration batches `calib`; each
+    with its settings and seed, `criteria`) against the true damage on `held` (`truth`):
+    (quality per method, per method and granularity the (scores, damages) of every unit
+    and of the sampled weights, for a scatter plot, and each method's scores, for
+    `set_level`). A surgeon is also judged by its prediction against the damage after
+    its update (`surgeon_damage`)."""
+    units, weights = truth.units, truth.weights
     quality, scatter = {}, {}
     scores = Scores({}, {})
-    for method in methods:
-        unit_scores = Neurons().scorer(method, criterion)(model, calib)
-        weight_scores = Weights().scorer(method, criterion)(model, calib)
+    surgeons = []
+    for method, (settings, seed) in criteria.items():
+        unit_scores = Neurons().scorer(method, settings, seed)(model, calib)
+        weight_scores = Weights().scorer(method, settings, seed)(model, calib)
         scores.units[method] = unit_scores
         scores.weights[method] = {n: weight_scores[n] for n in weight_names}
         quality[method] = criterion_quality(unit_scores, weight_scores, units, weights)
@@ -203,32 +135,31 @@ def criteria_against_damage(model: Net, held: Split, calib: Batches, methods: Se
             "weight": (torch.cat([weight_scores[n].flatten()[i]
                                   for n, (i, _) in weights.items()]),
                        torch.cat([d for _, d in weights.values()]))}
-    if "obs" in methods:  # its prediction against the damage after its update
-        quality[SURGEON] = {"weight": {name: agreement(predicted, d) for name, (predicted, d)
-                                       in surgeon_damage(model, held, calib, weights).items()}}
+        if lookup(method).kind == "surgeon":
+            surgeons.append(method)
+    for method in surgeons:  # its prediction against the damage after its update
+        quality[f"{method} (after its update)"] = {"weight": {
+            name: agreement(predicted, d)
+            for name, (predicted, d) in surgeon_damage(model, held, calib, weights).items()}}
     return quality, scatter, scores
 
 
-def set_level(model: Net, held: Split, scores: Scores, ratios: Sequence[float]
+def set_level(model: Net, held: Split, scores: Scores, ratios: Sequence[float], truth: Truth
               ) -> dict[str, Any]:
     """The set-level oracles of each method's scores on the two halves of `held` (the
-    greedy chooses on the first, every set is scored on the second): units
+    greedy chose on the first, `truth`; every set is scored on the second): units
     (`set_oracle`), and weights (`weight_sets`) where the pruned weights are one layer
     it supports; and the split-half reliability of the single-removal oracle: per layer,
     Spearman's ρ between the damages measured on the two halves (how far its own ranking
     is noise)."""
-    half = len(held) // 2
-    choose, score_on = held.take(half), Split(held.x[half:], held.y[half:])
-    reliability = {f"layer{i}": float(spearmanr(a.numpy(), b.numpy()).statistic)
-                   for i, (a, b) in enumerate(zip(unit_damage(model, choose),
-                                                  unit_damage(model, score_on), strict=True))}
-    out = {"sets": set_quality(model, choose, score_on, scores.units, ratios),
-           "reliability": reliability}
-    names = {n for s in scores.weights.values() for n in s}
-    if len(names) == 1 and supported(model, name := names.pop()):
+    choose, score_on = halves(held)
+    out = {"sets": set_quality(model, choose, score_on, scores.units, ratios,
+                               truth.unit_order),
+           "reliability": truth.reliability}
+    for name, order in truth.weight_order.items():
         out["weight_sets"] = weight_set_quality(
             model, choose, score_on, name, {m: s[name] for m, s in scores.weights.items()},
-            ratios)
+            ratios, order=order)
     return out
 
 

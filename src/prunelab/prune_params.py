@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from prunelab.config import Config
 from prunelab.granularity import GRANULARITIES
+from prunelab.methods import key, settings_of
 from prunelab.pruning import PruneSettings
 from prunelab.records import SearchChoice
 
@@ -19,7 +20,7 @@ def prune_settings(cfg: Config, method: str, granularity: str,
     """The searched sparsity if given; else a method's absolute threshold from params.yaml,
     else its target sparsity there."""
     p = cfg.prune
-    threshold = None if choice else p.thresholds.get(f"{method}-{granularity}")
+    threshold = None if choice else p.thresholds.get(key(method, granularity))
     sparsity = {"weight": p.weight_sparsity, "neuron": p.neuron_sparsity}[granularity]
     if choice:
         sparsity = choice.sparsity
@@ -27,7 +28,7 @@ def prune_settings(cfg: Config, method: str, granularity: str,
         method=method, granularity=granularity,
         sparsity=None if threshold is not None else sparsity, threshold=threshold,
         scope=p.scope, normalize=p.normalize, prune_output_layer=p.prune_output_layer,
-        neuron_norm=p.neuron_norm, activation_stat=p.activation_stat, round_to=p.round_to,
+        criterion=settings_of(cfg, method), round_to=p.round_to,
         rounds=cfg.finetune.rounds, gradual_interval=p.gradual_interval,
         gradual_end=p.gradual_end, calibration_batches=p.calibration_batches,
         calibration_batch_size=p.calibration_batch_size, seed=p.seed,

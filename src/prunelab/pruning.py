@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -36,8 +37,7 @@ class PruneSettings:
     scope: str  # "global" | "layer"
     normalize: bool
     prune_output_layer: bool
-    neuron_norm: str
-    activation_stat: str
+    criterion: Any  # the method's own settings (its registration's dataclass)
     round_to: int  # neuron granularity: kept units per layer rounded to a multiple
     # 1 = one-shot; k > 1 reaches the target in k prune/fine-tune rounds, each fine-tuning
     # 1/k of the epochs (`round_budget`): iterative and one-shot get the same budget.

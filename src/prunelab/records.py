@@ -20,7 +20,8 @@ from typing_extensions import TypeIs  # in typing from Python 3.13
 
 from prunelab.config import Config
 from prunelab.errors import PrunelabError
-from prunelab.fileio import read_json, write_json
+from prunelab.methods import pairs, registry
+from prunelab.plumbing.fileio import read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,6 @@ def read_choice(path: Path) -> SearchChoice:
 # The controls' methods (`prunelab.controls`): points of the sweep, never a criterion.
 DENSE_FT, SCRATCH = "dense+ft", "scratch"
 CONTROLS = (DENSE_FT, SCRATCH)
-# The methods that cut while they fine-tune (`criteria.during_finetuning`'s; a test holds
-# the two together), so never before it: they have no iterative series.
-CUT_WHILE_FINETUNING = ("movement", "gmp")
 
 
 class PointKey(TypedDict):
@@ -152,14 +150,15 @@ def sweep_series(cfg: Config) -> list[Series]:
     fine-tuning (not gmp or movement, which cut gradually while they fine-tune) in each
     of `sweep.iterative_rounds`."""
     ratios, main = list(cfg.sweep.ratios), cfg.finetune.rounds
-    out = [Series(m, g, ratios, main) for g in cfg.prune.granularities for m in cfg.prune.methods]
+    have, regs = set(pairs(cfg)), registry(cfg)
+    mine = [(m, g) for g in cfg.prune.granularities for m in cfg.prune.methods if (m, g) in have]
+    out = [Series(m, g, ratios, main) for m, g in mine]
     if cfg.sweep.controls:
         out.append(Series(DENSE_FT, "weight", [1.0], 1))
         if "neuron" in cfg.prune.granularities:
             out.append(Series(SCRATCH, "neuron", ratios, 1))
     return out + [Series(m, g, ratios, k, iterative=True) for k in cfg.sweep.iterative_rounds
-                  for g in cfg.prune.granularities for m in cfg.prune.methods
-                  if m not in CUT_WHILE_FINETUNING]
+                  for m, g in mine if regs[m].kind != "during fine-tuning"]
 
 
 def in_series(point: Point, series: Series) -> bool:

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
-from prunelab.fileio import atomic_path  # noqa: E402
+from prunelab.plumbing.fileio import atomic_path  # noqa: E402
 
 X_AXES = {"compression_ratio": "compression ratio (all parameters, ×)",
           "effective_flops": "effective FLOPs per image"}

@@ -28,13 +28,15 @@ from dataclasses import replace
 import optuna
 from optuna.trial import TrialState
 
-from prunelab import studies
+from prunelab import keys
 from prunelab.config import Config
 from prunelab.data import Split
 from prunelab.granularity import Pruned
 from prunelab.masks import prunable_names
+from prunelab.methods import key
 from prunelab.metrics import pruning_metrics
 from prunelab.models import Net
+from prunelab.plumbing import studies
 from prunelab.prune_params import prune_settings
 from prunelab.pruning import prune_and_finetune
 from prunelab.records import SearchChoice
@@ -47,11 +49,15 @@ Objective = Callable[[optuna.Trial], tuple[float, float]]
 
 
 def study_name(cfg: Config, method: str, granularity: str) -> str:
-    """model-method-granularity plus a hash of everything a trial depends on (params and
-    code), so that a changed setup starts a new study while an interrupted one resumes."""
-    digest = studies.setup_digest(cfg, ("seed", "model", "data", "train", "prune", "finetune",
-                                        "search", "compute"), __name__)
-    return f"{cfg.model}-{method}-{granularity}-{digest}"
+    """model-method-granularity plus a hash of what its trials depend on (`keys`): the
+    params they read, the search's procedure and the method's own code and settings, so
+    that a changed setup starts a new study while an interrupted one resumes, and another
+    method's change leaves this study as it is."""
+    digest = keys.study_digest(
+        cfg, ("seed", "model", "device", "data", "train", "prune", "finetune", "search",
+              "compute"), __name__, {"prune": keys.WHICH_WORK},
+        keys.criterion_part(cfg, method))
+    return f"{cfg.model}-{key(method, granularity)}-{digest}"
 
 
 def sparsity_range(cfg: Config, granularity: str) -> tuple[float, float]:

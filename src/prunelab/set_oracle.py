@@ -7,7 +7,7 @@ given those already removed, raises the held-out loss least, re-evaluating every
 unit at each step; its first k removals are its set of k. It chooses on one half of the
 held-out images and every set — the criteria's and its own — is scored on the other half,
 so its sets are not flattered by the images that chose them. Removing a unit zeroes its
-post-ReLU activation (as `oracle.unit_damage`); nothing is fine-tuned.
+post-ReLU activation (as `truth.unit_damage`); nothing is fine-tuned.
 
 For a criterion and each sweep ratio r: its set is the bottom n_l·(1 − 1/r) units of
 every hidden layer l (the sweep's `neuron_scope: layer`), the greedy set the greedy
@@ -137,15 +137,31 @@ def as_sets(order: list[tuple[int, int]], k: int, layers: int) -> Removed:
     return out
 
 
+def unit_counts(model: Net, ratios: Sequence[float]) -> dict[str, list[int]]:
+    """Per ratio ("r4"), the units each hidden layer's set of that ratio removes."""
+    modules = dict(model.named_modules())
+    sizes = [modules[g.producer].weight.shape[0] for g in unit_groups(model)]
+    return {f"r{r:g}": [min(round(n * (1 - 1 / r)), n - 1) for n in sizes] for r in ratios}
+
+
+def greedy_steps(model: Net, ratios: Sequence[float]) -> int:
+    """How many removals of the greedy order the largest ratio's set needs."""
+    return max(sum(c) for c in unit_counts(model, ratios).values())
+
+
 def set_quality(model: Net, choose: Split, score_on: Split, unit_scores: dict[str, list[Tensor]],
-                ratios: Sequence[float]) -> dict[str, dict[str, dict[str, float]]]:
+                ratios: Sequence[float], order: list[tuple[int, int]] | None = None
+                ) -> dict[str, dict[str, dict[str, float]]]:
     """Per criterion (and "greedy"), per ratio ("r4"): the scoring half's loss and accuracy
     with its set of k removed; per criterion also the gap to greedy's (loss, and accuracy
-    in pp) and precision@k against greedy's set."""
+    in pp) and precision@k against greedy's set. `order`: the greedy's on `choose`, if
+    already known (`truth`)."""
     net = baked(model).double().eval()
-    sizes = [len(s) for s in next(iter(unit_scores.values()))]
-    counts = {f"r{r:g}": [min(round(n * (1 - 1 / r)), n - 1) for n in sizes] for r in ratios}
-    order = greedy_order(model, choose, max(sum(c) for c in counts.values()))
+    counts = unit_counts(model, ratios)
+    sizes = [len(c) for c in next(iter(unit_scores.values()))]
+    assert len(sizes) == len(next(iter(counts.values()))), "one score vector per hidden layer"
+    if order is None:
+        order = greedy_order(model, choose, greedy_steps(model, ratios))
     greedy_sets = {name: as_sets(order, sum(c), len(sizes)) for name, c in counts.items()}
     out: dict[str, dict[str, dict[str, float]]] = {"greedy": {}}
     for name, theirs in greedy_sets.items():

@@ -16,26 +16,27 @@ the point's key, so it is the same whoever computed it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import optuna
 
-from prunelab import studies
-from prunelab.config import Config, Granularity, Method
+from prunelab import keys
+from prunelab.config import Config
 from prunelab.controls import CONTROLS, DENSE_FT, dense_finetuned, from_scratch
 from prunelab.data import Split
 from prunelab.errors import PrunelabError
 from prunelab.granularity import GRANULARITIES, Pruned
 from prunelab.masks import PruningError, prunable_names
+from prunelab.methods import key
 from prunelab.metrics import accuracies, point_record, pruning_metrics, which_right
 from prunelab.models import Net
+from prunelab.plumbing import studies
 from prunelab.pruning import PruneSettings, finetune, prune_and_finetune, prune_model
 from prunelab.records import Point, as_point, is_feasible, sweep_series
 from prunelab.training import EpochResult, FitSettings
@@ -136,26 +137,33 @@ def control_point(method: str, base: Net, base_test_accuracy: float,
 Queued = tuple[str, dict[str, Any], dict[str, Any]]  # (key, params, user attrs)
 
 
+SHARED = ("model", "device", "data", "train", "prune", "finetune", "sweep", "compute")
+
+
 def study_name(cfg: Config) -> str:
-    """<model>-sweep plus a hash of the params and code a point depends on. Which methods,
-    ratios, seeds and iterative rounds are swept is not in it: they are in each point's
-    key, so adding one queues only the new points."""
-    digest = studies.setup_digest(
-        cfg, ("model", "device", "data", "train", "prune", "finetune", "sweep", "compute"),
-        __name__, ignored={"prune": ("methods", "granularities"),
-                           "sweep": ("ratios", "seeds", "iterative_rounds")})
+    """<model>-sweep plus a hash of the params and code every point shares (`keys`). What
+    is swept (methods, ratios, seeds, iterative rounds) and each criterion's own code and
+    settings are in the points' keys instead, so adding or editing one criterion queues
+    only its points, and the others stay done."""
+    digest = keys.study_digest(cfg, SHARED, __name__, {
+        "prune": keys.WHICH_WORK, "sweep": ("ratios", "seeds", "iterative_rounds")})
     return f"{cfg.model}-sweep-{digest}"
 
 
 def points(cfg: Config, baselines: dict[int, Path]) -> list[Queued]:
-    """Every point for the queue; its key names the seed's baseline by content (and, in an
-    iterative series, its rounds). Series by series: weight points (the slower ones)
-    first when listed first, so that a pool ends on short tasks."""
-    digest = {s: hashlib.sha1(m.read_bytes()).hexdigest()[:8] for s, m in baselines.items()}
-    return [(f"{x.method}-{x.granularity}-{f'k{x.rounds}-' if x.iterative else ''}"
-             f"r{r:g}-s{s}-{digest[s]}",
-             {"method": x.method, "granularity": x.granularity, "ratio": r, "seed": s,
-              "rounds": x.rounds}, {})
+    """Every point for the queue; its key names its series (and, in an iterative one, its
+    rounds), ratio and seed, the seed's baseline by content, and the code and settings of
+    the criteria it runs (a control: random's, whose scores give the scratch widths).
+    Series by series: weight points (the slower ones) first when listed first, so that a
+    pool ends on short tasks. Method and granularity are the trial's user attributes, not
+    distributions: a study's value space cannot grow, its queue can."""
+    digest = {s: keys.file_digest(m.read_bytes()) for s, m in baselines.items()}
+    part = {m: keys.criterion_part(cfg, m)[:8]
+            for m in {x.method for x in sweep_series(cfg)} | {"random"} if m not in CONTROLS}
+    return [(f"{key(x.method, x.granularity)}-{f'k{x.rounds}-' if x.iterative else ''}"
+             f"r{r:g}-s{s}-{digest[s]}-{part.get(x.method, part['random'])}",
+             {"ratio": r, "seed": s, "rounds": x.rounds},
+             {"method": x.method, "granularity": x.granularity})
             for x in sweep_series(cfg) for s in cfg.sweep.seeds for r in x.ratios]
 
 
@@ -192,8 +200,7 @@ class PointObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         # Fixed by the queue; the distributions only declare them (for optuna-dashboard).
-        method = str(trial.suggest_categorical("method", [*get_args(Method), *CONTROLS]))
-        granularity = str(trial.suggest_categorical("granularity", list(get_args(Granularity))))
+        method, granularity = trial.user_attrs["method"], trial.user_attrs["granularity"]
         ratio = trial.suggest_float("ratio", 1.0, 1e9, log=True)
         seed = trial.suggest_int("seed", -(2**31), 2**31 - 1)
         rounds = trial.suggest_int("rounds", 1, 1000)

@@ -92,6 +92,12 @@ def removal_damage(x: Tensor, weight: Tensor, bias: Tensor, out: nn.Linear, y: T
 
 
 @torch.no_grad()
+def weight_counts(model: Net, name: str, ratios: Sequence[float]) -> dict[str, int]:
+    """Per ratio ("r4"), the weights of layer `name` its set of that ratio removes."""
+    n = dict(model.named_parameters())[name].numel()
+    return {f"r{r:g}": round(n * (1 - 1 / r)) for r in ratios}
+
+
 def greedy_weight_order(model: Net, data: Split, name: str, count: int,
                         block: float = BLOCK) -> Tensor:
     """The greedy oracle's first `count` removals from layer `name`, as flat indices in
@@ -130,14 +136,17 @@ def _without(net: Net, name: str, flat: Tensor, data: Split) -> tuple[float, flo
 
 def weight_set_quality(model: Net, choose: Split, score_on: Split, name: str,
                        weight_scores: dict[str, Tensor], ratios: Sequence[float],
-                       block: float = BLOCK) -> dict[str, dict[str, dict[str, float]]]:
+                       block: float = BLOCK, order: Tensor | None = None
+                       ) -> dict[str, dict[str, dict[str, float]]]:
     """As `set_oracle.set_quality`, for the weights of layer `name`: per criterion (and
     "greedy"), per ratio ("r4"), the scoring half's loss and accuracy with its set of
-    k = n·(1 − 1/r) weights removed; per criterion the gap to greedy's and precision@k."""
+    k = n·(1 − 1/r) weights removed; per criterion the gap to greedy's and precision@k.
+    `order`: the greedy's on `choose`, if already known (`truth`)."""
     net = baked(model).double().eval()
+    counts = weight_counts(model, name, ratios)
     n = dict(net.named_parameters())[name].numel()
-    counts = {f"r{r:g}": round(n * (1 - 1 / r)) for r in ratios}
-    order = greedy_weight_order(model, choose, name, max(counts.values()), block)
+    if order is None:
+        order = greedy_weight_order(model, choose, name, max(counts.values()), block)
     out: dict[str, dict[str, dict[str, float]]] = {"greedy": {}}
     for key, k in counts.items():
         loss, acc = _without(net, name, order[:k], score_on)

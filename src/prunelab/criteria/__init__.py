@@ -1,4 +1,5 @@
-"""Pruning criteria, one module per family; each registers its entries here.
+"""Pruning criteria. Each module here registers its criteria (`registry.register`) and is
+found by `registry.registered` without being listed anywhere: a new built-in is one file.
 
 - `first_order`: saliencies from the loss gradient (|∂L/∂w|, Taylor, Fisher);
 - `second_order`: Optimal Brain Surgeon, a procedure that also updates what is left;
@@ -9,21 +10,6 @@
 
 A criterion maps a model and calibration batches (from the *training* split) to
 importance scores, higher means keep; what is cut, and how many, is decided elsewhere
-(`masks`, `granularity`). Adding a method touches its family's module and params.yaml.
+(`masks`, `granularity`). This package's `__init__` imports none of them, so the code
+every criterion shares (the procedure's keys, `codedeps`) does not change when one is added.
 """
-
-from __future__ import annotations
-
-from prunelab.criteria import during_finetuning, first_order, magnitude_activity, second_order
-from prunelab.criteria.base import Criterion, CriterionSettings, Factory
-from prunelab.scoring import Scores, UnitScores
-
-__all__ = ["WEIGHT_CRITERIA", "UNIT_CRITERIA", "Criterion", "CriterionSettings", "Factory"]
-
-_FAMILIES = (first_order, second_order, during_finetuning, magnitude_activity)
-# name -> builder of the criterion with its settings bound; each granularity
-# (`granularity.py`) looks its criteria up in its own table.
-WEIGHT_CRITERIA: dict[str, Factory[Scores]] = {
-    k: v for family in _FAMILIES for k, v in family.WEIGHT.items()}
-UNIT_CRITERIA: dict[str, Factory[UnitScores]] = {
-    k: v for family in _FAMILIES for k, v in family.UNIT.items()}

@@ -25,15 +25,6 @@ Live = Callable[[Net, dict[str, Tensor]], S]
 
 
 @dataclass(frozen=True)
-class CriterionSettings:
-    """What some criteria need beyond the model and the batches."""
-
-    seed: int  # random: the generator's seed
-    neuron_norm: str  # magnitude, neuron granularity: "l1" | "l2"
-    activation_stat: str  # activation, neuron granularity: "mean" | "apoz"
-
-
-@dataclass(frozen=True)
 class Criterion(Generic[S]):
     """A criterion with its settings bound. `score(model, batches)`: higher means keep.
     `refit`: a surgeon's update of the remaining weights after the cut (None: the cut
@@ -48,9 +39,6 @@ class Criterion(Generic[S]):
     live: Live[S] | None = None
 
 
-Factory = Callable[[CriterionSettings], Criterion[S]]
-
-
-def plain(score: Callable[[Net, Batches], S]) -> Factory[S]:
-    """A criterion that is only a score, whatever its settings."""
-    return lambda _settings: Criterion(score)
+def plain(score: Callable[[Net, Batches], S]) -> Callable[[object, int], Criterion[S]]:
+    """A criterion that is only a score, whatever its settings and seed."""
+    return lambda _settings, _seed: Criterion(score)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from prunelab.criteria.base import Factory, plain
+from prunelab.criteria.base import plain
+from prunelab.criteria.registry import Registration, register
 from prunelab.models import Net
 from prunelab.scoring import (
     Batches,
@@ -102,13 +103,12 @@ def fisher_unit_scores(model: Net, batches: Batches) -> UnitScores:
     return [s / len(batches) for s in sums]
 
 
-WEIGHT: dict[str, Factory[Scores]] = {
-    "gradient": plain(gradient_scores),
-    "taylor": plain(taylor_scores),
-    "fisher": plain(fisher_scores),
-}
-UNIT: dict[str, Factory[UnitScores]] = {
-    "gradient": plain(gradient_unit_scores),
-    "taylor": plain(taylor_unit_scores),
-    "fisher": plain(fisher_unit_scores),
-}
+register(Registration(
+    "gradient", "loss gradient", "score", plain(gradient_scores), plain(gradient_unit_scores),
+    cite="mean |∂L/∂w| (weights), mean |∂L/∂a| (units): the plain gradient magnitude"))
+register(Registration(
+    "taylor", "loss gradient", "score", plain(taylor_scores), plain(taylor_unit_scores),
+    cite="|w·∂L/∂w| (Lee et al. 2019, SNIP's sensitivity); units: Molchanov et al. 2017, Eq. 8"))
+register(Registration(
+    "fisher", "loss gradient", "score", plain(fisher_scores), plain(fisher_unit_scores),
+    cite="(w·∂L/∂w)² (Molchanov et al. 2019, I⁽¹⁾; OBD's saliency with the empirical Fisher)"))

@@ -5,12 +5,15 @@ control. Higher means keep.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from prunelab.criteria.base import Criterion, Factory, plain
+from prunelab.criteria.base import Criterion, plain
+from prunelab.criteria.registry import Registration, register
 from prunelab.models import Net, unit_groups, weighted_layers
 from prunelab.scoring import (
     Batches,
@@ -135,15 +138,30 @@ def random_unit_scores(model: Net, batches: Batches = (), seed: int = 0) -> Unit
     ]
 
 
-WEIGHT: dict[str, Factory[Scores]] = {
-    "magnitude": plain(magnitude_scores),
-    "activation": plain(activation_weight_scores),
-    "wanda": plain(wanda_scores),
-    "random": lambda c: Criterion(partial(random_scores, seed=c.seed)),
-}
-UNIT: dict[str, Factory[UnitScores]] = {
-    "magnitude": lambda c: Criterion(partial(magnitude_unit_scores, norm=c.neuron_norm)),
-    "activation": lambda c: Criterion(partial(activation_unit_scores, stat=c.activation_stat)),
-    "wanda": plain(wanda_unit_scores),
-    "random": lambda c: Criterion(partial(random_unit_scores, seed=c.seed)),
-}
+@dataclass(frozen=True)
+class MagnitudeSettings:
+    neuron_norm: Literal["l1", "l2"] = "l1"  # of a unit's incoming weights
+
+
+@dataclass(frozen=True)
+class ActivationSettings:
+    stat: Literal["mean", "apoz"] = "mean"  # units: mean activation, or 1 − APoZ
+
+
+register(Registration(
+    "magnitude", "weights", "score", plain(magnitude_scores),
+    lambda c, _seed: Criterion(partial(magnitude_unit_scores, norm=c.neuron_norm)),
+    MagnitudeSettings, cite="|w| (Han et al. 2015); units: the L1/L2 norm of incoming weights"))
+register(Registration(
+    "activation", "input statistics", "score", plain(activation_weight_scores),
+    lambda c, _seed: Criterion(partial(activation_unit_scores, stat=c.stat)),
+    ActivationSettings, cite="|w|·E|x| (this project's); units: mean activation, or 1 − APoZ "
+    "(Hu et al. 2016)"))
+register(Registration(
+    "wanda", "input statistics", "score", plain(wanda_scores), plain(wanda_unit_scores),
+    cite="|W_ij|·‖X_j‖₂ compared per output (Sun et al. 2023, Eq. 1)"))
+register(Registration(
+    "random", "none", "score",
+    lambda _c, seed: Criterion(partial(random_scores, seed=seed)),
+    lambda _c, seed: Criterion(partial(random_unit_scores, seed=seed)),
+    cite="seeded uniform scores", control=True))

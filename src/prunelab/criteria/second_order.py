@@ -39,7 +39,8 @@ import hashlib
 import torch
 from torch import Tensor, nn
 
-from prunelab.criteria.base import Criterion, Factory
+from prunelab.criteria.base import Criterion
+from prunelab.criteria.registry import Registration, register
 from prunelab.models import Net, unit_groups, weighted_layers
 from prunelab.scoring import Batches, Scores, UnitScores, input_rows
 
@@ -222,11 +223,14 @@ def refit_units(dense: Net, small: Net, kept: dict[str, Tensor], batches: Batche
             target.copy_(new.view(target.shape).to(target))
 
 
-WEIGHT: dict[str, Factory[Scores]] = {
-    "obs": lambda c: Criterion(obs_weight_scores, refit_weights, scope="layer"),
-    "obs-noupdate": lambda c: Criterion(obs_weight_scores, scope="layer"),
-}
-UNIT: dict[str, Factory[UnitScores]] = {
-    "obs": lambda c: Criterion(obs_unit_scores, refit_units, scope="layer"),
-    "obs-noupdate": lambda c: Criterion(obs_unit_scores, scope="layer"),
-}
+_OBS = "½·w_q²/[H⁻¹]_qq with δ = −(w_q/[H⁻¹]_qq)·H⁻¹[:, q] (Hassibi & Stork 1993, Eq. 5), " \
+    "H the layer's input Hessian 2XXᵀ (Dong et al. 2017; Frantar & Alistarh 2022)"
+register(Registration(
+    "obs", "input statistics", "surgeon",
+    lambda _c, _seed: Criterion(obs_weight_scores, refit_weights, scope="layer"),
+    lambda _c, _seed: Criterion(obs_unit_scores, refit_units, scope="layer"), cite=_OBS))
+register(Registration(
+    "obs-noupdate", "input statistics", "score",
+    lambda _c, _seed: Criterion(obs_weight_scores, scope="layer"),
+    lambda _c, _seed: Criterion(obs_unit_scores, scope="layer"),
+    cite="obs's choice without its update (an ablation)"))

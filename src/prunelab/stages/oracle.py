@@ -2,61 +2,97 @@
 damage of removing each unit (and a sample of single weights), with a figure
 (`prunelab.oracle`); and each criterion's whole set of units against the greedy oracle's
 (`prunelab.set_oracle`), and on the mlp each criterion's set of weights against the block
-greedy's (`prunelab.weight_sets`), in oracle/sets.json. Seeds run in worker processes."""
+greedy's (`prunelab.weight_sets`), in oracle/sets.json. Seeds run in worker processes.
+
+The ground truth (`prunelab.truth`: the damages and the greedy orders, most of the time)
+is kept per seed in `<truth-dir>/<seed>-<key>.safetensors`, keyed by the baseline's bytes,
+the oracle's params and the truth's code, never by the criteria: a rerun after adding or
+editing a criterion scores every criterion against the kept truth.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from prunelab import report
+from prunelab import keys, report, truth
 from prunelab.artifacts import baseline_files
 from prunelab.config import Config, load_config
-from prunelab.criteria import CriterionSettings
-from prunelab.fileio import write_json
 from prunelab.masks import prunable_names
+from prunelab.methods import settings_of
 from prunelab.models import load_model, resolve_device
 from prunelab.oracle import criteria_against_damage, mean_sd_tree, set_level
-from prunelab.progress import progress
+from prunelab.plumbing.fileio import write_bytes, write_json
+from prunelab.plumbing.progress import progress
 from prunelab.pruning import calibration_batches
 from prunelab.settings import train_val_splits
 from prunelab.workers import worker_pool
 
+TRUTH_DIR = Path("models/truth")
+
+
+def truth_key(cfg: Config, baseline: Path) -> str:
+    """What a seed's truth depends on: its baseline's bytes, the params it reads (the
+    held-out images, the sample, which layers are pruned, the ratios' set sizes) and the
+    truth's code."""
+    return keys.sha(keys.file_digest(baseline.read_bytes()), keys.params_part(
+        cfg, ("device", "data", "oracle", "compute")),
+        repr((cfg.prune.prune_output_layer, cfg.sweep.ratios)), keys.procedure(truth.__name__)
+    )[:12]
+
 
 class _Oracle:
-    def __init__(self, params: str, baselines: Path) -> None:
+    def __init__(self, params: str, baselines: Path, truth_dir: Path) -> None:
         self.cfg = load_config(params)
         self.files = baseline_files(baselines, self.cfg.sweep.seeds)
         self.train, val = train_val_splits(self.cfg)
         self.held = val.take(self.cfg.oracle.examples)  # held-out: never trained on, not test
+        self.truth_dir = truth_dir
 
 
 def _one_seed(w: _Oracle, seed: int
-              ) -> tuple[int, dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(seed, quality per method, the figure's points per method, the set-level oracle)."""
-    p = w.cfg.prune
-    model = load_model(w.files[seed][0], resolve_device(w.cfg.device))
+              ) -> tuple[int, dict[str, Any], dict[str, Any], dict[str, Any], bool]:
+    """(seed, quality per method, the figure's points per method, the set-level oracle,
+    whether its truth was kept from an earlier run)."""
+    cfg, p = w.cfg, w.cfg.prune
+    model = load_model(w.files[seed][0], resolve_device(cfg.device))
+    names = prunable_names(model, p.prune_output_layer)
+    path = w.truth_dir / f"{seed}-{truth_key(cfg, w.files[seed][0])}.safetensors"
+    kept = path.is_file()
+    if kept:
+        known = truth.load(path)
+    else:
+        known = truth.measure(model, w.held, names, cfg.oracle.weights_per_layer, seed,
+                              cfg.sweep.ratios)
+        write_bytes(path, truth.to_bytes(known))
     calib = calibration_batches(w.train, p.calibration_batches, p.calibration_batch_size, seed)
-    criterion = CriterionSettings(seed, p.neuron_norm, p.activation_stat)
-    quality, scatter, scores = criteria_against_damage(
-        model, w.held, calib, p.methods, criterion,
-        prunable_names(model, p.prune_output_layer), w.cfg.oracle.weights_per_layer, seed)
-    sets = set_level(model, w.held, scores, w.cfg.sweep.ratios)
-    print(f"oracle seed {seed}: " + ", ".join(
+    criteria = {m: (settings_of(cfg, m), seed) for m in p.methods}
+    quality, scatter, scores = criteria_against_damage(model, w.held, calib, criteria, names,
+                                                       known)
+    sets = set_level(model, w.held, scores, cfg.sweep.ratios, known)
+    print(f"oracle seed {seed} ({'kept' if kept else 'measured'} truth): " + ", ".join(
         f"{m} ρ={q['neuron']['layer0']['spearman']:.2f}" for m, q in quality.items()
         if "neuron" in q),
         flush=True)
-    return seed, quality, scatter, sets
+    return seed, quality, scatter, sets, kept
 
 
-def run(cfg: Config, params: Path, baselines: Path, out_dir: Path, workers: int) -> None:
-    baseline_files(baselines, cfg.sweep.seeds)  # before any work
+def run(cfg: Config, params: Path, baselines: Path, out_dir: Path, workers: int,
+        truth_dir: Path = TRUTH_DIR) -> None:
+    files = baseline_files(baselines, cfg.sweep.seeds)  # before any work
     seeds = cfg.sweep.seeds
-    with worker_pool(_Oracle, (str(params), baselines), min(workers, len(seeds)),
+    keep = {f"{s}-{truth_key(cfg, files[s][0])}.safetensors" for s in seeds}
+    todo = sum(not (truth_dir / k).is_file() for k in keep)
+    print(f"oracle: {len(seeds)} seeds' truths, {todo} to measure, {len(seeds) - todo} kept; "
+          f"{len(cfg.prune.methods)} criteria scored against them", flush=True)
+    with worker_pool(_Oracle, (str(params), baselines, truth_dir), min(workers, len(seeds)),
                      cfg.compute.threads) as imap:
         results = sorted(progress(imap(_one_seed, seeds), len(seeds), "oracle", "seeds"),
                          key=lambda r: seeds.index(r[0]))
-    write_json(out_dir / "oracle.json", mean_sd_tree([q for _, q, _, _ in results]))
-    write_json(out_dir / "sets.json", mean_sd_tree([s for _, _, _, s in results]))
+    for old in truth_dir.glob("*.safetensors"):  # truths of other baselines or settings
+        if old.name not in keep:
+            old.unlink()
+    write_json(out_dir / "oracle.json", mean_sd_tree([q for _, q, _, _, _ in results]))
+    write_json(out_dir / "sets.json", mean_sd_tree([s for _, _, _, s, _ in results]))
     # The first seed's points, for the figure.
     report.save_figure(report.oracle_figure(results[0][2]), out_dir / "scatter.png")

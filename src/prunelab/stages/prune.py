@@ -22,15 +22,18 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from prunelab import codedeps, model_registry, tracking
+from prunelab import keys
 from prunelab.artifacts import FINETUNED, MASK, PRUNED, load_pruned, save_pruned
 from prunelab.config import Config, load_config
+from prunelab.data import mnist_digest
 from prunelab.errors import PrunelabError
-from prunelab.fileio import atomic_dir, read_json, write_json
 from prunelab.granularity import Pruned
+from prunelab.methods import key
 from prunelab.metrics import accuracies, file_size, point_record
 from prunelab.models import baked, load_model, resolve_device, save_model
-from prunelab.progress import progress
+from prunelab.plumbing import model_registry, tracking
+from prunelab.plumbing.fileio import atomic_dir, read_json, write_json
+from prunelab.plumbing.progress import progress
 from prunelab.prune_params import prune_settings
 from prunelab.pruning import finetune_pruned, prune_model
 from prunelab.records import read_choice
@@ -60,21 +63,21 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def task_digest(cfg: Config, method: str, granularity: str, paths: Paths, code: str) -> str:
+def task_digest(cfg: Config, method: str, granularity: str, paths: Paths) -> str:
     """What one task's results depend on: the settings it runs (`tracking.run_params`, so
     another method's params do not count), the params sections every task reads, its
-    choice file, the baseline's bytes and the code (`codedeps`)."""
-    choice_path = paths.of(f"{method}-{granularity}")[0]
+    choice file, the baseline's bytes, the procedure's code and its criterion's own code
+    and settings (`keys`)."""
+    choice_path = paths.of(key(method, granularity))[0]
     choice = read_choice(choice_path) if choice_path else None
     ran = tracking.run_params(prune_settings(cfg, method, granularity, choice),
                               finetune_settings(cfg, choice), finetune_seed(cfg, choice))
-    dump = cfg.model_dump(include={"seed", "device", "model", "data", "train", "compute"})
-    dump["data"].pop("sources")  # where MNIST came from changes no result, nor the workers
-    dump["compute"].pop("workers")
+    dump = keys.params_part(cfg, ("seed", "device", "model", "data", "train", "compute"))
     h = hashlib.sha256(json.dumps([ran, dump], sort_keys=True, default=str).encode())
     for part in ([choice_path] if choice_path else []) + [paths.baseline]:
         h.update(_sha(part).encode())
-    h.update(code.encode())
+    h.update(keys.procedure(__name__).encode())
+    h.update(keys.criterion_part(cfg, method).encode())
     return h.hexdigest()
 
 
@@ -104,7 +107,7 @@ class _Worker:
 def _prune_and_finetune(w: _Worker, task: tuple[str, str, str]) -> str:
     """Prune, fine-tune, log; the folder (with `inputs.json`) is renamed into place last."""
     method, granularity, digest = task
-    cfg, name, device = w.cfg, f"{method}-{granularity}", resolve_device(w.cfg.device)
+    cfg, name, device = w.cfg, key(method, granularity), resolve_device(w.cfg.device)
     choice_path, folder, before_path, after_path = w.paths.of(name)
     choice = read_choice(choice_path) if choice_path else None
     s = prune_settings(cfg, method, granularity, choice)
@@ -123,7 +126,7 @@ def _prune_and_finetune(w: _Worker, task: tuple[str, str, str]) -> str:
         import mlflow
 
         with tracking.stage_run(cfg.model, name, tags, params):
-            tracking.log_mnist(cfg.data.root)
+            tracking.log_mnist(cfg.data.root, mnist_digest())
             # A method that prunes during fine-tuning (gmp, movement) makes its cut here.
             pruned = finetune_pruned(Pruned(model, kept, {}), w.train, w.val, s, settings,
                                      seed, on_epoch=tracking.log_epoch)
@@ -163,15 +166,14 @@ def run(cfg: Config, params: Path, pairs: list[tuple[str, str]], baseline: Path,
     """Prune and fine-tune each (method, granularity) of `pairs` whose outputs are not
     current; with `every` (the whole of params.yaml's), remove any other's outputs."""
     paths = Paths(baseline, choices, out_dir, prune_metrics, finetune_metrics)
-    missing = [str(p) for p in [baseline, *(paths.of(f"{m}-{g}")[0] for m, g in pairs)]
+    missing = [str(p) for p in [baseline, *(paths.of(key(m, g))[0] for m, g in pairs)]
                if p and not p.is_file()]
     if missing:
         raise PrunelabError(f"missing input(s) {missing}; run `dvc repro search` (it writes "
                             "the baseline's choices after `train` writes the baselines)")
     tracking.configure(cfg.mlflow.tracking_uri)  # before any work: fail fast if unreachable
-    code = codedeps.code_digest(__name__)
-    digests = {(m, g): task_digest(cfg, m, g, paths, code) for m, g in pairs}  # reads inputs
-    todo = [(m, g, d) for (m, g), d in digests.items() if not is_current(paths, f"{m}-{g}", d)]
+    digests = {(m, g): task_digest(cfg, m, g, paths) for m, g in pairs}  # reads inputs
+    todo = [(m, g, d) for (m, g), d in digests.items() if not is_current(paths, key(m, g), d)]
     print(f"prune: {len(pairs)} method-granularities, {len(todo)} to compute"
           + (f", {len(pairs) - len(todo)} unchanged (kept)" if len(todo) < len(pairs) else ""),
           flush=True)
@@ -183,4 +185,4 @@ def run(cfg: Config, params: Path, pairs: list[tuple[str, str]], baseline: Path,
             for line in progress(imap(_prune_and_finetune, todo), len(todo), "prune", "models"):
                 print(line, flush=True)
     if every:
-        _remove_others(paths, {f"{m}-{g}" for m, g in pairs})
+        _remove_others(paths, {key(m, g) for m, g in pairs})

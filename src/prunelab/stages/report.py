@@ -9,12 +9,13 @@ import io
 from pathlib import Path
 from typing import Any
 
-from prunelab import markdown, papers, report, tracking
+from prunelab import markdown, papers, report
 from prunelab.answer_markdown import answer_lines, in_rounds_lines
-from prunelab.config import Config
+from prunelab.config import Config, QuestionConfig, ReportConfig
 from prunelab.contrasts import ABLATIONS, contrast, in_rounds, primary
 from prunelab.errors import PrunelabError
-from prunelab.fileio import read_json, write_bytes, write_json
+from prunelab.plumbing import tracking
+from prunelab.plumbing.fileio import read_json, write_bytes, write_json
 from prunelab.records import feasible, read_choice, read_points, sweep_series
 from prunelab.stats import headline, infeasible, mean_sd, summarize
 from prunelab.verdicts import LABELS, verdicts
@@ -63,6 +64,10 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
     return buf.getvalue().encode()
 
 
+def _margin(rc: ReportConfig, q: QuestionConfig) -> float:
+    return q.equivalence_margin_pp or rc.equivalence_margin_pp
+
+
 def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetune_dir: Path,
         oracle: Path, out: Path) -> None:
     inputs = _inputs(cfg, {"sweep": sweep_dir, "search": search_dir, "prune": prune_dir,
@@ -76,8 +81,11 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
     margin = rc.equivalence_margin_pp / 100
     verdict = verdicts(points, margin, rc.alpha, rc.power)
     labels = {label: sum(v["label"] == label for v in verdict) for label in LABELS}
-    answers = primary(points, rc.primary_criteria, rc.primary_references, cfg.sweep.ratios,
-                      margin, rc.alpha, rc.power)
+    # Each question its own Holm family per granularity: another question's contrasts
+    # leave its numbers as they are.
+    answers = {q.name: (q, primary(points, q.criteria, q.references, cfg.sweep.ratios,
+                                   _margin(rc, q) / 100, q.alpha or rc.alpha, rc.power))
+               for q in rc.questions}
     rounds = in_rounds(points, inputs["in_rounds"], cfg.sweep.ratios, margin, rc.alpha)
     # Every seed's baseline, from its feasible points (an infeasible one carries no accuracy).
     base_by_seed = {p["seed"]: p["baseline_test_accuracy"] for p in feasible(points)}
@@ -108,8 +116,9 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         "baseline_test_accuracy": baseline[0], "cells": labels,
         # The answer, for `dvc exp show`/`dvc metrics diff`: each primary contrast's area
         # difference (pp) and what it says.
-        "primary": {f"{c['granularity']}/{c['method']}-vs-{c['other']}": {
-            "area_diff_pp": 100 * c["diff"], "answer": c["answer"]} for c in answers},
+        "questions": {name: {f"{c['granularity']}/{c['method']}-vs-{c['other']}": {
+            "area_diff_pp": 100 * c["diff"], "answer": c["answer"]} for c in found}
+            for name, (_, found) in answers.items()},
         # In rounds minus one-shot, where `sweep.iterative_rounds` swept it.
         **({"in_rounds": {f"{c['granularity']}/{c['method']}-{c['rounds']}rounds": {
             "area_diff_pp": 100 * c["diff"], "answer": c["answer"]} for c in rounds}}
@@ -138,7 +147,9 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
                       contrast(points, m, o, margin)) for m, o in ABLATIONS]
         text = markdown.report(
             cfg.model, rows,
-            answer_lines(answers, rc.equivalence_margin_pp, rc.alpha, rc.power),
+            [line for i, (q, found) in enumerate(answers.values())
+             for line in answer_lines(found, q.ask, q.name, i == 0, _margin(rc, q),
+                                      q.alpha or rc.alpha, rc.power)],
             verdict, verdicts(points, margin, rc.alpha, rc.power, stage="_before"),
             paper_text, baseline, cfg.sweep.seeds, FIGURES, settings,
             rc.equivalence_margin_pp, rc.alpha, ablations)

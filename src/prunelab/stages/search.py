@@ -14,11 +14,13 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from prunelab import search, studies, tracking
+from prunelab import search
 from prunelab.config import Config, load_config
-from prunelab.fileio import atomic_dir
+from prunelab.data import mnist_digest
 from prunelab.models import load_model, resolve_device
-from prunelab.progress import progress
+from prunelab.plumbing import studies, tracking
+from prunelab.plumbing.fileio import atomic_dir
+from prunelab.plumbing.progress import progress
 from prunelab.records import SearchChoice, write_choice
 from prunelab.search import EPOCH_ATTR
 from prunelab.settings import train_val_splits
@@ -77,6 +79,9 @@ def run(cfg: Config, params: Path, pairs: list[Pair], baseline: Path, out_dir: P
         studies.reset_orphans(study, storage)
     parents = {pair: parent_run(cfg, study, *pair) for pair, study in opened.items()}
     grid = [pair for pair, study in opened.items() for _ in range(studies.waiting(study))]
+    fresh = sum(studies.waiting(study) > 0 for study in opened.values())
+    print(f"search: {len(pairs)} studies, {fresh} to compute ({len(grid)} grid trials)"
+          + (f", {len(pairs) - fresh} done (kept)" if fresh < len(pairs) else ""), flush=True)
     workers = max(1, min(workers, max(len(grid), len(pairs))))
     local: list[_Searcher] = []  # built only if this process must run a trial itself
 
@@ -133,7 +138,7 @@ def parent_run(cfg: Config, study: optuna.Study, method: str, granularity: str) 
               "trials": cfg.search.trials, "max_accuracy_drop": cfg.search.max_accuracy_drop}
     tags = {**_tags(method, granularity), "optuna.study": study.study_name}
     with tracking.stage_run(experiment, study.study_name, tags, params) as run:
-        tracking.log_mnist(cfg.data.root)
+        tracking.log_mnist(cfg.data.root, mnist_digest())
         return str(run.info.run_id)
 
 

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import optuna
 
-from prunelab import studies, sweep, tracking
+from prunelab import sweep
 from prunelab.artifacts import baseline_files
 from prunelab.config import Config, load_config
 from prunelab.controls import CONTROLS, DENSE_FT
-from prunelab.data import Split
-from prunelab.fileio import atomic_dir, read_json
+from prunelab.data import Split, mnist_digest
 from prunelab.models import Net, load_model, resolve_device
-from prunelab.progress import progress
+from prunelab.plumbing import studies, tracking
+from prunelab.plumbing.fileio import atomic_dir, read_json
+from prunelab.plumbing.progress import progress
 from prunelab.prune_params import sweep_prune_settings
 from prunelab.records import (
     Point,
@@ -140,7 +141,7 @@ class _PointLog:
     def parent(self, series: str, tags: dict[str, str]) -> str:
         if series not in self.parents:
             with tracking.stage_run(f"{self.cfg.model}-sweep", f"sweep-{series}", tags) as run:
-                tracking.log_mnist(self.cfg.data.root)
+                tracking.log_mnist(self.cfg.data.root, mnist_digest())
             self.parents[series] = run.info.run_id
         return self.parents[series]
 

@@ -8,12 +8,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from prunelab import model_registry, tracking
 from prunelab.config import Config, load_config
-from prunelab.data import verify_mnist
-from prunelab.fileio import atomic_dir, write_json
+from prunelab.data import mnist_digest, verify_mnist
 from prunelab.models import Net, build_model, count_parameters, resolve_device, save_model
-from prunelab.progress import progress
+from prunelab.plumbing import model_registry, tracking
+from prunelab.plumbing.fileio import atomic_dir, write_json
+from prunelab.plumbing.progress import progress
 from prunelab.settings import test_split, train_settings, train_val_splits
 from prunelab.training import evaluate, fit, seed_everything
 from prunelab.workers import worker_pool
@@ -39,7 +39,7 @@ def _train_one(w: _Trainer, seed: int) -> tuple[int, Net, dict[str, Any]]:
          "train": cfg.train.model_dump(), "data": cfg.data.model_dump(exclude={"sources"})})
     tags = {"stage": "train", "seed": str(seed), "searched": str(seed == cfg.seed).lower()}
     with tracking.stage_run(cfg.model, f"{cfg.model}-baseline-seed{seed}", tags, params):
-        tracking.log_mnist(cfg.data.root)
+        tracking.log_mnist(cfg.data.root, mnist_digest())
         history = fit(model, w.train, w.val, settings, seed, on_epoch=tracking.log_epoch,
                       desc=f"{cfg.model} seed {seed}")
         val_loss, val_acc = evaluate(model, w.val, settings.eval_batch_size)

@@ -15,8 +15,6 @@ any machines, run each trial once, and what a trial computes does not depend on 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 import warnings
@@ -29,10 +27,9 @@ from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrial
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from prunelab import codedeps
 from prunelab.config import Config
 from prunelab.errors import PrunelabError
-from prunelab.stores import mask_url, project_root
+from prunelab.plumbing.stores import mask_url, project_root
 
 JOURNAL = Path("studies/optuna-journal.log")
 QUEUED = "queued"  # user attr: the key of a queued trial (absent on any other trial)
@@ -86,23 +83,6 @@ def open_storage(cfg: Config) -> optuna.storages.BaseStorage:
             f"cannot open the Optuna storage {mask_url(url)}: "
             f"{reason.replace(url, mask_url(url))} — fix PRUNELAB_OPTUNA_STORAGE or "
             "optuna.storage in params.yaml") from None
-
-
-def setup_digest(cfg: Config, sections: Iterable[str], code: str,
-                 ignored: dict[str, Iterable[str]] | None = None) -> str:
-    """8 hex digits of what a study's trials depend on: these params sections (less the
-    `ignored` keys, and `data.sources` and `compute.workers`, which change no result; the
-    threads stay: they change the arithmetic) and the source of module `code` with every
-    prunelab module it imports (`codedeps`). A study's name ends with it, so that a
-    changed setup starts a new study while an interrupted one resumes."""
-    dump = cfg.model_dump()
-    relevant = {k: dump[k] for k in sections}
-    for section, keys in {"data": ["sources"], "compute": ["workers"], **(ignored or {})}.items():
-        for key in keys:
-            relevant.get(section, {}).pop(key, None)
-    h = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode())
-    h.update(codedeps.code_digest(code).encode())
-    return h.hexdigest()[:8]
 
 
 def queue(study: optuna.Study, trials: Iterable[tuple[str, dict[str, Any], dict[str, Any]]]

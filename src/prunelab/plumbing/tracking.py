@@ -9,7 +9,6 @@ seconds and a message naming the URI rather than minutes of silent retries.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import time
 from collections.abc import Collection, Iterator
@@ -17,13 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prunelab.data import MNIST_MD5
 from prunelab.errors import PrunelabError
-from prunelab.stores import mask_url, project_root
-from prunelab.training import EpochResult, FitSettings
+from prunelab.plumbing.stores import mask_url, project_root
 
-if TYPE_CHECKING:  # a type only: the train stage logs through here without the pruning code
+if TYPE_CHECKING:  # types only: plumbing imports no code that computes (tests/test_layers.py)
     from prunelab.pruning import PruneSettings
+    from prunelab.training import EpochResult, FitSettings
 
 
 class TrackingError(PrunelabError, RuntimeError):
@@ -119,9 +117,10 @@ def stage_run(experiment: str, run_name: str, tags: dict[str, str],
         yield run
 
 
-def log_mnist(root: str) -> None:
-    """The MNIST files as the run's dataset input. Their content is verified against the
-    canonical MD5s before any stage reads them, so those MD5s are its digest."""
+def log_mnist(root: str, digest: str) -> None:
+    """The MNIST files as the run's dataset input, `digest` naming their content
+    (`data.mnist_digest`: they are verified against the canonical MD5s before any stage
+    reads them)."""
     import warnings
 
     import mlflow
@@ -129,8 +128,6 @@ def log_mnist(root: str) -> None:
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.exceptions import MlflowException
 
-    digest = hashlib.md5("".join(sorted(MNIST_MD5.values())).encode(),
-                         usedforsecurity=False).hexdigest()[:8]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MLflow warns that this source kind is "experimental"
         source = resolve_dataset_source(str((Path(root) / "MNIST" / "raw").resolve()))
