@@ -26,10 +26,14 @@ import torch
 from _seed_bench import seed_setup
 
 from prunelab.criteria import second_order
-from prunelab.granularity import GRANULARITIES
 from prunelab.models import load_model
-from prunelab.prune_params import sweep_prune_settings
-from prunelab.pruning import calibration_batches, prune_and_finetune, prunes_during_finetuning
+from prunelab.prune.granularity import GRANULARITIES
+from prunelab.prune.procedure import (
+    calibration_batches,
+    prune_and_finetune,
+    prunes_during_finetuning,
+)
+from prunelab.prune.settings import sweep_prune_settings
 from prunelab.settings import finetune_settings
 from prunelab.training import make_optimizer, train_epoch
 

@@ -34,7 +34,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from prunelab.config import Config, load_config
 from prunelab.plumbing.studies import JOURNAL
-from prunelab.search import EPOCH_ATTR
+from prunelab.study.search import EPOCH_ATTR
 from prunelab.workers import worker_count
 
 # One epoch of the baseline on the training split, one torch thread, as a stage runs it

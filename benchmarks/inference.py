@@ -33,10 +33,10 @@ from torch.utils import benchmark
 
 from prunelab.config import load_config
 from prunelab.criteria.magnitude_activity import magnitude_scores, magnitude_unit_scores
-from prunelab.masks import apply_masks, prunable_names, select, select_units
 from prunelab.metrics import pruning_metrics
 from prunelab.models import Net, baked, load_model
-from prunelab.surgery import remove_units
+from prunelab.prune.masks import apply_masks, prunable_names, select, select_units
+from prunelab.prune.surgery import remove_units
 
 
 class SparseLinear(nn.Module):

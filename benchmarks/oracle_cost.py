@@ -25,12 +25,12 @@ from typing import Any
 from _seed_bench import seed_setup
 from floor import read_machine
 
-from prunelab import truth
-from prunelab.masks import prunable_names
 from prunelab.methods import settings_of
 from prunelab.models import load_model
-from prunelab.oracle import criteria_against_damage, set_level
-from prunelab.pruning import calibration_batches
+from prunelab.oracle import truth
+from prunelab.oracle.single import criteria_against_damage, set_level
+from prunelab.prune.masks import prunable_names
+from prunelab.prune.procedure import calibration_batches
 
 
 def _timed(work: Callable[..., Any], *args: Any) -> tuple[float, Any]:

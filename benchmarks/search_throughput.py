@@ -26,7 +26,7 @@ import yaml
 from _shared_store import params_and_env
 
 from prunelab.config import parse_config
-from prunelab.search import study_name
+from prunelab.study.search import study_name
 
 
 def measure(storage: str, workers: int, seed: int, tmp: Path) -> dict[str, float]:

@@ -30,7 +30,7 @@ import yaml
 from _shared_store import params_and_env
 
 from prunelab.config import parse_config
-from prunelab.sweep import study_name
+from prunelab.study.sweep import study_name
 
 
 def measure(storage: str, helpers: int, params: dict, tmp: Path) -> tuple[float, dict]:

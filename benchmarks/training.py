@@ -36,8 +36,8 @@ from torch import nn
 from prunelab.config import load_config
 from prunelab.criteria.magnitude_activity import magnitude_scores
 from prunelab.data import load_train_val
-from prunelab.masks import apply_masks, prunable_names, select
 from prunelab.models import build_model
+from prunelab.prune.masks import apply_masks, prunable_names, select
 from prunelab.settings import train_settings
 from prunelab.training import make_optimizer, train_epoch
 

@@ -20,8 +20,8 @@ from dataclasses import replace
 from prunelab.config import load_config
 from prunelab.cpu import pin_cpu_capability
 from prunelab.models import build_model
-from prunelab.prune_params import prune_settings
-from prunelab.pruning import Pruned, prune_and_finetune
+from prunelab.prune.procedure import Pruned, prune_and_finetune
+from prunelab.prune.settings import prune_settings
 from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
 from prunelab.training import evaluate, fit, seed_everything
 

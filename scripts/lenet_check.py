@@ -11,7 +11,7 @@ papers/<model>-selection.json. It never reads the test split. `confirm` takes th
 with the lowest validation error after pruning from that file and runs it on seeds the
 selection never saw (CONFIRM_SEEDS), now measuring the test error of the baseline and of
 the pruned models, and which test images each gets right; papers/<model>-confirm.json and
-papers/<model>.md hold the result, judged two ways (prunelab.papers.han_judgement).
+papers/<model>.md hold the result, judged two ways (prunelab.analysis.papers.han_judgement).
 
 Two allocations across layers at Han's 12×: ours (one global threshold on normalised
 magnitudes, as the study prunes) and theirs (each layer to the share Han et al. 2015 keep,
@@ -31,19 +31,19 @@ from typing import Any
 
 import torch
 
+from prunelab.analysis.papers import han_judgement
 from prunelab.config import load_config, parse_config
 from prunelab.cpu import pin_cpu_capability
 from prunelab.data import Split
-from prunelab.markdown import han_section
-from prunelab.masks import apply_masks, prunable_names, select
 from prunelab.metrics import pruning_metrics
 from prunelab.models import Net, baked, build_model
-from prunelab.papers import han_judgement
-from prunelab.prune_params import prune_settings
-from prunelab.pruning import finetune, prune_and_finetune, round_budget
-from prunelab.records import pack_correct
+from prunelab.prune.masks import apply_masks, prunable_names, select
+from prunelab.prune.procedure import finetune, prune_and_finetune, round_budget
+from prunelab.prune.settings import prune_settings
+from prunelab.ratios import ratio_sparsity
+from prunelab.report.markdown import han_section
 from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
-from prunelab.sweep import ratio_sparsity
+from prunelab.study.records import pack_correct
 from prunelab.training import correct, evaluate, fit, seed_everything
 
 OUT = Path("papers")

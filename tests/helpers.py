@@ -92,7 +92,7 @@ def shipped_prune(method: str, granularity: str, **changes: Any) -> Any:
     from dataclasses import replace
 
     from prunelab.config import load_config
-    from prunelab.prune_params import prune_settings
+    from prunelab.prune.settings import prune_settings
 
     s = prune_settings(load_config(ROOT / "params.yaml"), method, granularity)
     return replace(s, **{"round_to": 1, **changes})

@@ -8,10 +8,10 @@ import pytest
 from scipy import stats as st
 from test_report import ALPHA, MARGIN, POWER, N, point, wrong_at
 
-from prunelab.answer_markdown import answer_lines, in_rounds_lines
-from prunelab.contrasts import auc_weights, in_rounds, primary
-from prunelab.stats import holm, paired_difference, seeds_needed
-from prunelab.verdicts import verdicts
+from prunelab.analysis.contrasts import auc_weights, in_rounds, primary
+from prunelab.analysis.stats import holm, paired_difference, seeds_needed
+from prunelab.analysis.verdicts import verdicts
+from prunelab.report.answer import answer_lines, in_rounds_lines
 
 D = np.array([[1, 0, 0, -1], [1, 1, 0, 0]], dtype=float)  # test_report's crossed-SE table
 
@@ -159,7 +159,7 @@ def test_controls_are_compared_with_the_best_but_never_the_best_nor_labelled() -
     method, dense+ft is one of its comparisons, and the label speaks of "b" alone.
     Each row's drop against dense+ft is the same seed's difference: dense+ft gets 98 %,
     "a" 97 % on every seed, so 1 pp."""
-    from prunelab.stats import summarize
+    from prunelab.analysis.stats import summarize
 
     points = []
     for seed in range(3):

@@ -40,8 +40,8 @@ from prunelab.criteria.magnitude_activity import (
     wanda_scores,
     wanda_unit_scores,
 )
-from prunelab.masks import select
 from prunelab.models import ModelSpec, Net
+from prunelab.prune.masks import select
 
 q = 1 / (1 + math.exp(-1))
 r = 1 / (1 + math.exp(-6))
@@ -202,7 +202,7 @@ def test_conv_channel_scores_average_over_examples_and_positions() -> None:
 def test_every_registered_criterion_scores_at_each_of_its_granularities(tiny: Net) -> None:
     from prunelab.config import Granularity
     from prunelab.criteria.registry import registered
-    from prunelab.granularity import GRANULARITIES
+    from prunelab.prune.granularity import GRANULARITIES
 
     assert set(GRANULARITIES) == set(Granularity.__args__)
     regs = registered()

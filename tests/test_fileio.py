@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from prunelab.artifacts import MASK, PRUNED, save_pruned
-from prunelab.granularity import Pruned
-from prunelab.masks import prunable_names
 from prunelab.models import build_model, load_model
 from prunelab.plumbing.fileio import atomic_dir, write_bytes, write_json
+from prunelab.prune.granularity import Pruned
+from prunelab.prune.masks import prunable_names
 
 
 @pytest.fixture(params=[0o022, 0o077, 0o002], ids=lambda m: f"umask{m:03o}")

@@ -11,10 +11,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from prunelab.data import Split
-from prunelab.gradual import Gate, cubic_sparsity, prune_during_finetuning
-from prunelab.granularity import GRANULARITIES
 from prunelab.models import Net, baked
-from prunelab.pruning import prune_and_finetune
+from prunelab.prune.gradual import Gate, cubic_sparsity, prune_during_finetuning
+from prunelab.prune.granularity import GRANULARITIES
+from prunelab.prune.procedure import prune_and_finetune
 
 
 def test_cubic_schedule_by_hand() -> None:
@@ -47,7 +47,7 @@ def test_movement_score_three_steps_by_hand() -> None:
     torch.testing.assert_close(gate.movement, torch.tensor([[-4.8, 6.0], [19.2, 1.8]]))
     torch.testing.assert_close(layer.parametrizations.weight.original.detach(),
                                torch.tensor([[0.4, -2.0], [3.6, 0.8]]))
-    from prunelab.masks import select
+    from prunelab.prune.masks import select
 
     live = GRANULARITIES["weight"].criterion("movement", None, 0).live
     scores = live(Net.__new__(Net), {"w": gate.movement})  # type: ignore[misc]
@@ -117,7 +117,7 @@ def test_the_registry_kind_says_which_methods_cut_while_fine_tuning() -> None:
     by exactly the methods whose criterion prunes during fine-tuning, at both
     granularities."""
     from prunelab.criteria.registry import registered
-    from prunelab.pruning import prunes_during_finetuning
+    from prunelab.prune.procedure import prunes_during_finetuning
 
     from helpers import shipped_prune
 

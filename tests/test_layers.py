@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,18 @@ def third_party(m: str) -> set[str]:
     return {n.split(".")[0] for n in names}
 
 
-def test_the_import_graph_has_no_cycle() -> None:
+def every_edge(m: str) -> set[str]:
+    """What `m` imports anywhere, type-only imports (`if TYPE_CHECKING:`) included."""
+    tree = ast.parse(module_file(m).read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.ImportFrom) and n.module:
+            names |= {n.module} | {f"{n.module}.{a.name}" for a in n.names}
+    return {i for i in names & set(MODULES) if module_file(i).name != "__init__.py"}
+
+
+@pytest.mark.parametrize("graph", [edges, every_edge], ids=["run time", "with type-only"])
+def test_the_import_graph_has_no_cycle(graph: Callable[[str], set[str]]) -> None:
     state: dict[str, str] = {}
 
     def visit(m: str, path: list[str]) -> None:
@@ -50,7 +62,7 @@ def test_the_import_graph_has_no_cycle() -> None:
             return
         assert state.get(m) != "open", f"import cycle: {' -> '.join([*path, m])}"
         state[m] = "open"
-        for i in sorted(edges(m)):
+        for i in sorted(graph(m)):
             visit(i, [*path, m])
         state[m] = "done"
 
@@ -79,8 +91,9 @@ def test_plumbing_runs_no_code_that_computes(module: str) -> None:
     assert PLUMBING and not sorted(i for i in edges(module) if not i.startswith(allowed))
 
 
-@pytest.mark.parametrize("core", ["prunelab.pruning", "prunelab.metrics", "prunelab.sweep",
-                                  "prunelab.criteria", "prunelab.masks"])
+@pytest.mark.parametrize("core", ["prunelab.prune.procedure", "prunelab.metrics",
+                                  "prunelab.study.sweep", "prunelab.criteria",
+                                  "prunelab.prune.masks"])
 def test_the_pruning_core_never_reads_params(core: str) -> None:
     assert "prunelab.settings" not in closure(core), f"{core} imports settings"
 
@@ -97,11 +110,11 @@ from prunelab.criteria.registry import registered
 assert Path(prunelab.__file__).is_relative_to(sys.argv[3]), prunelab.__file__
 cfg = load_config(sys.argv[1])
 registered()  # every criterion's module loaded, as a stage loads them
-if entry == "prunelab.search":
-    from prunelab.search import study_name
+if entry == "prunelab.study.search":
+    from prunelab.study.search import study_name
     key = lambda: study_name(cfg, "magnitude", "neuron")
 else:
-    from prunelab.sweep import points, study_name
+    from prunelab.study.sweep import points, study_name
     seeds = {s: Path(sys.argv[3]) / "prunelab" / "__init__.py" for s in cfg.sweep.seeds}
     key = lambda: (study_name(cfg), sorted(k for k, _, _ in points(cfg, seeds)))
 
@@ -120,7 +133,7 @@ for mod in sorted(m for m in sys.modules if m.split(".")[0] == "prunelab"):
     path.write_text(text + "\n# touched\n")
     after = name()
     changed[str(path.relative_to(sys.argv[3]))] = (
-        [after != before] if entry == "prunelab.search" else
+        [after != before] if entry == "prunelab.study.search" else
         [after[0] != before[0], sorted({k.split("-r")[0] for k in set(after[1]) - set(before[1])})])
     path.write_text(text)
 print(json.dumps(changed))
@@ -141,6 +154,7 @@ def _touched(tmp_path: Path, entry: str) -> dict[str, list[Any]]:
 
 CRITERIA = "prunelab/criteria/"
 OWN = {"first_order", "second_order", "magnitude_activity", "during_finetuning"}
+SHARED_CRITERIA = {"__init__", "base", "registry", "scoring"}  # what every criterion runs
 
 
 def test_touching_any_module_a_trial_runs_renames_its_study_and_only_its(
@@ -150,7 +164,7 @@ def test_touching_any_module_a_trial_runs_renames_its_study_and_only_its(
     the import graph that names the study; a hand-written list once missed one), except
     the plumbing, which cannot change a number, and other criteria's modules: the
     magnitude study moves with magnitude_activity.py and with no other criterion's."""
-    changed = _touched(tmp_path, "prunelab.search")
+    changed = _touched(tmp_path, "prunelab.study.search")
     assert {f"{CRITERIA}{m}.py" for m in OWN} <= set(changed)
     moved = {f for f, (m,) in changed.items() if m}
     expected = {f for f in changed if not f.startswith("prunelab/plumbing/")
@@ -162,12 +176,11 @@ def test_touching_one_criterion_moves_only_its_sweep_points(tmp_path: Path) -> N
     """The sweep's study is named by what every point shares; a criterion's module moves
     only the keys of its own points (and of every point that imports it: gmp's reads
     magnitude's code; the controls' and scratch's, random's)."""
-    changed = _touched(tmp_path, "prunelab.sweep")
+    changed = _touched(tmp_path, "prunelab.study.sweep")
     study_moved = {f for f, (m, _) in changed.items() if m}
     assert study_moved == {f for f in changed if not f.startswith(("prunelab/plumbing/",
                                                                    CRITERIA))
-                           } | {f"{CRITERIA}base.py", f"{CRITERIA}registry.py",
-                                f"{CRITERIA}__init__.py"}
+                           } | {f"{CRITERIA}{m}.py" for m in SHARED_CRITERIA}
     series = {Path(f).stem: set(s) for f, (_, s) in changed.items()
               if f.startswith(CRITERIA) and Path(f).stem in OWN}
     assert series["first_order"] == {f"{m}-{g}" for m in ("gradient", "taylor", "fisher")

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prunelab.data import Split
-from prunelab.masks import (
+from prunelab.models import build_model
+from prunelab.prune.masks import (
     PruningError,
     apply_masks,
     matched_random_masks,
@@ -20,9 +21,8 @@ from prunelab.masks import (
     select_units,
     unit_masks,
 )
-from prunelab.models import build_model
-from prunelab.pruning import calibration_batches, finetune, prune_once
-from prunelab.surgery import remove_units
+from prunelab.prune.procedure import calibration_batches, finetune, prune_once
+from prunelab.prune.surgery import remove_units
 
 from helpers import shipped_fit, shipped_prune
 
@@ -180,7 +180,7 @@ def test_cut_weights_stay_exactly_zero_through_finetuning(
 def test_iterative_rounds_reach_the_target_and_never_revive_a_weight(
     trained, small_splits
 ) -> None:
-    from prunelab.pruning import prune_iteratively
+    from prunelab.prune.procedure import prune_iteratively
 
     train, val, _ = small_splits
     seen: list[torch.Tensor] = []
@@ -202,7 +202,7 @@ def test_iterative_rounds_reach_the_target_and_never_revive_a_weight(
 
 
 def test_iterative_neuron_rounds_track_the_original_units(trained, small_splits) -> None:
-    from prunelab.pruning import prune_iteratively
+    from prunelab.prune.procedure import prune_iteratively
 
     train, val, _ = small_splits
     widths: list[tuple[int, ...]] = []
@@ -223,7 +223,7 @@ def test_rounds_share_the_fine_tuning_epochs_of_one_shot(trained, small_splits) 
     (between rounds seeded seed + round, the last seeded seed): the same weights as that
     procedure written out by hand, and one epoch reported after the last cut. A procedure
     fine-tuning all 3 epochs after every round (9 in all) fails both."""
-    from prunelab.pruning import prune_and_finetune, prune_iteratively, round_budget
+    from prunelab.prune.procedure import prune_and_finetune, prune_iteratively, round_budget
 
     train, val, _ = small_splits
     train = Split(train.x[:640], train.y[:640])
@@ -269,7 +269,7 @@ def test_iterative_rounds_with_unchanged_scores_reach_the_one_shot_allocation(
     them), 4 rounds to 90% must cut exactly what one cut to 90% cuts, in every layer: the
     rounds change the schedule, not the allocation. Normalising each round by a mean that
     moves with the layer's density (zeros counted, or survivors only) fails this."""
-    from prunelab.pruning import prune_iteratively
+    from prunelab.prune.procedure import prune_iteratively
 
     train = small_splits[0]
     s = shipped_prune("magnitude", "weight", sparsity=0.9, prune_output_layer=True,

@@ -24,9 +24,9 @@ from prunelab.criteria.second_order import (
     unit_trace,
 )
 from prunelab.data import Split
-from prunelab.granularity import GRANULARITIES
 from prunelab.models import ModelSpec, Net
-from prunelab.pruning import calibration_batches
+from prunelab.prune.granularity import GRANULARITIES
+from prunelab.prune.procedure import calibration_batches
 
 H = torch.tensor([[2.0, 1.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 2.0]], dtype=torch.float64)
 W = torch.tensor([[1.0, 2.0, 1.5]], dtype=torch.float64)

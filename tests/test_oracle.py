@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from prunelab.models import baked
-from prunelab.oracle import agreement
-from prunelab.surgery import remove_units
-from prunelab.truth import unit_damage, weight_damage
+from prunelab.oracle.single import agreement
+from prunelab.oracle.truth import unit_damage, weight_damage
+from prunelab.prune.surgery import remove_units
 
 
 def test_agreement_on_hand_made_rankings() -> None:
@@ -87,8 +87,8 @@ def test_surgeon_damage_is_the_loss_after_removing_the_weight_and_updating_its_r
     `weight_damage`'s)."""
     from prunelab.criteria.second_order import layer_hessians
     from prunelab.models import ModelSpec, build_model
-    from prunelab.oracle import surgeon_damage
-    from prunelab.pruning import calibration_batches
+    from prunelab.oracle.single import surgeon_damage
+    from prunelab.prune.procedure import calibration_batches
 
     torch.manual_seed(0)
     net = build_model(ModelSpec("lenet5", (4, 6, 8)))
@@ -118,7 +118,7 @@ def test_greedy_oracle_steps_are_the_best_single_removals_given_the_earlier_ones
     alone costs least (`unit_damage`'s argmin); its second, the best partner of the first
     among all 127 others. A criterion whose scores rank exactly the greedy order has
     precision@k 1 and no gap; its set's accuracy is the one `set_loss` gives."""
-    from prunelab.set_oracle import as_sets, bottom_k, greedy_order, set_loss, set_quality
+    from prunelab.oracle.unit_sets import as_sets, bottom_k, greedy_order, set_loss, set_quality
 
     val = small_splits[1].take(200)
     order = greedy_order(trained_mlp, val, 2)
@@ -145,7 +145,7 @@ def test_greedy_oracle_on_two_hidden_layers_matches_brute_force(small_splits) ->
     rank-one path through the second): each of the greedy's first two removals leaves the
     lowest loss among every (layer, unit) left, by `set_loss` of the whole network."""
     from prunelab.models import ModelSpec, build_model
-    from prunelab.set_oracle import greedy_order, set_loss
+    from prunelab.oracle.unit_sets import greedy_order, set_loss
 
     val = small_splits[1].take(200)
     torch.manual_seed(0)
@@ -170,7 +170,7 @@ def test_greedy_oracle_against_every_subset_of_a_six_unit_net(small_splits) -> N
     from itertools import combinations
 
     from prunelab.models import ModelSpec, build_model
-    from prunelab.set_oracle import greedy_order, set_loss
+    from prunelab.oracle.unit_sets import greedy_order, set_loss
     from prunelab.training import fit, seed_everything
 
     from helpers import shipped_fit

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from prunelab.errors import PrunelabError
-from prunelab.records import (
+from prunelab.study.records import (
     SearchChoice,
     as_point,
     feasible,
@@ -48,7 +48,7 @@ def test_points_read_back_as_written_and_a_misspelt_key_is_refused(
 ) -> None:
     """A real point and an infeasible one, through the sweep's writer and the report's
     reader; then a file whose point has a misspelt key."""
-    from prunelab.sweep import sweep_point
+    from prunelab.study.sweep import sweep_point
 
     from helpers import shipped_fit, shipped_prune
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy.stats import t
 
-from prunelab.markdown import han_section
-from prunelab.markdown import report as markdown
-from prunelab.papers import han_judgement
-from prunelab.records import SearchChoice, pack_correct
-from prunelab.stats import crossed_se, headline, holm, summarize
-from prunelab.sweep import ratio_sparsity
-from prunelab.verdicts import verdicts
+from prunelab.analysis.papers import han_judgement
+from prunelab.analysis.stats import crossed_se, headline, holm, summarize
+from prunelab.analysis.verdicts import verdicts
+from prunelab.ratios import ratio_sparsity
+from prunelab.report.markdown import han_section
+from prunelab.report.markdown import report as markdown
+from prunelab.study.records import SearchChoice, pack_correct
 
 N = 10_000  # test images
 MARGIN, ALPHA, POWER = 0.005, 0.05, 0.8  # params.yaml's report section (0.5 pp)
@@ -251,8 +251,8 @@ def test_the_ablation_contrasts_the_same_cut_with_and_without_the_update() -> No
     """obs gets 30 more images right than obs-noupdate right after the cut on every seed
     (their own 30, 0.3 pp), and the same images after fine-tuning: the contrast is
     +0.3 pp before (significant after Holm over the 2 cells) and exactly 0 after."""
-    from prunelab.answer_markdown import ablation_lines
-    from prunelab.contrasts import contrast
+    from prunelab.analysis.contrasts import contrast
+    from prunelab.report.answer import ablation_lines
 
     points = []
     for ratio in (4, 8):

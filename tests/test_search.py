@@ -56,7 +56,7 @@ def load_study(proj: Path, storage: str | None) -> optuna.Study:
     import yaml
 
     from prunelab.plumbing.studies import open_storage
-    from prunelab.search import study_name
+    from prunelab.study.search import study_name
 
     os.chdir(proj)  # the journal path is relative to the project root
     cfg = parse_config(yaml.safe_load((proj / "params.yaml").read_text()))

@@ -49,7 +49,7 @@ def env(storage: str | None) -> dict[str, str]:
 
 
 def sweep_study(proj: Path, storage: str) -> optuna.Study:
-    from prunelab.sweep import study_name
+    from prunelab.study.sweep import study_name
 
     cfg = parse_config(yaml.safe_load((proj / "params.yaml").read_text()))
     return optuna.load_study(study_name=study_name(cfg), storage=storage)
@@ -115,10 +115,10 @@ def test_a_worker_with_other_baselines_is_refused_before_computing(
     file its results under keys that are not theirs. It must refuse, having taken none."""
     import torch
 
-    from prunelab import sweep
     from prunelab.config import load_config
     from prunelab.models import load_model, save_model
     from prunelab.plumbing.studies import open_storage, queue
+    from prunelab.study import sweep
 
     monkeypatch.setenv("PRUNELAB_OPTUNA_STORAGE", pg_url)
     monkeypatch.chdir(project)
@@ -151,9 +151,9 @@ def test_a_run_with_fewer_seeds_withdraws_the_points_an_interrupted_run_left_que
     run with two seeds leaves both seeds' points queued. A run with one seed must compute
     its own points only (workers take the queue in order), and a later two-seed run must
     queue the withdrawn ones again."""
-    from prunelab import sweep
     from prunelab.config import load_config
     from prunelab.plumbing import studies
+    from prunelab.study import sweep
 
     monkeypatch.setenv("PRUNELAB_OPTUNA_STORAGE", pg_url)
     monkeypatch.chdir(project)

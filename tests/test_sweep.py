@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from prunelab.granularity import GRANULARITIES
+from prunelab.analysis.stats import summarize
 from prunelab.models import ModelSpec, build_model
-from prunelab.pruning import calibration_batches, prune_once
-from prunelab.stats import summarize
-from prunelab.sweep import sweep_point
+from prunelab.prune.granularity import GRANULARITIES
+from prunelab.prune.procedure import calibration_batches, prune_once
+from prunelab.study.sweep import sweep_point
 
 from helpers import shipped_fit, shipped_prune
 
@@ -33,9 +33,9 @@ def test_a_scratch_control_whose_widths_cannot_be_cut_is_recorded_not_raised(
     """The scratch control takes its widths from a neuron cut; under a global scope that
     cut can empty a layer (LeNet-300-100 at 16x with sweep.neuron_scope: global stopped
     the whole sweep). Its point is infeasible, with the reason, like a method's."""
-    from prunelab.controls import SCRATCH
-    from prunelab.records import is_feasible
-    from prunelab.sweep import control_point
+    from prunelab.study.controls import SCRATCH
+    from prunelab.study.records import is_feasible
+    from prunelab.study.sweep import control_point
 
     train, val, test = small_splits
     torch.manual_seed(0)
@@ -79,7 +79,7 @@ def test_summary_counts_infeasible_seeds_and_averages_the_rest() -> None:
 
 
 def test_a_point_with_its_matched_control_keeps_both_predictions(small_splits) -> None:
-    from prunelab.records import unpack_correct
+    from prunelab.study.records import unpack_correct
 
     train, val, test = small_splits
     torch.manual_seed(0)
@@ -99,9 +99,9 @@ def test_the_controls_are_the_baseline_fine_tuned_and_the_pruned_widths_from_scr
     """dense+ft is the baseline fine-tuned with the sweep's own settings and seed (the
     same model `controls.dense_finetuned` gives, nothing cut); scratch has the widths a
     4× neuron cut gives, and a fresh initialisation (it is not the cut model)."""
-    from prunelab.controls import dense_finetuned
-    from prunelab.pruning import prune_model
-    from prunelab.sweep import control_point, point_settings
+    from prunelab.prune.procedure import prune_model
+    from prunelab.study.controls import dense_finetuned
+    from prunelab.study.sweep import control_point, point_settings
     from prunelab.training import evaluate
 
     train, val, test = small_splits
@@ -129,7 +129,7 @@ def test_iterative_rounds_add_their_own_points_to_the_same_study(tmp_path) -> No
     import yaml
 
     from prunelab.config import parse_config
-    from prunelab.sweep import points, study_name
+    from prunelab.study.sweep import points, study_name
 
     from helpers import ROOT
 

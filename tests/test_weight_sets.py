@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from prunelab.models import ModelSpec, baked, build_model
-from prunelab.weight_sets import (
+from prunelab.oracle.weight_sets import (
     greedy_weight_order,
     removal_damage,
     supported,

@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file, save
 
 from prunelab.errors import PrunelabError
-from prunelab.granularity import GRANULARITIES, Pruned
 from prunelab.models import Net, load_model, save_model
 from prunelab.plumbing.fileio import write_bytes
+from prunelab.prune.granularity import GRANULARITIES, Pruned
 
 PRUNED, MASK, SPEC, FINETUNED = ("pruned.safetensors", "mask.safetensors", "spec.json",
                                  "finetuned.safetensors")

@@ -117,7 +117,7 @@ class SweepConfig(_Strict):
     seeds: Annotated[list[int], Field(min_length=1)]
     neuron_scope: Literal["layer", "global"]
     matched_random: bool
-    controls: bool  # dense+ft and scratch (`prunelab.controls`)
+    controls: bool  # dense+ft and scratch (`prunelab.study.controls`)
     iterative_rounds: list[Annotated[int, Field(ge=2)]]  # each criterion also in k rounds
 
     @model_validator(mode="after")

@@ -13,6 +13,10 @@ from typing import Any
 from prunelab.config import Config, ConfigError
 from prunelab.criteria.registry import Registration, RegistryError, registered
 
+# The control criterion every comparison needs (its registration says `control`): the
+# matched-random control cuts with it, the scratch control takes its widths.
+RANDOM = "random"
+
 
 def key(method: str, granularity: str) -> str:
     """"taylor-neuron": a method-granularity's name in files, studies and MLflow."""

@@ -15,10 +15,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from prunelab.data import Split
-from prunelab.masks import prunable_names
 from prunelab.models import ModelSpec, Net, baked, build_model, weighted_layers
-from prunelab.pruning import PruneSettings
-from prunelab.records import pack_correct
+from prunelab.prune.masks import prunable_names
+from prunelab.prune.spec import PruneSettings
+from prunelab.study.records import pack_correct
 from prunelab.training import correct, evaluate
 
 

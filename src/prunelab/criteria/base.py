@@ -10,8 +10,8 @@ from typing import Generic, TypeVar
 
 from torch import Tensor
 
+from prunelab.criteria.scoring import Batches, Scores, UnitScores
 from prunelab.models import Net
-from prunelab.scoring import Batches, Scores, UnitScores
 
 S = TypeVar("S", Scores, UnitScores)
 

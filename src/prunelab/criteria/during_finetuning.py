@@ -24,8 +24,7 @@ from typing import Literal
 from prunelab.criteria.base import Criterion
 from prunelab.criteria.magnitude_activity import magnitude_scores, magnitude_unit_scores
 from prunelab.criteria.registry import Registration, register
-from prunelab.models import Net
-from prunelab.scoring import (
+from prunelab.criteria.scoring import (
     Batches,
     Scores,
     UnitScores,
@@ -33,6 +32,7 @@ from prunelab.scoring import (
     summed,
     weight_gradients,
 )
+from prunelab.models import Net
 
 
 def movement_scores(model: Net, batches: Batches) -> Scores:

@@ -15,8 +15,7 @@ from torch import Tensor
 
 from prunelab.criteria.base import plain
 from prunelab.criteria.registry import Registration, register
-from prunelab.models import Net
-from prunelab.scoring import (
+from prunelab.criteria.scoring import (
     Batches,
     Scores,
     UnitScores,
@@ -27,6 +26,7 @@ from prunelab.scoring import (
     weight_gradients,
     weights_of,
 )
+from prunelab.models import Net
 
 
 def gradient_scores(model: Net, batches: Batches) -> Scores:

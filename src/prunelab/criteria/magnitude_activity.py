@@ -14,8 +14,7 @@ from torch import Tensor
 
 from prunelab.criteria.base import Criterion, plain
 from prunelab.criteria.registry import Registration, register
-from prunelab.models import Net, unit_groups, weighted_layers
-from prunelab.scoring import (
+from prunelab.criteria.scoring import (
     Batches,
     Scores,
     UnitScores,
@@ -26,6 +25,7 @@ from prunelab.scoring import (
     summed,
     weights_of,
 )
+from prunelab.models import Net, unit_groups, weighted_layers
 
 
 def magnitude_scores(model: Net, batches: Batches = ()) -> Scores:

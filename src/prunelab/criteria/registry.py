@@ -29,14 +29,14 @@ from importlib.metadata import entry_points
 from typing import Any, Literal, get_args, get_type_hints
 
 from prunelab.criteria.base import Criterion
+from prunelab.criteria.scoring import Scores, UnitScores
 from prunelab.errors import PrunelabError
-from prunelab.scoring import Scores, UnitScores
 
 Family = Literal["loss gradient", "input statistics", "weights", "none"]
 Kind = Literal["score", "surgeon", "during fine-tuning"]
 GRANULARITIES = ("weight", "neuron")
 ENTRY_POINTS = "prunelab.criteria"
-_NOT_CRITERIA = {"base", "registry"}
+_NOT_CRITERIA = {"base", "registry", "scoring"}
 
 
 class RegistryError(PrunelabError, ValueError):
@@ -57,7 +57,8 @@ NeuronBuilder = Callable[[Any, int], Criterion[UnitScores]]
 class Registration:
     """One criterion: what it is, what it reads, and how each granularity builds it.
     `control`: a control every comparison needs (random), never a criterion a question
-    ranks. `cite`: the paper and equation it implements."""
+    ranks. `ablation_of`: the criterion this one is with a part taken out (the report
+    compares the two). `cite`: the paper and equation it implements."""
 
     name: str
     family: Family
@@ -67,6 +68,7 @@ class Registration:
     settings: type = NoSettings
     cite: str = ""
     control: bool = False
+    ablation_of: str | None = None
     module: str = field(default="", compare=False)
 
     @property

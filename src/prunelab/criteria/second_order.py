@@ -41,8 +41,8 @@ from torch import Tensor, nn
 
 from prunelab.criteria.base import Criterion
 from prunelab.criteria.registry import Registration, register
+from prunelab.criteria.scoring import Batches, Scores, UnitScores, input_rows
 from prunelab.models import Net, unit_groups, weighted_layers
-from prunelab.scoring import Batches, Scores, UnitScores, input_rows
 
 DAMPING = 0.01
 
@@ -233,4 +233,4 @@ register(Registration(
     "obs-noupdate", "input statistics", "score",
     lambda _c, _seed: Criterion(obs_weight_scores, scope="layer"),
     lambda _c, _seed: Criterion(obs_unit_scores, scope="layer"),
-    cite="obs's choice without its update (an ablation)"))
+    cite="obs's choice without its update (an ablation)", ablation_of="obs"))

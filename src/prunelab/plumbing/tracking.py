@@ -20,7 +20,7 @@ from prunelab.errors import PrunelabError
 from prunelab.plumbing.stores import mask_url, project_root
 
 if TYPE_CHECKING:  # types only: plumbing imports no code that computes (tests/test_layers.py)
-    from prunelab.pruning import PruneSettings
+    from prunelab.prune.spec import PruneSettings
     from prunelab.training import EpochResult, FitSettings
 
 

@@ -1,10 +1,10 @@
 """`prunelab oracle`: every criterion's scores on each seed's baseline against the true
 damage of removing each unit (and a sample of single weights), with a figure
-(`prunelab.oracle`); and each criterion's whole set of units against the greedy oracle's
-(`prunelab.set_oracle`), and on the mlp each criterion's set of weights against the block
-greedy's (`prunelab.weight_sets`), in oracle/sets.json. Seeds run in worker processes.
+(`prunelab.oracle.single`); and each criterion's whole set of units against the greedy oracle's
+(`prunelab.oracle.unit_sets`), and on the mlp each criterion's set of weights against the block
+greedy's (`prunelab.oracle.weight_sets`), in oracle/sets.json. Seeds run in worker processes.
 
-The ground truth (`prunelab.truth`: the damages and the greedy orders, most of the time)
+The ground truth (`prunelab.oracle.truth`: the damages and the greedy orders, most of the time)
 is kept per seed in `<truth-dir>/<seed>-<key>.safetensors`, keyed by the baseline's bytes,
 the oracle's params and the truth's code, never by the criteria: a rerun after adding or
 editing a criterion scores every criterion against the kept truth.
@@ -15,16 +15,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prunelab import keys, report, truth
+from prunelab import keys
 from prunelab.artifacts import baseline_files
 from prunelab.config import Config, load_config
-from prunelab.masks import prunable_names
 from prunelab.methods import settings_of
 from prunelab.models import load_model, resolve_device
-from prunelab.oracle import criteria_against_damage, mean_sd_tree, set_level
+from prunelab.oracle import truth
+from prunelab.oracle.single import criteria_against_damage, mean_sd_tree, set_level
 from prunelab.plumbing.fileio import write_bytes, write_json
 from prunelab.plumbing.progress import progress
-from prunelab.pruning import calibration_batches
+from prunelab.prune.masks import prunable_names
+from prunelab.prune.procedure import calibration_batches
+from prunelab.report import figures as report
 from prunelab.settings import train_val_splits
 from prunelab.workers import worker_pool
 
@@ -39,6 +41,11 @@ def truth_key(cfg: Config, baseline: Path) -> str:
         cfg, ("device", "data", "oracle", "compute")),
         repr((cfg.prune.prune_output_layer, cfg.sweep.ratios)), keys.procedure(truth.__name__)
     )[:12]
+
+
+def truth_path(truth_dir: Path, cfg: Config, seed: int, baseline: Path) -> Path:
+    """Where seed `seed`'s truth is kept, named by its key."""
+    return truth_dir / f"{seed}-{truth_key(cfg, baseline)}.safetensors"
 
 
 class _Oracle:
@@ -57,7 +64,7 @@ def _one_seed(w: _Oracle, seed: int
     cfg, p = w.cfg, w.cfg.prune
     model = load_model(w.files[seed][0], resolve_device(cfg.device))
     names = prunable_names(model, p.prune_output_layer)
-    path = w.truth_dir / f"{seed}-{truth_key(cfg, w.files[seed][0])}.safetensors"
+    path = truth_path(w.truth_dir, cfg, seed, w.files[seed][0])
     kept = path.is_file()
     if kept:
         known = truth.load(path)
@@ -81,7 +88,7 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path, workers: int,
         truth_dir: Path = TRUTH_DIR) -> None:
     files = baseline_files(baselines, cfg.sweep.seeds)  # before any work
     seeds = cfg.sweep.seeds
-    keep = {f"{s}-{truth_key(cfg, files[s][0])}.safetensors" for s in seeds}
+    keep = {truth_path(truth_dir, cfg, s, files[s][0]).name for s in seeds}
     todo = sum(not (truth_dir / k).is_file() for k in keep)
     print(f"oracle: {len(seeds)} seeds' truths, {todo} to measure, {len(seeds) - todo} kept; "
           f"{len(cfg.prune.methods)} criteria scored against them", flush=True)

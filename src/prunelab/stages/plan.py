@@ -17,13 +17,13 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from prunelab import search, sweep
 from prunelab.config import Config
 from prunelab.methods import key, pairs
 from prunelab.plumbing import studies
-from prunelab.records import sweep_series
 from prunelab.stages import oracle
 from prunelab.stages.prune import Paths, is_current, task_digest
+from prunelab.study import search, sweep
+from prunelab.study.records import sweep_series
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 SEEDS, CHOICES, PRUNED = Path("models/seeds"), Path("search"), Path("models/pruned")
@@ -108,10 +108,9 @@ def oracle_plan(cfg: Config, workers: int) -> str:
     seeds = cfg.sweep.seeds
     files = {s: SEEDS / f"{s}.safetensors" for s in seeds}
     have = all(f.is_file() for f in files.values())
-    kept = [oracle.TRUTH_DIR / f"{s}-{oracle.truth_key(cfg, files[s])}.safetensors"
-            for s in seeds] if have else []
+    kept = [oracle.truth_path(oracle.TRUTH_DIR, cfg, s, files[s]) for s in seeds] if have else []
     kept = [p for p in kept if p.is_file()]
-    from prunelab import truth
+    from prunelab.oracle import truth
 
     each = statistics.median([truth.load(p).seconds for p in kept]) if kept else None
     todo = len(seeds) - len(kept)

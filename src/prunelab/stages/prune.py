@@ -27,17 +27,17 @@ from prunelab.artifacts import FINETUNED, MASK, PRUNED, load_pruned, save_pruned
 from prunelab.config import Config, load_config
 from prunelab.data import mnist_digest
 from prunelab.errors import PrunelabError
-from prunelab.granularity import Pruned
 from prunelab.methods import key
 from prunelab.metrics import accuracies, file_size, point_record
 from prunelab.models import baked, load_model, resolve_device, save_model
 from prunelab.plumbing import model_registry, tracking
 from prunelab.plumbing.fileio import atomic_dir, read_json, write_json
 from prunelab.plumbing.progress import progress
-from prunelab.prune_params import prune_settings
-from prunelab.pruning import finetune_pruned, prune_model
-from prunelab.records import read_choice
+from prunelab.prune.granularity import Pruned
+from prunelab.prune.procedure import finetune_pruned, prune_model
+from prunelab.prune.settings import prune_settings
 from prunelab.settings import finetune_seed, finetune_settings, test_split, train_val_splits
+from prunelab.study.records import read_choice
 from prunelab.workers import worker_pool
 
 INPUTS = "inputs.json"

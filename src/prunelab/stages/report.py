@@ -9,16 +9,19 @@ import io
 from pathlib import Path
 from typing import Any
 
-from prunelab import markdown, papers, report
-from prunelab.answer_markdown import answer_lines, in_rounds_lines
+from prunelab.analysis import papers
+from prunelab.analysis.contrasts import contrast, in_rounds, primary
+from prunelab.analysis.stats import headline, infeasible, mean_sd, summarize
+from prunelab.analysis.verdicts import LABELS, verdicts
 from prunelab.config import Config, QuestionConfig, ReportConfig
-from prunelab.contrasts import ABLATIONS, contrast, in_rounds, primary
 from prunelab.errors import PrunelabError
+from prunelab.methods import key, pairs, registry
 from prunelab.plumbing import tracking
 from prunelab.plumbing.fileio import read_json, write_bytes, write_json
-from prunelab.records import feasible, read_choice, read_points, sweep_series
-from prunelab.stats import headline, infeasible, mean_sd, summarize
-from prunelab.verdicts import LABELS, verdicts
+from prunelab.report import figures as report
+from prunelab.report import markdown
+from prunelab.report.answer import answer_lines, in_rounds_lines
+from prunelab.study.records import feasible, read_choice, read_points, sweep_series
 
 FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
            "accuracy vs effective FLOPs": "figures/accuracy_vs_flops.png",
@@ -31,7 +34,7 @@ def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
     the search, prune and finetune records (keyed like `dirs`), and the oracle's table.
     The sweep's iterative series (`sweep.iterative_rounds`) apart: only their own
     section compares them, with their method's main series."""
-    series = [f"{m}-{g}" for m in cfg.prune.methods for g in cfg.prune.granularities]
+    series = [key(m, g) for m, g in pairs(cfg)]
     swept = [x.name for x in sweep_series(cfg)]  # the methods', the controls', iterative
     sets = oracle.parent / "sets.json"  # the oracle stage writes both
     missing = [str(d / f"{s}.json") for name, d in dirs.items()
@@ -44,8 +47,8 @@ def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
     read: dict[str, Any] = {name: {s: read_json(d / f"{s}.json") for s in series}
                             for name, d in dirs.items() if name not in ("search", "sweep")}
     read["search"] = {s: read_choice(dirs["search"] / f"{s}.json") for s in series}
-    for key, iterative in (("points", False), ("in_rounds", True)):
-        read[key] = [p for x in sweep_series(cfg) if x.iterative == iterative
+    for part, iterative in (("points", False), ("in_rounds", True)):
+        read[part] = [p for x in sweep_series(cfg) if x.iterative == iterative
                      for p in read_points(dirs["sweep"] / f"{x.name}.json")]
     read["oracle"], read["sets"] = read_json(oracle), read_json(sets)
     return read
@@ -62,6 +65,14 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue().encode()
+
+
+def ablation_pairs(cfg: Config) -> list[tuple[str, str]]:
+    """(criterion, its ablation) for each registered ablation the run prunes with the
+    criterion it ablates (obs, obs-noupdate)."""
+    regs = registry(cfg)
+    return [(r.ablation_of, m) for m in cfg.prune.methods
+            if (r := regs[m]).ablation_of in cfg.prune.methods and r.ablation_of]
 
 
 def _margin(rc: ReportConfig, q: QuestionConfig) -> float:
@@ -144,7 +155,7 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
             mlflow.log_figure(fig, path)
             report.save_figure(fig, out / path)
         ablations = [(contrast(points, m, o, margin, stage="_before"),
-                      contrast(points, m, o, margin)) for m, o in ABLATIONS]
+                      contrast(points, m, o, margin)) for m, o in ablation_pairs(cfg)]
         text = markdown.report(
             cfg.model, rows,
             [line for i, (q, found) in enumerate(answers.values())

@@ -1,4 +1,4 @@
-"""`prunelab search`: every method's Optuna study (`prunelab.search`) — the queued grid
+"""`prunelab search`: every method's Optuna study (`prunelab.study.search`) — the queued grid
 trials of all of them, then their bisection steps — in local worker processes that share
 the studies (with any other machine's on a PostgreSQL storage); then each choice, written
 and logged to MLflow with the study."""
@@ -14,16 +14,17 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from prunelab import search
 from prunelab.config import Config, load_config
 from prunelab.data import mnist_digest
+from prunelab.methods import key, parse
 from prunelab.models import load_model, resolve_device
 from prunelab.plumbing import studies, tracking
 from prunelab.plumbing.fileio import atomic_dir
 from prunelab.plumbing.progress import progress
-from prunelab.records import SearchChoice, write_choice
-from prunelab.search import EPOCH_ATTR
 from prunelab.settings import train_val_splits
+from prunelab.study import search
+from prunelab.study.records import SearchChoice, write_choice
+from prunelab.study.search import EPOCH_ATTR
 from prunelab.workers import worker_pool
 
 Pair = tuple[str, str]  # (method, granularity)
@@ -109,15 +110,15 @@ def run(cfg: Config, params: Path, pairs: list[Pair], baseline: Path, out_dir: P
         choices[pair] = choice = search.choose(study, cfg.search.max_accuracy_drop,
                                                studies.storage_label(cfg))
         log_choice(parents[pair], study, choice)
-        print(f"{pair[0]}-{pair[1]}: chose sparsity {choice.sparsity:.4f} "
+        print(f"{key(*pair)}: chose sparsity {choice.sparsity:.4f} "
               f"(val {choice.val_accuracy:.4f}) from {choice.trials_complete} trials "
               f"of study {study.study_name}")
     with atomic_dir(out_dir) as tmp:  # every choice, or the previous ones
         for path in out_dir.glob("*.json") if out_dir.is_dir() else []:
-            if tuple(path.stem.rsplit("-", 1)) not in choices:  # another method's, by hand
+            if parse(path.stem) not in choices:  # another method's, by hand
                 shutil.copy2(path, tmp / path.name)
         for (method, granularity), choice in choices.items():
-            write_choice(tmp / f"{method}-{granularity}.json", choice)
+            write_choice(tmp / f"{key(method, granularity)}.json", choice)
 
 
 def _tags(method: str, granularity: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""`prunelab sweep`: the comparison (`prunelab.sweep`) — every method × granularity × ratio
+"""`prunelab sweep`: the comparison (`prunelab.study.sweep`) — every method × granularity × ratio
 × seed — as the queued points of one Optuna study, computed by local worker processes and
 by any `prunelab sweep --worker` started on other machines against the same PostgreSQL
 storage. The collecting run (`dvc repro`) writes one file of points per method and logs
@@ -14,17 +14,19 @@ from pathlib import Path
 
 import optuna
 
-from prunelab import sweep
 from prunelab.artifacts import baseline_files
 from prunelab.config import Config, load_config
-from prunelab.controls import CONTROLS, DENSE_FT
 from prunelab.data import Split, mnist_digest
+from prunelab.methods import RANDOM
 from prunelab.models import Net, load_model, resolve_device
 from prunelab.plumbing import studies, tracking
 from prunelab.plumbing.fileio import atomic_dir, read_json
 from prunelab.plumbing.progress import progress
-from prunelab.prune_params import sweep_prune_settings
-from prunelab.records import (
+from prunelab.prune.settings import sweep_prune_settings
+from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
+from prunelab.study import sweep
+from prunelab.study.controls import CONTROLS, DENSE_FT
+from prunelab.study.records import (
     Point,
     as_point,
     in_series,
@@ -32,7 +34,6 @@ from prunelab.records import (
     sweep_series,
     write_points,
 )
-from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
 from prunelab.training import FitSettings
 from prunelab.workers import worker_pool
 
@@ -59,7 +60,7 @@ class _Worker:
         pairs = {(x.method, x.granularity) for x in sweep_series(cfg) if x.method not in CONTROLS}
         self.objective = sweep.PointObjective(
             prune={(m, g): sweep_prune_settings(cfg, m, g)
-                   for m, g in pairs | {("random", "neuron")}},
+                   for m, g in pairs | {(RANDOM, "neuron")}},
             finetune=finetune_settings(cfg), training=train_settings(cfg),
             matched_random=cfg.sweep.matched_random, rounds=cfg.finetune.rounds,
             keys={k for k, _, _ in sweep.points(cfg, {s: m for s, (m, _) in files.items()})},

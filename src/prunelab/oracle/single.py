@@ -26,14 +26,14 @@ from scipy.stats import spearmanr
 from torch import Tensor, nn
 
 from prunelab.criteria.registry import lookup
+from prunelab.criteria.scoring import Batches
 from prunelab.criteria.second_order import layer_hessians
 from prunelab.data import Split
-from prunelab.granularity import Neurons, Weights
 from prunelab.models import Net, baked
-from prunelab.scoring import Batches
-from prunelab.set_oracle import set_quality
-from prunelab.truth import Truth, apply_row, halves, loss_of
-from prunelab.weight_sets import weight_set_quality
+from prunelab.oracle.truth import Truth, apply_row, halves, loss_of
+from prunelab.oracle.unit_sets import set_quality
+from prunelab.oracle.weight_sets import weight_set_quality
+from prunelab.prune.granularity import Neurons, Weights
 
 
 @dataclass

@@ -28,25 +28,20 @@ import optuna
 
 from prunelab import keys
 from prunelab.config import Config
-from prunelab.controls import CONTROLS, DENSE_FT, dense_finetuned, from_scratch
 from prunelab.data import Split
 from prunelab.errors import PrunelabError
-from prunelab.granularity import GRANULARITIES, Pruned
-from prunelab.masks import PruningError, prunable_names
-from prunelab.methods import key
+from prunelab.methods import RANDOM, key
 from prunelab.metrics import accuracies, point_record, pruning_metrics, which_right
 from prunelab.models import Net
 from prunelab.plumbing import studies
-from prunelab.pruning import PruneSettings, finetune, prune_and_finetune, prune_model
-from prunelab.records import Point, as_point, is_feasible, sweep_series
+from prunelab.prune.granularity import GRANULARITIES, Pruned
+from prunelab.prune.masks import PruningError, prunable_names
+from prunelab.prune.procedure import finetune, prune_and_finetune, prune_model
+from prunelab.prune.spec import PruneSettings
+from prunelab.ratios import ratio_sparsity
+from prunelab.study.controls import CONTROLS, DENSE_FT, dense_finetuned, from_scratch
+from prunelab.study.records import Point, as_point, is_feasible, sweep_series
 from prunelab.training import EpochResult, FitSettings
-
-
-def ratio_sparsity(ratio: float) -> float:
-    """Fraction to cut for a compression ratio: 2× → 0.5, 32× → 0.96875."""
-    if ratio <= 1:
-        raise ValueError(f"a compression ratio must exceed 1, got {ratio}")
-    return 1.0 - 1.0 / ratio
 
 
 def point_settings(s: PruneSettings, ratio: float, seed: int) -> PruneSettings:
@@ -68,7 +63,7 @@ def sweep_point(
     comes back with its reason under `infeasible`, so that the sweep goes on.
     """
     s = point_settings(s, ratio, seed)
-    where = (f"sweep point {s.method}-{s.granularity} ratio {ratio:g} seed {seed} "
+    where = (f"sweep point {key(s.method, s.granularity)} ratio {ratio:g} seed {seed} "
              f"rounds {s.rounds}")
     measured = {k: v for k, v in splits.items() if k != "train"}
     bs = ft.eval_batch_size
@@ -104,7 +99,7 @@ def sweep_point(
 def control_point(method: str, base: Net, base_test_accuracy: float,
                   splits: dict[str, Split], s: PruneSettings, ft: FitSettings,
                   training: FitSettings, ratio: float, seed: int) -> Point:
-    """A control's point (`prunelab.controls`), measured like `sweep_point`'s: `dense+ft`
+    """A control's point (`prunelab.study.controls`), measured like `sweep_point`'s: `dense+ft`
     (ratio 1, filed under weight granularity), or `scratch` with the widths that cutting
     `ratio` of the hidden units gives (`s`: random at neuron granularity, whose widths
     every method shares under `sweep.neuron_scope: layer`; under `global` its cut may
@@ -159,9 +154,9 @@ def points(cfg: Config, baselines: dict[int, Path]) -> list[Queued]:
     distributions: a study's value space cannot grow, its queue can."""
     digest = {s: keys.file_digest(m.read_bytes()) for s, m in baselines.items()}
     part = {m: keys.criterion_part(cfg, m)[:8]
-            for m in {x.method for x in sweep_series(cfg)} | {"random"} if m not in CONTROLS}
+            for m in {x.method for x in sweep_series(cfg)} | {RANDOM} if m not in CONTROLS}
     return [(f"{key(x.method, x.granularity)}-{f'k{x.rounds}-' if x.iterative else ''}"
-             f"r{r:g}-s{s}-{digest[s]}-{part.get(x.method, part['random'])}",
+             f"r{r:g}-s{s}-{digest[s]}-{part.get(x.method, part[RANDOM])}",
              {"ratio": r, "seed": s, "rounds": x.rounds},
              {"method": x.method, "granularity": x.granularity})
             for x in sweep_series(cfg) for s in cfg.sweep.seeds for r in x.ratios]
@@ -211,13 +206,13 @@ class PointObjective:
             self._data = self.load()
         splits, bases = self._data
         if method in CONTROLS:
-            point = control_point(method, *bases[seed], splits, self.prune[("random", "neuron")],
+            point = control_point(method, *bases[seed], splits, self.prune[(RANDOM, "neuron")],
                                   self.finetune, self.training, ratio, seed)
             return self._done(trial, point)
         s = replace(self.prune[(method, granularity)], rounds=rounds)
         # Only where a criterion allocates across layers (else the control is `random`),
         # and beside the main series: an iterative one is compared with its method's.
-        matched = (self.matched_random and method != "random" and rounds == self.rounds
+        matched = (self.matched_random and method != RANDOM and rounds == self.rounds
                    and GRANULARITIES[granularity].allocates(bases[seed][0], s))
         with warnings.catch_warnings():  # "cuts nothing" cannot happen for r > 1
             warnings.simplefilter("ignore")

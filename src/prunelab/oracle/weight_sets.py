@@ -36,7 +36,8 @@ from torch import Tensor, nn
 
 from prunelab.data import Split
 from prunelab.models import Net, baked
-from prunelab.set_oracle import beside_greedy, loss_accuracy
+from prunelab.oracle.unit_sets import beside_greedy, loss_accuracy
+from prunelab.ratios import ratio_sparsity
 
 # Of the remaining weights removed per greedy step. Seed 0 of the mlp, held-out accuracy
 # of the greedy's set at 2, 4, 8, 16, 32x: 10 % blocks 96.8, 95.7, 94.1, 92.0, 88.6; 5 %
@@ -95,7 +96,7 @@ def removal_damage(x: Tensor, weight: Tensor, bias: Tensor, out: nn.Linear, y: T
 def weight_counts(model: Net, name: str, ratios: Sequence[float]) -> dict[str, int]:
     """Per ratio ("r4"), the weights of layer `name` its set of that ratio removes."""
     n = dict(model.named_parameters())[name].numel()
-    return {f"r{r:g}": round(n * (1 - 1 / r)) for r in ratios}
+    return {f"r{r:g}": round(n * ratio_sparsity(r)) for r in ratios}
 
 
 def greedy_weight_order(model: Net, data: Split, name: str, count: int,

@@ -17,7 +17,7 @@ same comparison on validation images (`stats.seeds_needed`). The controls are co
 with the best too, in the family, but are not methods a label speaks of: random pruning
 with the best method's own allocation (`random-matched`), and after fine-tuning the
 baseline fine-tuned alike (`dense+ft`, every cell) and the pruned widths trained from
-scratch (`scratch`, neuron cells) of `prunelab.controls`.
+scratch (`scratch`, neuron cells) of `prunelab.study.controls`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from prunelab.records import (
+from prunelab.analysis.stats import holm, paired_difference, seeds_needed, simultaneous
+from prunelab.study.records import (
     CONTROLS,
     DENSE_FT,
     SCRATCH,
@@ -37,7 +38,6 @@ from prunelab.records import (
     feasible,
     unpack_correct,
 )
-from prunelab.stats import holm, paired_difference, seeds_needed, simultaneous
 
 RANDOM_MATCHED = "random-matched"  # label of a method's own matched random control
 NOT_LABELLED = (RANDOM_MATCHED, *CONTROLS)  # compared with the best, not in its label

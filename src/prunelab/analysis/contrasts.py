@@ -26,12 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from prunelab.records import Point, feasible
-from prunelab.stats import holm, paired_difference, seeds_needed, simultaneous
-from prunelab.verdicts import correct
-
-# (the method, its ablation): contrasts the report makes wherever both were swept.
-ABLATIONS = (("obs", "obs-noupdate"),)
+from prunelab.analysis.stats import holm, paired_difference, seeds_needed, simultaneous
+from prunelab.analysis.verdicts import correct
+from prunelab.study.records import Point, feasible
 
 
 def _by_cell(points: Iterable[Point], methods: tuple[str, ...], key: str

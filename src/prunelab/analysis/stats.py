@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as st
 
-from prunelab.records import (
+from prunelab.methods import key, parse
+from prunelab.study.records import (
     DENSE_FT,
     InfeasiblePoint,
     Point,
@@ -95,8 +96,8 @@ def headline(rows: list[dict[str, Any]], choices: dict[str, SearchChoice],
     it tells no criterion from another."""
     out: dict[str, Any] = {}
     for series, choice in choices.items():
-        method, granularity = series.rsplit("-", 1)  # a method may hold "-": obs-noupdate
-        ok = [r["ratio"] for r in rows if f"{r['method']}-{r['granularity']}" == series
+        method, granularity = parse(series)
+        ok = [r["ratio"] for r in rows if key(r["method"], r["granularity"]) == series
               and r["test_accuracy_drop"] <= max_drop]
         out[series] = {
             "searched_sparsity": choice.sparsity,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -29,12 +29,11 @@ from torch.nn.utils import parametrize
 
 from prunelab.criteria.base import Live
 from prunelab.data import Split
-from prunelab.granularity import GRANULARITIES, Pruned
+from prunelab.methods import key
 from prunelab.models import Net
+from prunelab.prune.granularity import GRANULARITIES, Pruned
+from prunelab.prune.spec import PruneSettings
 from prunelab.training import EpochResult, FitSettings, fit
-
-if TYPE_CHECKING:  # the settings' type only: pruning.py imports this module
-    from prunelab.pruning import PruneSettings
 
 
 def cubic_sparsity(step: int, final: float, end_step: int) -> float:
@@ -84,7 +83,7 @@ def prune_during_finetuning(
     is cut to `s.sparsity` on the cubic schedule, ranking by `live` at each update."""
     if s.sparsity is None:
         raise ValueError(f"{s.method} prunes to a target sparsity, not a threshold: remove "
-                         f"prune.thresholds['{s.method}-{s.granularity}']")
+                         f"prune.thresholds['{key(s.method, s.granularity)}']")
     if s.gradual_interval is None or s.gradual_end is None:
         raise ValueError(f"{s.method}: give gradual_interval and gradual_end (prune section)")
     target, interval = s.sparsity, s.gradual_interval

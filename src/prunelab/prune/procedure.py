@@ -11,44 +11,17 @@ with the same settings and seed, so a stage pair repeats a search trial exactly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 import torch
 
+from prunelab.criteria.scoring import Batches
 from prunelab.data import Split, batches
-from prunelab.gradual import prune_during_finetuning
-from prunelab.granularity import GRANULARITIES, Pruned
 from prunelab.models import Net, baked
-from prunelab.scoring import Batches
+from prunelab.prune.gradual import prune_during_finetuning
+from prunelab.prune.granularity import GRANULARITIES, Pruned
+from prunelab.prune.spec import PruneSettings
 from prunelab.training import EpochResult, FitSettings, fit
-
-
-@dataclass(frozen=True)
-class PruneSettings:
-    """How one criterion prunes (OpenLTH-style: one dataclass per concern, no defaults)."""
-
-    method: str
-    granularity: str  # "weight" | "neuron"
-    # The target: the fraction of prunable weights (weight granularity) or of hidden units
-    # (neuron granularity) to cut, or an absolute score threshold; exactly one is set.
-    sparsity: float | None
-    threshold: float | None
-    scope: str  # "global" | "layer"
-    normalize: bool
-    prune_output_layer: bool
-    criterion: Any  # the method's own settings (its registration's dataclass)
-    round_to: int  # neuron granularity: kept units per layer rounded to a multiple
-    # 1 = one-shot; k > 1 reaches the target in k prune/fine-tune rounds, each fine-tuning
-    # 1/k of the epochs (`round_budget`): iterative and one-shot get the same budget.
-    rounds: int
-    # Methods that prune during fine-tuning (gmp, movement; `gradual`): a mask update every
-    # `gradual_interval` steps, the target reached at `gradual_end` of the steps.
-    gradual_interval: int | None  # None: the method cuts before fine-tuning
-    gradual_end: float | None
-    calibration_batches: int
-    calibration_batch_size: int
-    seed: int  # calibration batches and random scores
 
 
 def calibration_batches(train: Split, n_batches: int, batch_size: int, seed: int) -> Batches:

@@ -14,14 +14,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import Tensor
 
 from prunelab.criteria.base import Criterion
 from prunelab.criteria.registry import lookup
-from prunelab.masks import (
+from prunelab.criteria.scoring import Batches, Scores, UnitScores
+from prunelab.models import Net, baked, unit_groups
+from prunelab.prune.masks import (
     apply_masks,
     cut_lowest,
     layer_scales,
@@ -33,12 +35,8 @@ from prunelab.masks import (
     unit_layer_names,
     unit_masks,
 )
-from prunelab.models import Net, baked, unit_groups
-from prunelab.scoring import Batches, Scores, UnitScores
-from prunelab.surgery import remove_units
-
-if TYPE_CHECKING:  # the settings' type only: pruning.py builds on this module
-    from prunelab.pruning import PruneSettings
+from prunelab.prune.spec import PruneSettings
+from prunelab.prune.surgery import remove_units
 
 S = TypeVar("S", Scores, UnitScores)
 

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 from torch.nn.utils import prune
 
+from prunelab.criteria.scoring import UnitScores
 from prunelab.errors import PrunelabError
 from prunelab.models import Net, unit_groups, weighted_layers
-from prunelab.scoring import UnitScores
 
 Masks = dict[str, Tensor]  # parameter name -> bool tensor of its shape, True = keep
 

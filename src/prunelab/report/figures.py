@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
+from prunelab.methods import key
 from prunelab.plumbing.fileio import atomic_path  # noqa: E402
 
 X_AXES = {"compression_ratio": "compression ratio (all parameters, ×)",
@@ -21,7 +22,7 @@ STAGES = {"test_accuracy_before": "before fine-tuning", "test_accuracy": "after 
 
 
 def series_name(row: dict[str, Any]) -> str:
-    return f"{row['method']}-{row['granularity']}"
+    return key(row["method"], row["granularity"])
 
 
 def curve_records(rows: list[dict[str, Any]], x: str, y: str) -> list[dict[str, Any]]:

@@ -31,16 +31,16 @@ from optuna.trial import TrialState
 from prunelab import keys
 from prunelab.config import Config
 from prunelab.data import Split
-from prunelab.granularity import Pruned
-from prunelab.masks import prunable_names
 from prunelab.methods import key
 from prunelab.metrics import pruning_metrics
 from prunelab.models import Net
 from prunelab.plumbing import studies
-from prunelab.prune_params import prune_settings
-from prunelab.pruning import prune_and_finetune
-from prunelab.records import SearchChoice
+from prunelab.prune.granularity import Pruned
+from prunelab.prune.masks import prunable_names
+from prunelab.prune.procedure import prune_and_finetune
+from prunelab.prune.settings import prune_settings
 from prunelab.settings import finetune_settings
+from prunelab.study.records import SearchChoice
 from prunelab.training import EpochResult, evaluate
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from prunelab.data import Split
 from prunelab.models import Net, UnitGroup, baked, unit_groups
+from prunelab.ratios import ratio_sparsity
 
 Removed = list[set[int]]  # per hidden layer (`unit_groups` order), the units removed
 
@@ -141,7 +142,8 @@ def unit_counts(model: Net, ratios: Sequence[float]) -> dict[str, list[int]]:
     """Per ratio ("r4"), the units each hidden layer's set of that ratio removes."""
     modules = dict(model.named_modules())
     sizes = [modules[g.producer].weight.shape[0] for g in unit_groups(model)]
-    return {f"r{r:g}": [min(round(n * (1 - 1 / r)), n - 1) for n in sizes] for r in ratios}
+    return {f"r{r:g}": [min(round(n * ratio_sparsity(r)), n - 1) for n in sizes]
+            for r in ratios}
 
 
 def greedy_steps(model: Net, ratios: Sequence[float]) -> int:

@@ -9,9 +9,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from prunelab.answer_markdown import ablation_lines, before_finetuning_lines, verdict_lines
-from prunelab.records import CONTROLS, InfeasiblePoint
-from prunelab.weight_sets import BLOCK
+from prunelab.methods import key
+from prunelab.oracle.weight_sets import BLOCK
+from prunelab.report.answer import ablation_lines, before_finetuning_lines, verdict_lines
+from prunelab.study.records import CONTROLS, InfeasiblePoint
 
 
 def oracle_table(quality: dict[str, Any]) -> list[str]:
@@ -74,7 +75,7 @@ def set_oracle_section(sets: dict[str, Any], figure: str, quality: dict[str, Any
                   f"greedy removes them in blocks, each the {100 * BLOCK:g} % of the "
                   "remaining weights whose removal alone, given those already removed, "
                   "changes the loss least (|Δloss|, Molchanov et al.'s oracle; "
-                  "`prunelab.weight_sets`). It is no upper bound: a criterion's set can "
+                  "`prunelab.oracle.weight_sets`). It is no upper bound: a criterion's set can "
                   "keep more than the greedy's.", "",
                   *_set_table(sets["weight_sets"]), "",
                   *_two_oracles("weight", sets["weight_sets"], quality)]
@@ -131,7 +132,7 @@ def infeasible_section(points: list[InfeasiblePoint]) -> str:
     if not points:
         return ""
     lines = ["", "## Points that could not be realised", ""]
-    lines += [f"- {p['method']}-{p['granularity']}, ratio {p['ratio']:g}, seed {p['seed']}: "
+    lines += [f"- {key(p['method'], p['granularity'])}, ratio {p['ratio']:g}, seed {p['seed']}: "
               f"{p['infeasible']}" for p in points]
     return "\n".join(lines) + "\n"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prunelab.verdicts import LABELS, RANDOM_MATCHED
+from prunelab.analysis.verdicts import LABELS, RANDOM_MATCHED
 
 
 def cell_label(v: dict[str, Any]) -> str:

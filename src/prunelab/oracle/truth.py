@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from prunelab.data import Split
 from prunelab.models import Net, baked, unit_groups
-from prunelab.set_oracle import greedy_order, greedy_steps
-from prunelab.weight_sets import greedy_weight_order, supported, weight_counts
+from prunelab.oracle.unit_sets import greedy_order, greedy_steps
+from prunelab.oracle.weight_sets import greedy_weight_order, supported, weight_counts
 
 SAMPLE_SEED_OFFSET = 1_000_003
 

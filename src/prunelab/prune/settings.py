@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from prunelab.config import Config
-from prunelab.granularity import GRANULARITIES
 from prunelab.methods import key, settings_of
-from prunelab.pruning import PruneSettings
-from prunelab.records import SearchChoice
+from prunelab.prune.granularity import GRANULARITIES
+from prunelab.prune.spec import PruneSettings
+from prunelab.study.records import SearchChoice
 
 
 def prune_settings(cfg: Config, method: str, granularity: str,

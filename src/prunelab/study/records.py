@@ -20,7 +20,7 @@ from typing_extensions import TypeIs  # in typing from Python 3.13
 
 from prunelab.config import Config
 from prunelab.errors import PrunelabError
-from prunelab.methods import pairs, registry
+from prunelab.methods import key, pairs, registry
 from prunelab.plumbing.fileio import read_json, write_json
 
 
@@ -58,7 +58,7 @@ def read_choice(path: Path) -> SearchChoice:
     return SearchChoice(**data)
 
 
-# The controls' methods (`prunelab.controls`): points of the sweep, never a criterion.
+# The controls' methods (`prunelab.study.controls`): points of the sweep, never a criterion.
 DENSE_FT, SCRATCH = "dense+ft", "scratch"
 CONTROLS = (DENSE_FT, SCRATCH)
 
@@ -139,7 +139,7 @@ class Series(NamedTuple):
 
     @property
     def name(self) -> str:  # its file's stem: "taylor-weight", "taylor-weight-3rounds"
-        stem = f"{self.method}-{self.granularity}"
+        stem = key(self.method, self.granularity)
         return f"{stem}-{self.rounds}rounds" if self.iterative else stem
 
 

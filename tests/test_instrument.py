@@ -1,0 +1,132 @@
+"""An instrument, not one study (issue 36): a criterion brought from outside, or one
+built-in criterion edited, costs only its own work. On a small slice of real MNIST with real
+DVC: the stages' own counts and MLflow say what was computed, and the default question's
+numbers stay as they were.
+
+The project runs the prunelab of its own copy of src/ (PYTHONPATH), so that a test can edit
+a module without touching this checkout; the example package is installed with pip into a
+folder on that path (`--target`), not into this venv, so no other test sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from helpers import ROOT, copy_project, run, small_params
+
+METHODS = ["magnitude", "taylor", "random"]
+RATIOS, SEEDS = [2, 8], [0, 1]
+MINE = "sqrt-taylor"
+
+
+def counts(out: str) -> dict[str, tuple[int, int]]:
+    """(units, to compute) from each stage's opening line."""
+    found = {}
+    for stage, pattern in {
+        "search": r"search: (\d+) studies, (\d+) to compute",
+        "prune": r"prune: (\d+) method-granularities, (\d+) to compute",
+        "sweep": r"sweep study \S+: (\d+) points, (\d+) to compute",
+        "oracle": r"oracle: (\d+) seeds' truths, (\d+) to measure",
+    }.items():
+        if m := re.search(pattern, out):
+            found[stage] = (int(m.group(1)), int(m.group(2)))
+    return found
+
+
+def runs_since(proj: Path, start_ms: int) -> list[Any]:
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{proj / 'mlflow.db'}")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return list(client.search_runs(ids, f"attributes.start_time > {start_ms}",
+                                   max_results=5000))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
+    params = small_params(mirror, **{"prune.methods": METHODS, "prune.calibration_batches": 4,
+                                     "search.trials": 3, "search.refine": 1,
+                                     "sweep.ratios": RATIOS, "sweep.seeds": SEEDS,
+                                     "oracle.examples": 200, "oracle.weights_per_layer": 50})
+    proj = copy_project(tmp_path_factory.mktemp("instrument"), params)
+    target = proj / ".site"  # where the example package is installed, not this venv
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--target", str(target),
+                    str(ROOT / "examples" / "my_criterion")], check=True, timeout=300)
+    run(["dvc", "repro"], proj, PYTHONPATH=str(proj / "src"))
+    return proj
+
+
+def env(proj: Path) -> dict[str, str]:
+    return {"PYTHONPATH": f"{proj / 'src'}:{proj / '.site'}"}
+
+
+def headline(proj: Path) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads((proj / "reports/headline.json").read_text())
+    return out
+
+
+def test_an_outside_criterion_computes_only_its_own_work(project: Path) -> None:
+    """Install the example, add it to prune.methods and to a question of its own,
+    `dvc repro`: its 2 searches, its 2 prune tasks and its points, nothing else; the kept
+    oracle truths scored again; the default question's numbers unchanged."""
+    import time
+
+    before = headline(project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["prune"]["methods"].append(MINE)
+    params["report"]["questions"].append({
+        "name": "mine", "ask": "Does sqrt-taylor beat magnitude?", "criteria": [MINE],
+        "references": ["magnitude"], "alpha": None, "equivalence_margin_pp": None})
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    plan = run(["prunelab", "plan"], project, **env(project)).stdout
+    start = int(time.time() * 1000)
+    out = run(["dvc", "repro"], project, **env(project)).stdout
+    per_series = len(RATIOS) * len(SEEDS)
+    n_pairs = 2 * (len(METHODS) + 1)
+    assert counts(out) == {"search": (n_pairs, 2), "prune": (n_pairs, 2),
+                           "sweep": (counts(out)["sweep"][0], 2 * per_series),
+                           "oracle": (len(SEEDS), 0)}, out
+    assert "Stage 'train' didn't change" in out
+    assert f"sweep: {counts(out)['sweep'][0]} points, {2 * per_series} to compute" in plan
+    assert f"search: {n_pairs} studies, 2 to compute" in plan
+    assert "prune: " + f"{n_pairs} tasks, 2 to compute" in plan
+    assert f"oracle: {len(SEEDS)} seeds' truths, 0 to measure" in plan
+    # MLflow: every run since is the new criterion's (or the report's comparison run).
+    new = runs_since(project, start)
+    methods = {r.data.tags.get("method") for r in new if r.data.tags.get("stage") != "report"}
+    assert methods == {MINE}, methods
+    after = headline(project)
+    assert after["questions"]["gradient"] == before["questions"]["gradient"]
+    assert set(after["questions"]["mine"]) == {f"{g}/{MINE}-vs-magnitude"
+                                               for g in ("weight", "neuron")}
+    assert "## Question `mine`" in (project / "reports/report.md").read_text()
+    # And again: nothing but the criteria manifest runs.
+    again = run(["dvc", "repro"], project, **env(project)).stdout
+    assert re.findall(r"Running stage '([^']+)'", again) == ["criteria"], again
+
+
+def test_editing_one_builtin_criterion_recomputes_only_its_work(project: Path) -> None:
+    """A comment appended to taylor's module (criteria/first_order.py, which also holds
+    gradient and fisher, not run here) moves taylor's keys only."""
+    import time
+
+    module = project / "src/prunelab/criteria/first_order.py"
+    module.write_text(module.read_text() + "\n# touched\n")
+    start = int(time.time() * 1000)
+    out = run(["dvc", "repro"], project, **env(project)).stdout
+    found = counts(out)
+    assert found["search"][1] == 2 and found["prune"][1] == 2, out
+    assert found["sweep"][1] == 2 * len(RATIOS) * len(SEEDS), out
+    assert found["oracle"][1] == 0, out
+    methods = {r.data.tags.get("method") for r in runs_since(project, start)
+               if r.data.tags.get("stage") != "report"}
+    assert methods == {"taylor"}, methods
