@@ -117,6 +117,20 @@ def stage_run(experiment: str, run_name: str, tags: dict[str, str],
         yield run
 
 
+def runs_tagged(experiment: str, tag: str, value: str) -> list[Any]:
+    """Every run of `experiment` whose tag `tag` is `value` (all pages of the search)."""
+    from mlflow.tracking import MlflowClient
+
+    client, out, token = MlflowClient(), [], None
+    while True:
+        page = client.search_runs([experiment_id(experiment)],
+                                  f"tags.`{tag}` = '{value}'", max_results=1000,
+                                  page_token=token)
+        out += list(page)
+        if not (token := page.token):
+            return out
+
+
 def log_mnist(root: str, digest: str) -> None:
     """The MNIST files as the run's dataset input, `digest` naming their content
     (`data.mnist_digest`: they are verified against the canonical MD5s before any stage

@@ -70,10 +70,12 @@ class _Worker:
         return studies.run_queued(self.study, self.objective)
 
 
-def _one_point(w: _Worker, _: int) -> Point | None:
-    w.objective.last = None
+def _one_point(w: _Worker, _: int) -> tuple[str, Point] | None:
+    """(its queue key, the point) of one queued point computed here, or None."""
+    w.objective.last = w.objective.last_key = None
     w.run_one()
-    return w.objective.last
+    o = w.objective
+    return (o.last_key, o.last) if o.last is not None and o.last_key is not None else None
 
 
 def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
@@ -93,21 +95,22 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
     # does not want, and workers take the queue in order.
     withdrawn = studies.withdraw(main.study, main.storage, {k for k, _, _ in points})
     studies.queue(main.study, points)
-    log = _PointLog(cfg)
+    log = _PointLog(cfg, main.study.study_name)
     todo = studies.waiting(main.study)
     print(f"sweep study {main.study.study_name}: {len(points)} points, {todo} to compute"
           + (f"; withdrew {withdrawn} queued point(s) these settings do not include"
              if withdrawn else ""), flush=True)
     with worker_pool(_Worker, (str(params), baselines), max(1, min(workers, todo)),
                      cfg.compute.threads) as imap:
-        for point in progress(imap(_one_point, list(range(todo))), todo, "sweep", "points"):
-            if point is not None:
-                log.add(point)
+        for done_here in progress(imap(_one_point, list(range(todo))), todo, "sweep",
+                                  "points"):
+            if done_here is not None:
+                log.add(*done_here)
     done = studies.wait_for_queue(main.study, main.storage, {k for k, _, _ in points},
                                   cfg.optuna.heartbeat_s, main.run_one)
     by_key = {k: as_point(done[k].user_attrs["point"], f"sweep point {k}") for k, _, _ in points}
-    for point in by_key.values():  # computed elsewhere, or by an earlier run
-        log.add(point)
+    for k, point in by_key.items():  # computed elsewhere, or by an earlier run
+        log.add(k, point)
     with atomic_dir(out_dir) as tmp:  # every series' points, or the previous ones
         for x in sweep_series(cfg):
             mine = sorted((p for p in by_key.values() if in_series(p, x)),
@@ -128,30 +131,39 @@ def _help(w: _Worker, params: Path, baselines: Path, workers: int, threads: int)
 
 
 class _PointLog:
-    """Each point once as an MLflow run, nested under its method's run, as it arrives."""
+    """Each point once as an MLflow run, nested under its series' run, as it arrives. Runs
+    carry the study's name and the point's key (tags `sweep.study`, `sweep.point`), so a
+    rerun of the same study finds what an earlier one logged and adds only new points
+    (a new criterion's), under the same series' runs."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, study: str) -> None:
         self.cfg = cfg
         self.finetune = finetune_settings(cfg)
         self.series = sweep_series(cfg)  # an iterative one apart from its method's main one
         t = train_settings(cfg)  # what `controls.from_scratch` runs
         self.scratch = replace(t, epochs=t.epochs + self.finetune.epochs)
-        self.logged: set[tuple[str, float, int]] = set()
-        self.parents: dict[str, str] = {}
+        self.study = study
+        found = tracking.runs_tagged(f"{cfg.model}-sweep", "sweep.study", study)
+        self.logged = {r.data.tags["sweep.point"] for r in found if "sweep.point" in r.data.tags}
+        self.parents: dict[str, str] = {
+            r.data.tags["sweep.series"]: r.info.run_id for r in found
+            if "sweep.point" not in r.data.tags and "sweep.series" in r.data.tags}
 
     def parent(self, series: str, tags: dict[str, str]) -> str:
         if series not in self.parents:
-            with tracking.stage_run(f"{self.cfg.model}-sweep", f"sweep-{series}", tags) as run:
+            with tracking.stage_run(f"{self.cfg.model}-sweep", f"sweep-{series}",
+                                    {**tags, "sweep.study": self.study,
+                                     "sweep.series": series}) as run:
                 tracking.log_mnist(self.cfg.data.root, mnist_digest())
             self.parents[series] = run.info.run_id
         return self.parents[series]
 
-    def add(self, point: Point) -> None:
+    def add(self, key: str, point: Point) -> None:
         m, g, r, s = point["method"], point["granularity"], point["ratio"], point["seed"]
         series = next(x.name for x in self.series if in_series(point, x))
-        if (series, r, s) in self.logged:
+        if key in self.logged:
             return
-        self.logged.add((series, r, s))
+        self.logged.add(key)
         if not is_feasible(point):
             print(f"{series} seed {s} ratio {r:g}: infeasible: {point['infeasible']}",
                   flush=True)
@@ -168,7 +180,8 @@ class _PointLog:
         tags = {"stage": "sweep", "method": m, "granularity": g}
         # Its numbers go to MLflow; the log says where the sweep is (`progress`).
         tracking.log_child_run(
-            self.parent(series, tags), f"{series}-r{r:g}-s{s}", tags, params,
+            self.parent(series, tags), f"{series}-r{r:g}-s{s}",
+            {**tags, "sweep.study": self.study, "sweep.point": key}, params,
             {key: v for key, v in point.items()
              if key not in {"ratio", "seed", "target_sparsity", "rounds"}})
 

@@ -191,6 +191,7 @@ class PointObjective:
     # Splits and (baseline, its test accuracy) per seed, loaded on the first point only.
     load: Callable[[], tuple[dict[str, Split], dict[int, tuple[Net, float]]]]
     last: Point | None = None
+    last_key: str | None = None  # the queue key of `last`
     _data: tuple[dict[str, Split], dict[int, tuple[Net, float]]] | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -222,7 +223,7 @@ class PointObjective:
     def _done(self, trial: optuna.Trial, point: Point) -> float:
         trial.set_user_attr("point", point)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        self.last = point
+        self.last, self.last_key = point, trial.user_attrs[studies.QUEUED]
         if not is_feasible(point):
             raise optuna.TrialPruned(point["infeasible"])
         return point["val_accuracy"]
