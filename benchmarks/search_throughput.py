@@ -42,7 +42,7 @@ def measure(storage: str, workers: int, seed: int, tmp: Path) -> dict[str, float
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     wall = time.perf_counter() - start
     cfg = parse_config(params)
-    name = study_name(cfg, "magnitude", "weight")
+    name = study_name(cfg, "magnitude", "weight", Path("models/seeds/0.safetensors"))
     study = optuna.load_study(study_name=name, storage=storage)
     trials = [t for t in study.trials if "queued" in t.user_attrs]
     span = (max(t.datetime_complete for t in trials)

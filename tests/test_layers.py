@@ -112,7 +112,8 @@ cfg = load_config(sys.argv[1])
 registered()  # every criterion's module loaded, as a stage loads them
 if entry == "prunelab.study.search":
     from prunelab.study.search import study_name
-    key = lambda: study_name(cfg, "magnitude", "neuron")
+    stand_in = Path(sys.argv[3]) / "prunelab" / "__init__.py"  # for the baseline's bytes
+    key = lambda: study_name(cfg, "magnitude", "neuron", stand_in)
 else:
     from prunelab.study.sweep import points, study_name
     seeds = {s: Path(sys.argv[3]) / "prunelab" / "__init__.py" for s in cfg.sweep.seeds}

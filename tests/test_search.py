@@ -61,7 +61,9 @@ def load_study(proj: Path, storage: str | None) -> optuna.Study:
     os.chdir(proj)  # the journal path is relative to the project root
     cfg = parse_config(yaml.safe_load((proj / "params.yaml").read_text()))
     store = optuna.storages.RDBStorage(storage) if storage else open_storage(cfg)
-    return optuna.load_study(study_name=study_name(cfg, "magnitude", "weight"), storage=store)
+    return optuna.load_study(study_name=study_name(cfg, "magnitude", "weight",
+                                                   proj / "models/seeds/0.safetensors"),
+                             storage=store)
 
 
 def test_search_meets_the_constraint_without_reading_test(

@@ -64,8 +64,10 @@ def search_plan(cfg: Config, storage: optuna.storages.BaseStorage, workers: int
     may move)."""
     todo, trials, timed = set(), 0, []
     grid = search.grid_keys(cfg)
+    baseline = SEEDS / f"{cfg.seed}.safetensors"
     for pair in pairs(cfg):
-        done = _finished(_study(search.study_name(cfg, *pair), storage))
+        done = (_finished(_study(search.study_name(cfg, *pair, baseline), storage))
+                if baseline.is_file() else [])
         timed += done
         missing = len(grid - {t.user_attrs[studies.QUEUED] for t in done})
         if missing:

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial
 
 from prunelab.config import Config, load_config
 from prunelab.data import mnist_digest
+from prunelab.errors import PrunelabError
 from prunelab.methods import key, parse
 from prunelab.models import load_model, resolve_device
 from prunelab.plumbing import studies, tracking
@@ -40,14 +41,16 @@ class _Searcher:
         tracking.configure(self.cfg.mlflow.tracking_uri)
         self.storage = studies.open_storage(self.cfg)
         self.train, self.val = train_val_splits(self.cfg)  # never the test split
-        self.base = load_model(Path(baseline), resolve_device(self.cfg.device))
+        self.baseline = Path(baseline)
+        self.base = load_model(self.baseline, resolve_device(self.cfg.device))
         self.parents = parents
         self._objectives: dict[Pair, search.Objective] = {}
         self._studies: dict[Pair, optuna.Study] = {}
 
     def study(self, pair: Pair) -> optuna.Study:
         if pair not in self._studies:  # opened (and its queue checked) once per worker
-            self._studies[pair] = search.open_study(self.cfg, *pair, self.storage)
+            self._studies[pair] = search.open_study(self.cfg, *pair, self.storage,
+                                                    self.baseline)
         return self._studies[pair]
 
     def objective(self, pair: Pair) -> search.Objective:
@@ -71,11 +74,13 @@ def _refine(w: _Searcher, pair: Pair) -> None:
 def run(cfg: Config, params: Path, pairs: list[Pair], baseline: Path, out_dir: Path,
         workers: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per opened study
+    if not baseline.is_file():  # the study names hash its bytes
+        raise PrunelabError(f"missing baseline {baseline}; run `dvc repro train` first")
     # Both stores are checked before any work; the Optuna storage first, since a bad URL
     # there should cost seconds, not MLflow's start-up as well.
     storage = studies.open_storage(cfg)
     tracking.configure(cfg.mlflow.tracking_uri)
-    opened = {pair: search.open_study(cfg, *pair, storage) for pair in pairs}
+    opened = {pair: search.open_study(cfg, *pair, storage, baseline) for pair in pairs}
     for study in opened.values():
         studies.reset_orphans(study, storage)
     parents = {pair: parent_run(cfg, study, *pair) for pair, study in opened.items()}
@@ -106,7 +111,7 @@ def run(cfg: Config, params: Path, pairs: list[Pair], baseline: Path, out_dir: P
                 pass
     choices = {}
     for pair in pairs:
-        study = search.open_study(cfg, *pair, storage)
+        study = search.open_study(cfg, *pair, storage, baseline)
         choices[pair] = choice = search.choose(study, cfg.search.max_accuracy_drop,
                                                studies.storage_label(cfg))
         log_choice(parents[pair], study, choice)

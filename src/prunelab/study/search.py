@@ -24,6 +24,7 @@ import socket
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -48,15 +49,15 @@ EPOCH_ATTR = "val_accuracy_epoch"  # + epoch: a trial's val accuracy after that 
 Objective = Callable[[optuna.Trial], tuple[float, float]]
 
 
-def study_name(cfg: Config, method: str, granularity: str) -> str:
+def study_name(cfg: Config, method: str, granularity: str, baseline: Path) -> str:
     """model-method-granularity plus a hash of what its trials depend on (`keys`): the
-    params they read, the search's procedure and the method's own code and settings, so
-    that a changed setup starts a new study while an interrupted one resumes, and another
-    method's change leaves this study as it is."""
+    params they read, the baseline's bytes, the search's procedure and the method's own
+    code and settings, so that a changed setup starts a new study while an interrupted
+    one resumes, and another method's change leaves this study as it is."""
     digest = keys.study_digest(
         cfg, ("seed", "model", "device", "data", "train", "prune", "finetune", "search",
               "compute"), __name__, {"prune": keys.WHICH_WORK},
-        keys.criterion_part(cfg, method))
+        keys.criterion_part(cfg, method), keys.file_digest(baseline.read_bytes()))
     return f"{cfg.model}-{key(method, granularity)}-{digest}"
 
 
@@ -76,14 +77,14 @@ def density_grid(cfg: Config, granularity: str) -> list[float]:
 
 
 def open_study(cfg: Config, method: str, granularity: str,
-               storage: optuna.storages.BaseStorage) -> optuna.Study:
+               storage: optuna.storages.BaseStorage, baseline: Path) -> optuna.Study:
     """The method's study, created with its grid trials queued (or opened as it is)."""
     # Only a searched fine-tuning lr is sampled; seeded, but then which trial gets which lr
     # depends on the order the workers ask in.
     sampler = optuna.samplers.TPESampler(seed=cfg.search.seed,
                                          n_startup_trials=min(5, cfg.search.trials))
     study = optuna.create_study(
-        study_name=study_name(cfg, method, granularity), storage=storage,
+        study_name=study_name(cfg, method, granularity, baseline), storage=storage,
         directions=["maximize", "maximize"], sampler=sampler, load_if_exists=True,
     )
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the names are ours
