@@ -41,9 +41,9 @@ from prunelab.prune.masks import apply_masks, prunable_names, select
 from prunelab.prune.procedure import finetune, prune_and_finetune, round_budget
 from prunelab.prune.settings import prune_settings
 from prunelab.ratios import ratio_sparsity
+from prunelab.records import pack_correct
 from prunelab.report.markdown import han_section
 from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
-from prunelab.study.records import pack_correct
 from prunelab.training import correct, evaluate, fit, seed_everything
 
 OUT = Path("papers")

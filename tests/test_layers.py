@@ -79,6 +79,36 @@ def test_the_library_never_imports_a_stage_or_mlflow(module: str) -> None:
         assert not MLFLOW_WIRING & edges(module), f"{module} imports the MLflow wiring"
 
 
+# What each sub-package may import beside itself and the top-level modules (config, data,
+# models, training, records, methods, keys, ...): a criterion knows nothing of pruning, the
+# pruning nothing of studies or the oracle, the analysis only records, and none of them the
+# stages. The top level imports criteria, prune and plumbing, nothing above them.
+LAYERS = {
+    "plumbing": set(),
+    "criteria": set(),
+    "prune": {"criteria"},
+    "oracle": {"prune", "criteria"},
+    "study": {"prune", "criteria", "plumbing"},
+    "analysis": set(),
+    "report": {"analysis", "oracle", "plumbing"},
+    "top": {"criteria", "prune", "plumbing"},
+}
+
+
+def sub_package(m: str) -> str:
+    parts = m.split(".")
+    return parts[1] if len(parts) > 2 or (PACKAGE / parts[-1]).is_dir() else "top"
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if m != "prunelab"
+                                    and sub_package(m) in LAYERS])
+def test_each_sub_package_imports_only_the_layers_below_it(module: str) -> None:
+    mine = sub_package(module)
+    above = sorted(i for i in edges(module) | every_edge(module)
+                   if sub_package(i) not in LAYERS[mine] | {mine, "top"})
+    assert not above, f"{module} ({mine}/) imports {above}: not a layer below it"
+
+
 PLUMBING = [m for m in MODULES if m.startswith("prunelab.plumbing")]
 
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from prunelab import load_model
 from prunelab.analysis.verdicts import LABELS
 from prunelab.data import load_test
-from prunelab.study.records import CONTROLS
+from prunelab.records import CONTROLS
 from prunelab.training import evaluate
 
 from helpers import copy_project, run, small_params
@@ -243,7 +243,7 @@ def test_report_table_is_the_mean_and_sd_of_the_points_and_names_the_best(
 
 @pytest.mark.slow
 def test_points_keep_their_test_predictions_and_matched_controls(project: Path) -> None:
-    from prunelab.study.records import unpack_correct
+    from prunelab.records import unpack_correct
 
     for method in METHODS:
         for granularity in GRANULARITIES:

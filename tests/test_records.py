@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from prunelab.errors import PrunelabError
-from prunelab.study.records import (
+from prunelab.records import (
     SearchChoice,
     as_point,
     feasible,

@@ -10,9 +10,9 @@ from prunelab.analysis.papers import han_judgement
 from prunelab.analysis.stats import crossed_se, headline, holm, summarize
 from prunelab.analysis.verdicts import verdicts
 from prunelab.ratios import ratio_sparsity
+from prunelab.records import SearchChoice, pack_correct
 from prunelab.report.markdown import han_section
 from prunelab.report.markdown import report as markdown
-from prunelab.study.records import SearchChoice, pack_correct
 
 N = 10_000  # test images
 MARGIN, ALPHA, POWER = 0.005, 0.05, 0.8  # params.yaml's report section (0.5 pp)

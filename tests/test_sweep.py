@@ -33,8 +33,8 @@ def test_a_scratch_control_whose_widths_cannot_be_cut_is_recorded_not_raised(
     """The scratch control takes its widths from a neuron cut; under a global scope that
     cut can empty a layer (LeNet-300-100 at 16x with sweep.neuron_scope: global stopped
     the whole sweep). Its point is infeasible, with the reason, like a method's."""
+    from prunelab.records import is_feasible
     from prunelab.study.controls import SCRATCH
-    from prunelab.study.records import is_feasible
     from prunelab.study.sweep import control_point
 
     train, val, test = small_splits
@@ -79,7 +79,7 @@ def test_summary_counts_infeasible_seeds_and_averages_the_rest() -> None:
 
 
 def test_a_point_with_its_matched_control_keeps_both_predictions(small_splits) -> None:
-    from prunelab.study.records import unpack_correct
+    from prunelab.records import unpack_correct
 
     train, val, test = small_splits
     torch.manual_seed(0)

@@ -18,7 +18,7 @@ from prunelab.data import Split
 from prunelab.models import ModelSpec, Net, baked, build_model, weighted_layers
 from prunelab.prune.masks import prunable_names
 from prunelab.prune.spec import PruneSettings
-from prunelab.study.records import pack_correct
+from prunelab.records import pack_correct
 from prunelab.training import correct, evaluate
 
 

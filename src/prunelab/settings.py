@@ -12,7 +12,7 @@ from __future__ import annotations
 from prunelab.config import Config
 from prunelab.data import Split, load_test, load_train_val, verify_mnist
 from prunelab.models import resolve_device
-from prunelab.study.records import SearchChoice
+from prunelab.records import SearchChoice
 from prunelab.training import FitSettings
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from prunelab.analysis.stats import holm, paired_difference, seeds_needed, simultaneous
 from prunelab.analysis.verdicts import correct
-from prunelab.study.records import Point, feasible
+from prunelab.records import Point, feasible
 
 
 def _by_cell(points: Iterable[Point], methods: tuple[str, ...], key: str

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.stats import t
 
 from prunelab.analysis.stats import crossed_se, mean_sd, mean_squares
-from prunelab.study.records import Point, feasible, unpack_correct
+from prunelab.records import Point, feasible, unpack_correct
 
 # Published results to put ours beside: (baseline error %, pruned error %, compression ×).
 # Han et al. 2015, "Learning both Weights and Connections", Table 1 (iterative magnitude

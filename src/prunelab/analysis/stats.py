@@ -35,7 +35,7 @@ import numpy as np
 from scipy import stats as st
 
 from prunelab.methods import key, parse
-from prunelab.study.records import (
+from prunelab.records import (
     DENSE_FT,
     InfeasiblePoint,
     Point,

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from prunelab.analysis.stats import holm, paired_difference, seeds_needed, simultaneous
-from prunelab.study.records import (
+from prunelab.records import (
     CONTROLS,
     DENSE_FT,
     SCRATCH,

@@ -20,8 +20,7 @@ from prunelab.errors import PrunelabError
 from prunelab.plumbing.stores import mask_url, project_root
 
 if TYPE_CHECKING:  # types only: plumbing imports no code that computes (tests/test_layers.py)
-    from prunelab.prune.spec import PruneSettings
-    from prunelab.training import EpochResult, FitSettings
+    from prunelab.training import EpochResult
 
 
 class TrackingError(PrunelabError, RuntimeError):
@@ -199,26 +198,6 @@ def log_record(record: dict[str, Any], skip: Collection[str] = ()) -> None:
                         if isinstance(v, (int, float)) and k not in skip})
     mlflow.log_metrics({f"layer_sparsity.{k}": v
                         for k, v in record.get("layer_sparsity", {}).items()})
-
-
-def run_params(s: PruneSettings, ft: FitSettings, seed: int) -> dict[str, Any]:
-    """The MLflow params every pruned-model run logs (prune stage, sweep points), from the
-    settings and fine-tuning seed that ran, never rebuilt from params.yaml (a sweep's
-    neuron points cut with `sweep.neuron_scope`; the prune stage repeats its chosen
-    trial's seed). The same names everywhere, so the MLflow UI's compare view lines them
-    all up."""
-    # finetune.epochs is the whole budget; in rounds each fine-tunes its share of it.
-    cut = ({"rounds": s.rounds, "finetune.epochs_per_round": ft.epochs // s.rounds}
-           if s.gradual_interval is None else  # cut while fine-tuning
-           {"gradual_interval": s.gradual_interval, "gradual_end": s.gradual_end})
-    return {
-        "method": s.method, "granularity": s.granularity, "scope": s.scope,
-        "target_sparsity": s.sparsity, "threshold": s.threshold, "normalize": s.normalize,
-        **cut, "calibration_seed": s.seed, "finetune.lr": ft.lr,
-        "finetune.epochs": ft.epochs, "finetune.penalty": ft.penalty,
-        "finetune.lr_schedule": ft.lr_schedule, "finetune.weight_decay": ft.weight_decay,
-        "seed": seed,
-    }
 
 
 def flat_params(obj: Any, prefix: str = "") -> dict[str, Any]:

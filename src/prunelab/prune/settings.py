@@ -12,7 +12,7 @@ from prunelab.config import Config
 from prunelab.methods import key, settings_of
 from prunelab.prune.granularity import GRANULARITIES
 from prunelab.prune.spec import PruneSettings
-from prunelab.study.records import SearchChoice
+from prunelab.records import SearchChoice
 
 
 def prune_settings(cfg: Config, method: str, granularity: str,

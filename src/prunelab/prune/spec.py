@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from prunelab.training import FitSettings
+
 
 @dataclass(frozen=True)
 class PruneSettings:
@@ -33,3 +35,23 @@ class PruneSettings:
     calibration_batches: int
     calibration_batch_size: int
     seed: int  # calibration batches and random scores
+
+
+def run_params(s: PruneSettings, ft: FitSettings, seed: int) -> dict[str, Any]:
+    """The MLflow params every pruned-model run logs (prune stage, sweep points), from the
+    settings and fine-tuning seed that ran, never rebuilt from params.yaml (a sweep's
+    neuron points cut with `sweep.neuron_scope`; the prune stage repeats its chosen
+    trial's seed). The same names everywhere, so the MLflow UI's compare view lines them
+    all up."""
+    # finetune.epochs is the whole budget; in rounds each fine-tunes its share of it.
+    cut = ({"rounds": s.rounds, "finetune.epochs_per_round": ft.epochs // s.rounds}
+           if s.gradual_interval is None else  # cut while fine-tuning
+           {"gradual_interval": s.gradual_interval, "gradual_end": s.gradual_end})
+    return {
+        "method": s.method, "granularity": s.granularity, "scope": s.scope,
+        "target_sparsity": s.sparsity, "threshold": s.threshold, "normalize": s.normalize,
+        **cut, "calibration_seed": s.seed, "finetune.lr": ft.lr,
+        "finetune.epochs": ft.epochs, "finetune.penalty": ft.penalty,
+        "finetune.lr_schedule": ft.lr_schedule, "finetune.weight_decay": ft.weight_decay,
+        "seed": seed,
+    }

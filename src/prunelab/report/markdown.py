@@ -11,8 +11,8 @@ from typing import Any
 
 from prunelab.methods import key
 from prunelab.oracle.weight_sets import BLOCK
+from prunelab.records import CONTROLS, InfeasiblePoint
 from prunelab.report.answer import ablation_lines, before_finetuning_lines, verdict_lines
-from prunelab.study.records import CONTROLS, InfeasiblePoint
 
 
 def oracle_table(quality: dict[str, Any]) -> list[str]:

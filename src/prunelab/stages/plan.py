@@ -20,10 +20,10 @@ from optuna.trial import FrozenTrial, TrialState
 from prunelab.config import Config
 from prunelab.methods import key, pairs
 from prunelab.plumbing import studies
+from prunelab.records import sweep_series
 from prunelab.stages import oracle
 from prunelab.stages.prune import Paths, is_current, task_digest
 from prunelab.study import search, sweep
-from prunelab.study.records import sweep_series
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 SEEDS, CHOICES, PRUNED = Path("models/seeds"), Path("search"), Path("models/pruned")

@@ -36,8 +36,9 @@ from prunelab.plumbing.progress import progress
 from prunelab.prune.granularity import Pruned
 from prunelab.prune.procedure import finetune_pruned, prune_model
 from prunelab.prune.settings import prune_settings
+from prunelab.prune.spec import run_params
+from prunelab.records import read_choice
 from prunelab.settings import finetune_seed, finetune_settings, test_split, train_val_splits
-from prunelab.study.records import read_choice
 from prunelab.workers import worker_pool
 
 INPUTS = "inputs.json"
@@ -64,13 +65,13 @@ def _sha(path: Path) -> str:
 
 
 def task_digest(cfg: Config, method: str, granularity: str, paths: Paths) -> str:
-    """What one task's results depend on: the settings it runs (`tracking.run_params`, so
+    """What one task's results depend on: the settings it runs (`spec.run_params`, so
     another method's params do not count), the params sections every task reads, its
     choice file, the baseline's bytes, the procedure's code and its criterion's own code
     and settings (`keys`)."""
     choice_path = paths.of(key(method, granularity))[0]
     choice = read_choice(choice_path) if choice_path else None
-    ran = tracking.run_params(prune_settings(cfg, method, granularity, choice),
+    ran = run_params(prune_settings(cfg, method, granularity, choice),
                               finetune_settings(cfg, choice), finetune_seed(cfg, choice))
     dump = keys.params_part(cfg, ("seed", "device", "model", "data", "train", "compute"))
     h = hashlib.sha256(json.dumps([ran, dump], sort_keys=True, default=str).encode())
@@ -121,7 +122,7 @@ def _prune_and_finetune(w: _Worker, task: tuple[str, str, str]) -> str:
         before = point_record(model, base.spec, s, {
             "model_bytes": file_size(tmp / PRUNED),
             **accuracies(model, w.splits, cfg.train.eval_batch_size)})
-        params = tracking.run_params(s, settings, seed)
+        params = run_params(s, settings, seed)
         tags = {"stage": "prune", "method": method, "granularity": granularity}
         import mlflow
 

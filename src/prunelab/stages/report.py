@@ -18,10 +18,10 @@ from prunelab.errors import PrunelabError
 from prunelab.methods import key, pairs, registry
 from prunelab.plumbing import tracking
 from prunelab.plumbing.fileio import read_json, write_bytes, write_json
+from prunelab.records import feasible, read_choice, read_points, sweep_series
 from prunelab.report import figures as report
 from prunelab.report import markdown
 from prunelab.report.answer import answer_lines, in_rounds_lines
-from prunelab.study.records import feasible, read_choice, read_points, sweep_series
 
 FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
            "accuracy vs effective FLOPs": "figures/accuracy_vs_flops.png",

@@ -22,9 +22,9 @@ from prunelab.models import load_model, resolve_device
 from prunelab.plumbing import studies, tracking
 from prunelab.plumbing.fileio import atomic_dir
 from prunelab.plumbing.progress import progress
+from prunelab.records import SearchChoice, write_choice
 from prunelab.settings import train_val_splits
 from prunelab.study import search
-from prunelab.study.records import SearchChoice, write_choice
 from prunelab.study.search import EPOCH_ATTR
 from prunelab.workers import worker_pool
 

@@ -23,10 +23,8 @@ from prunelab.plumbing import studies, tracking
 from prunelab.plumbing.fileio import atomic_dir, read_json
 from prunelab.plumbing.progress import progress
 from prunelab.prune.settings import sweep_prune_settings
-from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
-from prunelab.study import sweep
-from prunelab.study.controls import CONTROLS, DENSE_FT
-from prunelab.study.records import (
+from prunelab.prune.spec import run_params
+from prunelab.records import (
     Point,
     as_point,
     in_series,
@@ -34,6 +32,9 @@ from prunelab.study.records import (
     sweep_series,
     write_points,
 )
+from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
+from prunelab.study import sweep
+from prunelab.study.controls import CONTROLS, DENSE_FT
 from prunelab.training import FitSettings
 from prunelab.workers import worker_pool
 
@@ -176,7 +177,7 @@ class _PointLog:
         else:
             ran = sweep.point_settings(
                 replace(sweep_prune_settings(self.cfg, m, g), rounds=point["rounds"]), r, s)
-            params = {**tracking.run_params(ran, self.finetune, s), "ratio": r}
+            params = {**run_params(ran, self.finetune, s), "ratio": r}
         tags = {"stage": "sweep", "method": m, "granularity": g}
         # Its numbers go to MLflow; the log says where the sweep is (`progress`).
         tracking.log_child_run(

@@ -19,7 +19,7 @@ from dataclasses import replace
 from prunelab.data import Split
 from prunelab.models import ModelSpec, Net, baked, build_model
 from prunelab.prune.procedure import finetune
-from prunelab.study.records import CONTROLS, DENSE_FT, SCRATCH
+from prunelab.records import CONTROLS, DENSE_FT, SCRATCH
 from prunelab.training import FitSettings, fit, seed_everything
 
 __all__ = ["CONTROLS", "DENSE_FT", "SCRATCH", "dense_finetuned", "from_scratch"]

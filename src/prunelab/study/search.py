@@ -40,8 +40,8 @@ from prunelab.prune.granularity import Pruned
 from prunelab.prune.masks import prunable_names
 from prunelab.prune.procedure import prune_and_finetune
 from prunelab.prune.settings import prune_settings
+from prunelab.records import SearchChoice
 from prunelab.settings import finetune_settings
-from prunelab.study.records import SearchChoice
 from prunelab.training import EpochResult, evaluate
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)

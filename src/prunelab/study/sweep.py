@@ -39,8 +39,8 @@ from prunelab.prune.masks import PruningError, prunable_names
 from prunelab.prune.procedure import finetune, prune_and_finetune, prune_model
 from prunelab.prune.spec import PruneSettings
 from prunelab.ratios import ratio_sparsity
+from prunelab.records import Point, as_point, is_feasible, sweep_series
 from prunelab.study.controls import CONTROLS, DENSE_FT, dense_finetuned, from_scratch
-from prunelab.study.records import Point, as_point, is_feasible, sweep_series
 from prunelab.training import EpochResult, FitSettings
 
 
