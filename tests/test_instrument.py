@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from helpers import ROOT, copy_project, run, small_params
@@ -25,6 +26,49 @@ from helpers import ROOT, copy_project, run, small_params
 METHODS = ["magnitude", "taylor", "random"]
 RATIOS, SEEDS = [2, 8], [0, 1]
 MINE = "sqrt-taylor"
+
+
+def test_the_example_criterion_by_hand() -> None:
+    """sqrt-taylor on test_criteria's 2-3-2 network (its docstring works the gradients):
+    mean |∂L/∂W1| = [[q/2, 0], [q/2, 0], [0, r]], |W1| = [[1, 2], [2, 0], [1, 3]], so
+    s(W1) = [[√(q/2), 0], [2√(q/2), 0], [0, 3√r]]; a hidden unit's score is its row's sum;
+    p = 1 is exactly taylor, p = 0 magnitude."""
+    import math
+
+    from prunelab.criteria import registry
+
+    saved = dict(registry._REGISTRY)  # importing it registers it: not for the other tests
+    sys.path.insert(0, str(ROOT / "examples" / "my_criterion"))
+    try:
+        from my_criterion import sqrt_taylor_scores, sqrt_taylor_unit_scores
+    finally:
+        sys.path.pop(0)
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(saved)
+    from test_criteria import BATCHES, W1, W2, close, q, r
+
+    from prunelab.criteria.first_order import taylor_scores
+    from prunelab.criteria.magnitude_activity import magnitude_scores
+    from prunelab.models import ModelSpec, Net
+
+    body = [torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)]
+    net = Net(ModelSpec("tiny", (3,)), body)
+    with torch.no_grad():
+        body[0].weight.copy_(torch.tensor(W1))
+        body[2].weight.copy_(torch.tensor(W2))
+        body[0].bias.zero_()
+        body[2].bias.zero_()
+    h = math.sqrt(q / 2)
+    s = sqrt_taylor_scores(net, BATCHES)
+    close(s["body.0.weight"], [[h, 0], [2 * h, 0], [0, 3 * math.sqrt(r)]])
+    close(s["body.2.weight"], [[h, 0, math.sqrt(3 * r / 2)], [0, math.sqrt(q),
+                                                             math.sqrt(3 * r / 2)]])
+    (units,) = sqrt_taylor_unit_scores(net, BATCHES)
+    close(units, [h, 2 * h, 3 * math.sqrt(r)])
+    for name, t in taylor_scores(net, BATCHES).items():
+        torch.testing.assert_close(sqrt_taylor_scores(net, BATCHES, power=1.0)[name], t)
+    for name, m in magnitude_scores(net).items():
+        torch.testing.assert_close(sqrt_taylor_scores(net, BATCHES, power=0.0)[name], m)
 
 
 def counts(out: str) -> dict[str, tuple[int, int]]:

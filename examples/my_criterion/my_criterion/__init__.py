@@ -2,7 +2,7 @@
 
 Weights: s = |w| · (E_b |∂L_b/∂w|)^p, the mean over calibration batches b of the gradient's
 magnitude (L_b the batch-mean cross-entropy) raised to `power` (p = ½ by default): between
-magnitude (p = 0) and |∂L/∂w|·|w| averaged the other way round (p = 1, close to `taylor`).
+magnitude (p = 0, as 0⁰ = 1) and prunelab's `taylor` (p = 1: |w|·E_b|g_b| = E_b|w·g_b|).
 Neurons: a unit's score is the sum of its incoming weights' scores (as prunelab's
 structured forms of weight scores, e.g. `wanda`). Higher means keep.
 
