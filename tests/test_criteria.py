@@ -55,6 +55,11 @@ BATCHES = [
 
 @pytest.fixture
 def tiny() -> Net:
+    return tiny_net()
+
+
+def tiny_net() -> Net:
+    """The 2-3-2 network of this module's docstring."""
     body = [nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)]
     net = Net(ModelSpec("tiny", (3,)), body)
     with torch.no_grad():

@@ -45,19 +45,12 @@ def test_the_example_criterion_by_hand() -> None:
         sys.path.pop(0)
         registry._REGISTRY.clear()
         registry._REGISTRY.update(saved)
-    from test_criteria import BATCHES, W1, W2, close, q, r
+    from test_criteria import BATCHES, close, q, r, tiny_net
 
     from prunelab.criteria.first_order import taylor_scores
     from prunelab.criteria.magnitude_activity import magnitude_scores
-    from prunelab.models import ModelSpec, Net
 
-    body = [torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)]
-    net = Net(ModelSpec("tiny", (3,)), body)
-    with torch.no_grad():
-        body[0].weight.copy_(torch.tensor(W1))
-        body[2].weight.copy_(torch.tensor(W2))
-        body[0].bias.zero_()
-        body[2].bias.zero_()
+    net = tiny_net()
     h = math.sqrt(q / 2)
     s = sqrt_taylor_scores(net, BATCHES)
     close(s["body.0.weight"], [[h, 0], [2 * h, 0], [0, 3 * math.sqrt(r)]])
