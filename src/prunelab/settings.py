@@ -1,10 +1,10 @@
 """From the validated `Config` to the library's training settings and data splits.
 
 The one place where params.yaml's sections become `FitSettings` (training.py) and the
-splits; `prune_params` does the same for `PruneSettings`, apart so that the train stage
-does not depend on the pruning code. Stages, scripts and benchmarks all build them here,
-so they cannot drift apart; the pruning core (`pruning`, `metrics`, `sweep`) takes these
-objects and never reads a `Config`.
+splits; `prune.settings` does the same for `PruneSettings`, apart so that the train
+stage does not depend on the pruning code. Stages, scripts and benchmarks all build them
+here, so they cannot drift apart; the pruning core (`prune`, `metrics`, `study`) takes
+these objects and never reads a `Config`.
 """
 
 from __future__ import annotations

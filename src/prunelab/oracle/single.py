@@ -148,7 +148,7 @@ def set_level(model: Net, held: Split, scores: Scores, ratios: Sequence[float], 
               ) -> dict[str, Any]:
     """The set-level oracles of each method's scores on the two halves of `held` (the
     greedy chose on the first, `truth`; every set is scored on the second): units
-    (`set_oracle`), and weights (`weight_sets`) where the pruned weights are one layer
+    (`unit_sets`), and weights (`weight_sets`) where the pruned weights are one layer
     it supports; and the split-half reliability of the single-removal oracle: per layer,
     Spearman's ρ between the damages measured on the two halves (how far its own ranking
     is noise)."""

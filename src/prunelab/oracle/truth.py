@@ -1,6 +1,6 @@
 """The oracle's ground truth of one baseline, computed once and kept: what no criterion
 changes. The damage of removing each unit and each sampled weight alone (`oracle`), the
-greedy oracle's order of unit removals (`set_oracle`) and, where supported, of weight
+greedy oracle's order of unit removals (`unit_sets`) and, where supported, of weight
 removals (`weight_sets`), and the split-half reliability of the single-removal damages.
 
 It reads the baseline, the held-out images and the oracle's params, and no criterion: its

@@ -1,6 +1,6 @@
 """The set-level oracle for single weights: greedy in blocks (issue 23).
 
-The unit oracle (`set_oracle`) removes one unit at a time, re-evaluating every remaining
+The unit oracle (`unit_sets`) removes one unit at a time, re-evaluating every remaining
 unit after each removal. One weight at a time is out of reach (the mlp's pruned layer has
 100,352 weights), so here the greedy removes a *block* per step: it measures, for every
 remaining weight, the exact held-out loss with that weight alone removed on top of those
@@ -139,7 +139,7 @@ def weight_set_quality(model: Net, choose: Split, score_on: Split, name: str,
                        weight_scores: dict[str, Tensor], ratios: Sequence[float],
                        block: float = BLOCK, order: Tensor | None = None
                        ) -> dict[str, dict[str, dict[str, float]]]:
-    """As `set_oracle.set_quality`, for the weights of layer `name`: per criterion (and
+    """As `unit_sets.set_quality`, for the weights of layer `name`: per criterion (and
     "greedy"), per ratio ("r4"), the scoring half's loss and accuracy with its set of
     k = n·(1 − 1/r) weights removed; per criterion the gap to greedy's and precision@k.
     `order`: the greedy's on `choose`, if already known (`truth`)."""

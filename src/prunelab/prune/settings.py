@@ -1,4 +1,4 @@
-"""From the validated `Config` to `PruneSettings` (pruning.py): how each criterion prunes.
+"""From the validated `Config` to `PruneSettings` (`prune.spec`): how each criterion prunes.
 
 Apart from `settings` so that what only trains (the train stage) does not import the
 pruning code, and so is not rerun when a criterion changes.

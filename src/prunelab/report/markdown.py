@@ -1,5 +1,5 @@
 """The report's Markdown: reports/report.md around its answer and verdicts (those are
-`answer_markdown`'s), the table, the criterion-quality section, the unrealised points, and
+`answer`'s), the table, the criterion-quality section, the unrealised points, and
 the check against the papers (also `papers/*.md`). Numbers in, text out: no files, DVC or
 MLflow here."""
 
@@ -52,7 +52,7 @@ def oracle_section(quality: dict[str, Any], figure: Path, report_dir: Path,
 
 
 def set_oracle_section(sets: dict[str, Any], figure: str, quality: dict[str, Any]) -> str:
-    """The set-level oracles (`set_oracle`, `weight_sets`): per criterion and ratio, the
+    """The set-level oracles (`unit_sets`, `weight_sets`): per criterion and ratio, the
     held-out accuracy with its whole set removed (no fine-tuning), its gap to the greedy
     oracle's set and precision@k (mean over seeds); and the single-removal oracle's
     reliability."""
