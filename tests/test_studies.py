@@ -103,3 +103,35 @@ def test_journal_orphans_are_reset_at_start_up(tmp_path: Path,
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert trials[1].user_attrs[studies.QUEUED] == "a" and trials[1].user_attrs["seed"] == 7
     assert orphan.number == 0
+
+
+def test_a_trial_failed_as_stale_while_it_ran_is_left_to_its_queued_copy(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A starved or cut-off worker whose heartbeat missed the grace period finds its trial
+    FAILED (and queued again by the heartbeat check) when it writes the result: it must
+    say so and go on, not stop the stage, and the copy must compute the point."""
+    storage = _storage(pg_url, monkeypatch)
+    study = optuna.create_study(study_name=f"stale-{uuid.uuid4().hex[:8]}", storage=storage,
+                                directions=["maximize"])
+    try:
+        studies.queue(study, [("point-a", {"x": 1.0}, {})])
+        runs: list[int] = []
+
+        def objective(trial: optuna.Trial) -> float:
+            runs.append(trial.number)
+            if len(runs) == 1:  # what another process's stale check does meanwhile
+                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                study.enqueue_trial({"x": 1.0}, user_attrs={studies.QUEUED: "point-a"})
+            trial.set_user_attr("point", {"x": trial.suggest_float("x", 0, 2)})
+            return 1.0
+
+        assert studies.run_queued(study, objective)
+        assert "was failed as stale while it ran here" in capsys.readouterr().out
+        assert studies.run_queued(study, objective) and not studies.waiting(study)
+        states = [(t.user_attrs.get(studies.QUEUED), t.state, "point" in t.user_attrs)
+                  for t in study.trials]
+        assert states == [("point-a", TrialState.FAIL, False),
+                          ("point-a", TrialState.COMPLETE, True)]
+    finally:
+        optuna.delete_study(study_name=study.study_name, storage=storage)

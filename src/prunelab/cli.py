@@ -14,6 +14,7 @@ from typing import Any
 from prunelab.config import Config, ConfigError, load_config
 from prunelab.cpu import pin_cpu_capability
 from prunelab.errors import PrunelabError
+from prunelab.plumbing.retry import StoreLost
 
 
 def _pair_args(p: argparse.ArgumentParser) -> None:
@@ -130,7 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # an argument that names no pair: before any work
         print(f"prunelab: {exc}", file=sys.stderr)
         return 2
+    except StoreLost as exc:
+        if os.environ.get("PRUNELAB_DEBUG") == "1":
+            raise
+        command = " ".join(["prunelab", *(sys.argv[1:] if argv is None else argv)])
+        print(f"prunelab {args.stage}: {exc}; what is done is kept there: run `{command}` "
+              "(or `dvc repro`) again once it answers", file=sys.stderr)
+        return 1
     except PrunelabError as exc:
+        if os.environ.get("PRUNELAB_DEBUG") == "1":  # the traceback, for a bug report
+            raise
         print(f"prunelab {args.stage}: {exc}", file=sys.stderr)
         return 1
     # The stage's own wall time, from the start of the command (imports not included):

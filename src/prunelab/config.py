@@ -188,11 +188,14 @@ class OptunaConfig(_Strict):
     storage: str | None  # PRUNELAB_OPTUNA_STORAGE, when set, wins over this
     heartbeat_s: Annotated[int, Field(ge=1)]  # RDB storages: a silent worker's trial fails
     retries: Annotated[int, Field(ge=0)]  # how often a failed trial is run again
+    # How long each storage call rides out a lost connection before the stage gives up.
+    retry_s: Annotated[float, Field(gt=0)]
 
 
 class MlflowConfig(_Strict):
     # The environment variable MLFLOW_TRACKING_URI, when set, wins over this.
     tracking_uri: str
+    retry_s: Annotated[float, Field(gt=0)]  # as optuna.retry_s, for the tracking store
 
 
 class Config(_Strict):

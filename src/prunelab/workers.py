@@ -12,11 +12,13 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import torch
+import tqdm
 
 from prunelab.config import Config
 
@@ -50,6 +52,10 @@ def _init(threads: int, make_state: Callable[..., Any], args: tuple[Any, ...],
     global _state
     if child:
         _die_with_parent()
+        # tqdm (which Optuna imports) makes a multiprocessing lock at its first bar; a
+        # worker that is terminated (its stage stopped) leaves it, and Python's resource
+        # tracker warns about it after the stage's own last line. A thread lock will do.
+        tqdm.tqdm.set_lock(threading.RLock())
     torch.set_num_threads(threads)
     _state = make_state(*args)
 

@@ -23,16 +23,24 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import (
+    JournalStorage,
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+    _CachedStorage,
+)
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from prunelab.config import Config
 from prunelab.errors import PrunelabError
+from prunelab.plumbing.retry import lost_in, retrying
+from prunelab.plumbing.retrying_storage import QUEUED as QUEUED  # re-exported: its home
+from prunelab.plumbing.retrying_storage import RetryingStorage
 from prunelab.plumbing.stores import mask_url, project_root
 
 JOURNAL = Path("studies/optuna-journal.log")
-QUEUED = "queued"  # user attr: the key of a queued trial (absent on any other trial)
 WITHDRAWN = "withdrawn"  # user attr: failed while waiting because its run no longer wants it
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -58,11 +66,16 @@ def journal_path() -> Path:
     return project_root() / JOURNAL
 
 
-def open_storage(cfg: Config) -> optuna.storages.BaseStorage:
+def open_storage(cfg: Config) -> RetryingStorage:
+    """The study storage, each of its calls retried for `optuna.retry_s` while the store
+    is unreachable (`retrying_storage`). Opening it is not retried: a wrong URL or a
+    server that is not there is said in seconds."""
+    where = f"the study storage at {storage_label(cfg)}"
     url = storage_url(cfg)
     if not url:
         journal_path().parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(journal_path())))
+        journal = JournalStorage(JournalFileBackend(str(journal_path())))
+        return RetryingStorage(journal, where, cfg.optuna.retry_s)  # type: ignore[abstract]
     hb = cfg.optuna.heartbeat_s
     # Fail in seconds, not after a driver's default minutes, when the server is not there.
     connect = {"connect_timeout": 5} if url.startswith("postgresql") else {}
@@ -72,11 +85,14 @@ def open_storage(cfg: Config) -> optuna.storages.BaseStorage:
             # 2.8); they are what makes a killed worker's trial run again, so we use them.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.optuna.retries)
-            return RDBStorage(
+            rdb = RDBStorage(
                 url, heartbeat_interval=hb, grace_period=2 * hb,
                 heartbeat_stale_trial_callback=retry,
                 engine_kwargs={"pool_pre_ping": True, "connect_args": connect},
             )
+            # Behind Optuna's cache, as `optuna.create_study(storage=url)` would put it.
+            return RetryingStorage(  # type: ignore[abstract]
+                _CachedStorage(rdb), where, cfg.optuna.retry_s)
     except Exception as exc:  # SQLAlchemy's, the driver's: all mean "cannot open it"
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise StorageError(
@@ -97,7 +113,7 @@ def queue(study: optuna.Study, trials: Iterable[tuple[str, dict[str, Any], dict[
             study.enqueue_trial(params, user_attrs={**attrs, QUEUED: key})
 
 
-def withdraw(study: optuna.Study, storage: optuna.storages.BaseStorage, keep: set[str]) -> int:
+def withdraw(study: optuna.Study, storage: RetryingStorage, keep: set[str]) -> int:
     """FAIL every waiting trial whose key is not in `keep`, and say how many. A study's name
     may leave out what only adds trials (the sweep's seeds and ratios), so an interrupted
     run with more of them leaves trials this run does not want; Optuna takes its queue in
@@ -111,6 +127,10 @@ def withdraw(study: optuna.Study, storage: optuna.storages.BaseStorage, keep: se
     return len(stale)
 
 
+def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
+    return study._storage  # Optuna has no public accessor; it is what the study writes to
+
+
 def waiting(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
@@ -120,22 +140,46 @@ def run_queued(study: optuna.Study, objective: Callable[[optuna.Trial], Any],
     """Run one trial from the study's queue in this process; False if none was waiting."""
     if not waiting(study):
         return False
+    taken: list[optuna.Trial] = []
 
     def queued_only(trial: optuna.Trial) -> Any:
+        taken.append(trial)
         # Another worker took the last waiting trial between our look and Optuna's pop, so
         # Optuna made a new one: it computes nothing and is ignored by every reader.
         if QUEUED not in trial.user_attrs:
             raise optuna.TrialPruned("the queue was empty")
         return objective(trial)
 
-    study.optimize(queued_only, n_trials=1, catch=(), callbacks=callbacks)
+    try:
+        try:
+            study.optimize(queued_only, n_trials=1, catch=(), callbacks=callbacks)
+        except Exception as exc:
+            # Optuna's clean-up after a failed write reads the trial again; with the store
+            # gone that read fails too, and Optuna 5.0 then raises UnboundLocalError.
+            lost = lost_in(exc)
+            if lost is not None and lost is not exc:
+                raise lost from None
+            raise
+    except (UpdateFinishedTrialError, ValueError) as exc:
+        # Optuna says "Cannot tell a FAIL trial" when the heartbeat check failed this
+        # trial while it ran (its heartbeat did not reach the store within the grace
+        # period: a long outage, or a starved machine) and queued it again: its result
+        # is not written, and the queued copy computes it. Anything else is a bug.
+        told = isinstance(exc, UpdateFinishedTrialError) or str(exc).startswith("Cannot tell")
+        if not (told and taken) or storage_of(study).get_trial(
+                taken[0]._trial_id).state != TrialState.FAIL:
+            raise
+        print(f"trial {taken[0].number} ({taken[0].user_attrs.get(QUEUED)}) of study "
+              f"{study.study_name} was failed as stale while it ran here (its heartbeat "
+              "did not reach the store in time); it is queued again, and its result comes "
+              "from that run", flush=True)
     return True
 
 
-def reset_orphans(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
+def reset_orphans(study: optuna.Study, storage: RetryingStorage) -> None:
     """Journal storage has no heartbeat: a RUNNING trial found at start-up was orphaned by a
     killed run. Fail it and queue it again, as the RDB heartbeat callback would."""
-    if isinstance(storage, RDBStorage):
+    if storage.rdb is not None:
         _fail_stale(study, storage)
         return
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -144,7 +188,7 @@ def reset_orphans(study: optuna.Study, storage: optuna.storages.BaseStorage) -> 
                             user_attrs={**t.user_attrs, "retry_of": t.number})
 
 
-def wait_for_queue(study: optuna.Study, storage: optuna.storages.BaseStorage, keys: set[str],
+def wait_for_queue(study: optuna.Study, storage: RetryingStorage, keys: set[str],
                    poll_s: float, run_one: Callable[[], bool]) -> dict[str, FrozenTrial]:
     """Until every key has a finished trial (COMPLETE, or PRUNED: stopped by its own rule):
     run waiting trials here (`run_one`), else wait for other machines' workers, failing
@@ -171,12 +215,12 @@ def wait_for_queue(study: optuna.Study, storage: optuna.storages.BaseStorage, ke
             raise RuntimeError(f"{len(lost)} trial(s) of study {study.study_name} failed and "
                                f"are not queued again (first: {lost[0]}); see the worker's "
                                "error, then run the same command again to retry them")
-        if isinstance(storage, RDBStorage):
+        if storage.rdb is not None:
             _fail_stale(study, storage)
         time.sleep(poll_s)
 
 
-def _fail_stale(study: optuna.Study, storage: RDBStorage) -> None:
+def _fail_stale(study: optuna.Study, storage: RetryingStorage) -> None:
     """FAIL (and, through the storage's callback, queue again) trials whose worker's
     heartbeat stopped. Experimental in Optuna since 2.9; it is what the heartbeat is for.
 
@@ -195,15 +239,20 @@ def _fail_stale(study: optuna.Study, storage: RDBStorage) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def _with_heartbeat(storage: RDBStorage, trial_ids: list[int]) -> set[int]:
+def _with_heartbeat(storage: RetryingStorage, trial_ids: list[int]) -> set[int]:
     """Which of these trials have a heartbeat record. Optuna has no public reader of its
     heartbeat table, so this reads it (`trial_heartbeats`, in its schema since 2.8)."""
-    if not trial_ids:
+    if not trial_ids or storage.rdb is None:
         return set()
     import sqlalchemy
     from optuna.storages._rdb.models import TrialHeartbeatModel
 
     column = TrialHeartbeatModel.__table__.c.trial_id
-    with storage.engine.connect() as conn:
-        return set(conn.execute(sqlalchemy.select(column).where(column.in_(trial_ids)))
-                   .scalars())
+    engine = storage.rdb.engine
+
+    def read() -> set[int]:
+        with engine.connect() as conn:
+            return set(conn.execute(sqlalchemy.select(column).where(column.in_(trial_ids)))
+                       .scalars())
+
+    return retrying(read, storage.store, storage.retry_s)

@@ -9,17 +9,20 @@ seconds and a message naming the URI rather than minutes of silent retries.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunelab.errors import PrunelabError
+from prunelab.plumbing.retry import retrying
 from prunelab.plumbing.stores import mask_url, project_root
 
 if TYPE_CHECKING:  # types only: plumbing imports no code that computes (tests/test_layers.py)
+    from prunelab.config import MlflowConfig
     from prunelab.training import EpochResult
 
 
@@ -27,8 +30,10 @@ class TrackingError(PrunelabError, RuntimeError):
     """The MLflow tracking store cannot be reached."""
 
 
-def configure(default_uri: str) -> str:
-    """Point MLflow at the store to use, check it answers, and return its URI."""
+def configure(settings: MlflowConfig) -> str:
+    """Point MLflow at the store to use, check it answers, and return its URI. From then on
+    each call to the store rides out a lost connection for `settings.retry_s` (`_retried`)."""
+    default_uri = settings.tracking_uri
     # Fail fast: MLflow's default is several retries with exponential back-off.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -46,7 +51,37 @@ def configure(default_uri: str) -> str:
             f"{type(exc).__name__}: {reason.replace(uri, mask_url(uri))} — start that "
             f"server, fix MLFLOW_TRACKING_URI, or unset it to use {default_uri!r}"
         ) from None
+    _retried(MlflowClient(uri)._tracking_client.store, mask_url(uri), settings.retry_s)
     return uri
+
+
+def _retried(store: Any, label: str, retry_s: float) -> None:
+    """Make every public method of MLflow's tracking store (one cached instance per URI,
+    shared by the fluent API and every MlflowClient in this process) retry while the
+    store is unreachable. MLflow retries HTTP requests but not its database stores' calls,
+    whose lost connection surfaces as "SQLAlchemy database error" and ends the stage.
+    Runs are created by id-less calls, so a `create_run` whose commit landed before its
+    answer was lost leaves one extra RUNNING run; the sweep's point runs are checked by
+    their tags instead (`log_child_run`, `unfinished_runs`)."""
+    import logging
+
+    if getattr(store, "_prunelab_retried", False):
+        return
+    # MLflow logs each database error with its traceback before raising it: the retry's
+    # one line says it instead (PRUNELAB_DEBUG=1 keeps MLflow's).
+    if not os.environ.get("PRUNELAB_DEBUG"):
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    where = f"the tracking store at {label}"
+    for name in dir(type(store)):
+        method = getattr(store, name)
+        if not name.startswith("_") and callable(method) and inspect.ismethod(method):
+            setattr(store, name, functools.partial(_retry, method, where, retry_s))
+    store._prunelab_retried = True
+
+
+def _retry(method: Callable[..., Any], where: str, retry_s: float, *args: Any,
+           **kwargs: Any) -> Any:
+    return retrying(lambda: method(*args, **kwargs), where, retry_s)
 
 
 def _in_project(uri: str) -> str:
@@ -128,6 +163,15 @@ def runs_tagged(experiment: str, tag: str, value: str) -> list[Any]:
         out += list(page)
         if not (token := page.token):
             return out
+
+
+def delete_runs(runs: list[Any]) -> None:
+    """Delete these runs (to MLflow's trash, as the UI's delete does)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    for r in runs:
+        client.delete_run(r.info.run_id)
 
 
 def log_mnist(root: str, digest: str) -> None:

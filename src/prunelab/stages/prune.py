@@ -100,7 +100,7 @@ class _Worker:
 
     def __init__(self, params: str, paths: Paths) -> None:
         self.cfg, self.paths = load_config(params), paths
-        tracking.configure(self.cfg.mlflow.tracking_uri)
+        tracking.configure(self.cfg.mlflow)
         self.train, self.val = train_val_splits(self.cfg)
         self.splits = {"val": self.val, "test": test_split(self.cfg)}
 
@@ -172,7 +172,7 @@ def run(cfg: Config, params: Path, pairs: list[tuple[str, str]], baseline: Path,
     if missing:
         raise PrunelabError(f"missing input(s) {missing}; run `dvc repro search` (it writes "
                             "the baseline's choices after `train` writes the baselines)")
-    tracking.configure(cfg.mlflow.tracking_uri)  # before any work: fail fast if unreachable
+    tracking.configure(cfg.mlflow)  # before any work: fail fast if unreachable
     digests = {(m, g): task_digest(cfg, m, g, paths) for m, g in pairs}  # reads inputs
     todo = [(m, g, d) for (m, g), d in digests.items() if not is_current(paths, key(m, g), d)]
     print(f"prune: {len(pairs)} method-granularities, {len(todo)} to compute"

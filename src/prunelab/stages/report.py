@@ -84,7 +84,7 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
     inputs = _inputs(cfg, {"sweep": sweep_dir, "search": search_dir, "prune": prune_dir,
                            "finetune": finetune_dir}, oracle)
     points, quality = inputs["points"], inputs["oracle"]
-    tracking.configure(cfg.mlflow.tracking_uri)
+    tracking.configure(cfg.mlflow)
     import mlflow
 
     rows = summarize(points)

@@ -38,7 +38,7 @@ class _Searcher:
     def __init__(self, params: str, baseline: str, parents: dict[Pair, str]) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.cfg = load_config(params)
-        tracking.configure(self.cfg.mlflow.tracking_uri)
+        tracking.configure(self.cfg.mlflow)
         self.storage = studies.open_storage(self.cfg)
         self.train, self.val = train_val_splits(self.cfg)  # never the test split
         self.baseline = Path(baseline)
@@ -79,7 +79,7 @@ def run(cfg: Config, params: Path, pairs: list[Pair], baseline: Path, out_dir: P
     # Both stores are checked before any work; the Optuna storage first, since a bad URL
     # there should cost seconds, not MLflow's start-up as well.
     storage = studies.open_storage(cfg)
-    tracking.configure(cfg.mlflow.tracking_uri)
+    tracking.configure(cfg.mlflow)
     opened = {pair: search.open_study(cfg, *pair, storage, baseline) for pair in pairs}
     for study in opened.values():
         studies.reset_orphans(study, storage)

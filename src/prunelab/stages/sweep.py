@@ -22,6 +22,7 @@ from prunelab.models import Net, load_model, resolve_device
 from prunelab.plumbing import studies, tracking
 from prunelab.plumbing.fileio import atomic_dir, read_json
 from prunelab.plumbing.progress import progress
+from prunelab.plumbing.retry import StoreLost
 from prunelab.prune.settings import sweep_prune_settings
 from prunelab.prune.spec import run_params
 from prunelab.records import (
@@ -89,7 +90,7 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
     if out_dir is None:
         _help(main, params, baselines, workers, cfg.compute.threads)
         return
-    tracking.configure(cfg.mlflow.tracking_uri)
+    tracking.configure(cfg.mlflow)
     points = sweep.points(cfg, {s: m for s, (m, _) in files.items()})
     studies.reset_orphans(main.study, main.storage)
     # Before queueing: an interrupted run with more seeds or ratios left points this one
@@ -101,14 +102,20 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
     print(f"sweep study {main.study.study_name}: {len(points)} points, {todo} to compute"
           + (f"; withdrew {withdrawn} queued point(s) these settings do not include"
              if withdrawn else ""), flush=True)
-    with worker_pool(_Worker, (str(params), baselines), max(1, min(workers, todo)),
-                     cfg.compute.threads) as imap:
-        for done_here in progress(imap(_one_point, list(range(todo))), todo, "sweep",
-                                  "points"):
-            if done_here is not None:
-                log.add(*done_here)
-    done = studies.wait_for_queue(main.study, main.storage, {k for k, _, _ in points},
-                                  cfg.optuna.heartbeat_s, main.run_one)
+    arrived = 0
+    try:
+        with worker_pool(_Worker, (str(params), baselines), max(1, min(workers, todo)),
+                         cfg.compute.threads) as imap:
+            for done_here in progress(imap(_one_point, list(range(todo))), todo, "sweep",
+                                      "points"):
+                if done_here is not None:
+                    arrived += 1
+                    log.add(*done_here)
+        done = studies.wait_for_queue(main.study, main.storage, {k for k, _, _ in points},
+                                      cfg.optuna.heartbeat_s, main.run_one)
+    except StoreLost as exc:  # the store's name and the command that resumes: the CLI's
+        raise StoreLost(f"{exc}; {len(points) - todo + arrived} of {len(points)} points "
+                        "are done (at least: other machines' are not counted)") from exc
     by_key = {k: as_point(done[k].user_attrs["point"], f"sweep point {k}") for k, _, _ in points}
     for k, point in by_key.items():  # computed elsewhere, or by an earlier run
         log.add(k, point)
@@ -145,7 +152,12 @@ class _PointLog:
         self.scratch = replace(t, epochs=t.epochs + self.finetune.epochs)
         self.study = study
         found = tracking.runs_tagged(f"{cfg.model}-sweep", "sweep.study", study)
-        self.logged = {r.data.tags["sweep.point"] for r in found if "sweep.point" in r.data.tags}
+        # A point's run that did not finish (its logging was cut off: a lost store, a
+        # killed run) is logged again, not kept beside the new one.
+        tracking.delete_runs([r for r in found if "sweep.point" in r.data.tags
+                              and r.info.status != "FINISHED"])
+        self.logged = {r.data.tags["sweep.point"] for r in found
+                       if "sweep.point" in r.data.tags and r.info.status == "FINISHED"}
         self.parents: dict[str, str] = {
             r.data.tags["sweep.series"]: r.info.run_id for r in found
             if "sweep.point" not in r.data.tags and "sweep.series" in r.data.tags}

@@ -24,7 +24,7 @@ class _Trainer:
 
     def __init__(self, params: str) -> None:
         self.cfg = load_config(params)
-        tracking.configure(self.cfg.mlflow.tracking_uri)
+        tracking.configure(self.cfg.mlflow)
         self.train, self.val = train_val_splits(self.cfg)
         self.test = test_split(self.cfg)
 
@@ -62,7 +62,7 @@ def _train_one(w: _Trainer, seed: int) -> tuple[int, Net, dict[str, Any]]:
 
 
 def run(cfg: Config, params: Path, out_dir: Path, metrics_path: Path, workers: int) -> None:
-    tracking.configure(cfg.mlflow.tracking_uri)  # before any work: fail fast if unreachable
+    tracking.configure(cfg.mlflow)  # before any work: fail fast if unreachable
     verify_mnist(cfg.data.root)  # before any process starts
     seeds = cfg.sweep.seeds
     with worker_pool(_Trainer, (str(params),), min(workers, len(seeds)),
