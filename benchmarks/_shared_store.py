@@ -17,3 +17,11 @@ def params_and_env(params: dict[str, Any], path: Path, storage: str) -> dict[str
     return {**os.environ, "PRUNELAB_OPTUNA_STORAGE": storage,
             "MLFLOW_TRACKING_URI": f"sqlite:///{path.parent / 'mlflow.db'}",
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+
+def only_methods(params: dict[str, Any], methods: list[str]) -> None:
+    """Run only `methods`; a question may name only the methods run (`methods.check`), so
+    the report's first question becomes the second method against the first."""
+    params["prune"]["methods"] = methods
+    params["report"]["questions"] = [{**params["report"]["questions"][0],
+                                      "criteria": methods[1:2], "references": methods[:1]}]

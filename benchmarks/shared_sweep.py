@@ -27,7 +27,7 @@ from pathlib import Path
 
 import optuna
 import yaml
-from _shared_store import params_and_env
+from _shared_store import only_methods, params_and_env
 
 from prunelab.config import parse_config
 from prunelab.study.sweep import study_name
@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = ap.parse_args()
     params = yaml.safe_load(Path("params.yaml").read_text())
-    params["prune"]["methods"] = args.methods
+    only_methods(params, args.methods)
     params["sweep"]["seeds"] = args.seeds
     points = (len(args.methods) * len(params["prune"]["granularities"])
               * len(params["sweep"]["ratios"]) * len(args.seeds))
