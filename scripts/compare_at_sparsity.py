@@ -48,8 +48,9 @@ def main() -> None:
         for method in cfg.prune.methods:
             for granularity in cfg.prune.granularities:
                 target = args.weight if granularity == "weight" else args.neuron
-                s = prune_settings(cfg, method, granularity, {"sparsity": target})
-                s = replace(s, seed=seed)
+                # As a sweep point is cut (`sweep.point_settings`): this sparsity, this seed.
+                s = replace(prune_settings(cfg, method, granularity), sparsity=target,
+                            threshold=None, seed=seed)
                 before_ft: list[float] = []
 
                 def measure(pruned: Pruned) -> None:
