@@ -192,7 +192,7 @@ HOLD_JOURNAL_LOCK = """
 import time
 from prunelab.config import load_config
 from prunelab.plumbing.studies import open_storage
-open_storage(load_config())._backend._lock.acquire()
+open_storage(load_config()).inner._backend._lock.acquire()  # the journal, under the retries
 print("held", flush=True)
 time.sleep(600)
 """
