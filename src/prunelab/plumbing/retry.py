@@ -17,7 +17,7 @@ import errno
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from prunelab.errors import PrunelabError
@@ -33,15 +33,22 @@ class StoreLost(PrunelabError, RuntimeError):
     """A store stayed unreachable for longer than its retry time."""
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what it was raised from (or while handling), and so on."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
 def connection_lost(exc: BaseException) -> bool:
     """Whether `exc`, or an error it was raised from, says a store's connection was lost
     (or could not be made), rather than that a request was wrong."""
     import sqlalchemy.exc as sa
 
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
+    for e in _chain(exc):
         if isinstance(e, StoreLost):  # an inner call already retried for its time
             return False
         if isinstance(e, sa.DBAPIError) and e.connection_invalidated:
@@ -57,21 +64,13 @@ def connection_lost(exc: BaseException) -> bool:
         if type(e).__module__.startswith("requests") and type(e).__name__ in {
                 "ConnectionError", "Timeout", "ConnectTimeout", "ReadTimeout"}:
             return True  # an MLflow tracking server that does not answer
-        e = e.__cause__ or e.__context__
     return False
 
 
 def lost_in(exc: BaseException) -> StoreLost | None:
     """The `StoreLost` that `exc` was raised from or while handling, if any: a library's
     clean-up code that calls the store again can bury it under an error of its own."""
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, StoreLost):
-            return e
-        e = e.__cause__ or e.__context__
-    return None
+    return next((e for e in _chain(exc) if isinstance(e, StoreLost)), None)
 
 
 def delays(retry_s: float) -> list[float]:

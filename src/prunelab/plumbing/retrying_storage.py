@@ -45,9 +45,9 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
         return inner if isinstance(inner, RDBStorage) else None
 
     def call(self, name: str, *args: Any,
-             landed: Callable[[], tuple[bool, Any]] | None = None) -> Any:
-        return retrying(lambda: getattr(self.inner, name)(*args), self.store, self.retry_s,
-                        landed=landed, reset=self._reset)
+             landed: Callable[[], tuple[bool, Any]] | None = None, **kwargs: Any) -> Any:
+        return retrying(lambda: getattr(self.inner, name)(*args, **kwargs), self.store,
+                        self.retry_s, landed=landed, reset=self._reset)
 
     def _reset(self) -> None:
         # The thread's session saw its connection die mid-transaction: drop it, or the
@@ -123,8 +123,7 @@ def _plain(name: str) -> Callable[..., Any]:
     """A read, or a write that can be repeated as it is (an attribute set again)."""
 
     def method(self: RetryingStorage, *args: Any, **kwargs: Any) -> Any:
-        return retrying(lambda: getattr(self.inner, name)(*args, **kwargs), self.store,
-                        self.retry_s, reset=self._reset)
+        return self.call(name, *args, **kwargs)
 
     method.__name__ = name
     return method
