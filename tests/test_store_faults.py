@@ -170,16 +170,15 @@ def outage(server: Server, db: str, proc: subprocess.Popen[str], store: str) -> 
         out, _ = proc.communicate(timeout=120)
     finally:
         server.refuse(db, False)
-    # The stage's last line; MLflow's own exit handler may still try to end its run on
-    # the lost store after it and print a traceback (seen once in five: issue 40's note).
-    lines = out.strip().splitlines()
-    last = [i for i, line in enumerate(lines) if line.startswith("prunelab sweep:")][-1]
+    # The stage's line is the last one: nothing (MLflow's exit handler ending its run on
+    # the lost store, a worker) prints after it.
+    last = out.strip().splitlines()[-1]
     assert proc.returncode == 1, out
-    assert lines[last].startswith(f"prunelab sweep: lost the {store} at "
-                                  f"{server.url.set(database=db)} for {RETRY_S} s"), out
-    assert f"run `{' '.join(COLLECT)}`" in lines[last], lines[last]
-    assert "Traceback" not in "\n".join(lines[:last]), out
-    return lines[last]
+    assert last.startswith(f"prunelab sweep: lost the {store} at "
+                           f"{server.url.set(database=db)} for {RETRY_S} s"), out
+    assert f"run `{' '.join(COLLECT)}`" in last and "points are done" in last, last
+    assert "Traceback" not in out, out
+    return last
 
 
 Started = tuple[Server, str, str, "subprocess.Popen[str]"]
@@ -211,7 +210,7 @@ def test_a_study_storage_gone_past_the_retry_time_stops_in_one_line_then_resumes
 ) -> None:
     pg, db, url, proc = on_postgres
     when(pg, db, COMPLETE, 4, proc)
-    assert "points are done" in outage(pg, db, proc, "study storage")
+    outage(pg, db, proc, "study storage")
     done = computed_once(sweep_study(project, url))
     again = run(COLLECT, project, PRUNELAB_OPTUNA_STORAGE=url)
     # Waiting now: what was not done, less the points that were running when the store
@@ -302,3 +301,33 @@ def test_a_write_whose_answer_was_lost_is_read_back_not_repeated(
     assert len(optuna.get_all_study_names(url)) == 1
     assert [(t.user_attrs["queued"], t.state, t.values) for t in trials] == [
         ("point-a", TrialState.COMPLETE, [0.5])]
+
+
+def test_a_tracking_store_given_up_fails_at_once_after(
+    server: tuple[Server, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the retry time the stage is ending: what calls the store on the way out (the
+    run's own end, MLflow's exit handler) must not wait out the retry time again."""
+    import mlflow
+
+    from prunelab.config import MlflowConfig
+    from prunelab.plumbing import tracking
+    from prunelab.plumbing.retry import StoreLost
+
+    pg, database = server
+    db, url = database()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    before = mlflow.get_tracking_uri()
+    try:
+        tracking.configure(MlflowConfig(tracking_uri="sqlite:///unused.db", retry_s=2))
+        with pytest.raises(StoreLost, match="lost the tracking store at"):
+            with tracking.stage_run("faults", "given-up", {}):
+                pg.refuse(db, True)
+                mlflow.log_metric("x", 1.0)
+        start = time.monotonic()
+        with pytest.raises(StoreLost, match="for 2 s"):
+            mlflow.MlflowClient().search_experiments()
+        assert time.monotonic() - start < 1, "a store given up was retried again"
+    finally:
+        pg.refuse(db, False)
+        mlflow.set_tracking_uri(before)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunelab.errors import PrunelabError
-from prunelab.plumbing.retry import retrying
+from prunelab.plumbing.retry import StoreLost, retrying
 from prunelab.plumbing.stores import mask_url, project_root
 
 if TYPE_CHECKING:  # types only: plumbing imports no code that computes (tests/test_layers.py)
@@ -67,21 +67,39 @@ def _retried(store: Any, label: str, retry_s: float) -> None:
 
     if getattr(store, "_prunelab_retried", False):
         return
-    # MLflow logs each database error with its traceback before raising it: the retry's
-    # one line says it instead (PRUNELAB_DEBUG=1 keeps MLflow's).
+    # MLflow logs each database error with its traceback before raising it, and psycopg
+    # a warning for each pipeline it drops with a connection: the retry's one line says
+    # it instead (PRUNELAB_DEBUG=1 keeps theirs).
     if not os.environ.get("PRUNELAB_DEBUG"):
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-    where = f"the tracking store at {label}"
+        logging.getLogger("psycopg").setLevel(logging.ERROR)
+    retries = _Retries(f"the tracking store at {label}", retry_s)
     for name in dir(type(store)):
         method = getattr(store, name)
         if not name.startswith("_") and callable(method) and inspect.ismethod(method):
-            setattr(store, name, functools.partial(_retry, method, where, retry_s))
+            setattr(store, name, functools.partial(retries.call, method))
     store._prunelab_retried = True
 
 
-def _retry(method: Callable[..., Any], where: str, retry_s: float, *args: Any,
-           **kwargs: Any) -> Any:
-    return retrying(lambda: method(*args, **kwargs), where, retry_s)
+class _Retries:
+    """One tracking store's retries. Once it has been gone for its whole retry time, it
+    stays given up for the process: the stage is ending, and what still calls it on the
+    way out (a `with mlflow.start_run()` ending its run as FAILED, MLflow's exit handler)
+    fails at once instead of waiting out the retry time again after the stage's last
+    line."""
+
+    def __init__(self, where: str, retry_s: float) -> None:
+        self.where, self.retry_s = where, retry_s
+        self.given_up: StoreLost | None = None
+
+    def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.given_up is not None:
+            raise StoreLost(str(self.given_up))
+        try:
+            return retrying(lambda: method(*args, **kwargs), self.where, self.retry_s)
+        except StoreLost as exc:
+            self.given_up = exc
+            raise
 
 
 def _in_project(uri: str) -> str:

@@ -113,12 +113,14 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
                     log.add(*done_here)
         done = studies.wait_for_queue(main.study, main.storage, {k for k, _, _ in points},
                                       cfg.optuna.heartbeat_s, main.run_one)
+        arrived = todo  # every point is in the study now; what is left is logging them
+        by_key = {k: as_point(done[k].user_attrs["point"], f"sweep point {k}")
+                  for k, _, _ in points}
+        for k, point in by_key.items():  # computed elsewhere, or by an earlier run
+            log.add(k, point)
     except StoreLost as exc:  # the store's name and the command that resumes: the CLI's
         raise StoreLost(f"{exc}; {len(points) - todo + arrived} of {len(points)} points "
                         "are done (at least: other machines' are not counted)") from exc
-    by_key = {k: as_point(done[k].user_attrs["point"], f"sweep point {k}") for k, _, _ in points}
-    for k, point in by_key.items():  # computed elsewhere, or by an earlier run
-        log.add(k, point)
     with atomic_dir(out_dir) as tmp:  # every series' points, or the previous ones
         for x in sweep_series(cfg):
             mine = sorted((p for p in by_key.values() if in_series(p, x)),
