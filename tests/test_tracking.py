@@ -38,3 +38,23 @@ def test_workers_starting_together_log_to_one_experiment_with_the_dataset(
         got = pool.starmap(_log_a_run, [(uri, str(tmp_path / "data"), start_at)] * 4)
     experiment = MlflowClient(uri).get_experiment_by_name("mlp").experiment_id
     assert got == [(experiment, 1)] * 4
+    # The UI opens it on its runs ("Model training"), not on the GenAI traces overview.
+    assert MlflowClient(uri).get_experiment(experiment).tags["mlflow.experimentKind"] == \
+        "custom_model_development"
+
+
+def test_an_experiment_made_before_its_kind_was_tagged_gets_the_tag(tmp_path: Path) -> None:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from prunelab.plumbing import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        made = MlflowClient(uri).create_experiment("mlp")  # as an earlier version did
+        assert tracking.experiment_id("mlp") == made
+        assert MlflowClient(uri).get_experiment(made).tags == tracking.MODEL_TRAINING
+    finally:
+        mlflow.set_tracking_uri(before)

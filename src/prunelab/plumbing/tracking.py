@@ -111,6 +111,11 @@ def _in_project(uri: str) -> str:
     return uri
 
 
+# MLflow 3's UI opens an experiment by its kind; one it cannot infer lands on the GenAI
+# traces overview ("Traces 0"). This kind (the UI's "Model training") opens on the runs.
+MODEL_TRAINING = {"mlflow.experimentKind": "custom_model_development"}
+
+
 @functools.cache  # one stage process, one commit: asked once per run it logs
 def provenance() -> dict[str, str]:
     """Tags that link a run to the DVC experiment, stage and Git commit that made it."""
@@ -144,12 +149,15 @@ def experiment_id(name: str) -> str:
     found = client.get_experiment_by_name(name)
     if found is None:
         try:
-            return client.create_experiment(name)
+            return client.create_experiment(name, tags=MODEL_TRAINING)
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
             found = client.get_experiment_by_name(name)  # the other process made it
             assert found is not None
+    if any(found.tags.get(k) != v for k, v in MODEL_TRAINING.items()):  # made before the tag
+        for k, v in MODEL_TRAINING.items():
+            client.set_experiment_tag(found.experiment_id, k, v)
     return found.experiment_id
 
 
