@@ -11,10 +11,11 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on CI or servers
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import ScalarFormatter  # noqa: E402
+from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
-from prunelab.methods import key
+from prunelab.methods import key  # noqa: E402
 from prunelab.plumbing.fileio import atomic_path  # noqa: E402
+from prunelab.report.style import PALETTE, Look  # noqa: E402
 
 X_AXES = {"compression_ratio": "compression ratio (all parameters, ×)",
           "effective_flops": "effective FLOPs per image"}
@@ -34,9 +35,10 @@ def curve_records(rows: list[dict[str, Any]], x: str, y: str) -> list[dict[str, 
             for r in sorted(rows, key=lambda r: (series_name(r), r[x])) if y in r]
 
 
-def curves_figure(rows: list[dict[str, Any]], x: str) -> Figure:
+def curves_figure(rows: list[dict[str, Any]], x: str, looks: dict[str, Look]) -> Figure:
     """Test accuracy against `x`, before and after fine-tuning (columns), weight and
-    neuron granularity (rows); one line per method with a ±1 sd band, random included."""
+    neuron granularity (rows); one line per method (its look in `looks`) with a ±1 sd
+    band, random included."""
     grans = sorted({r["granularity"] for r in rows}, reverse=True)  # weight, neuron
     fig, axes = plt.subplots(len(grans), 2, figsize=(11, 4 * len(grans)), squeeze=False)
     for i, gran in enumerate(grans):
@@ -50,11 +52,10 @@ def curves_figure(rows: list[dict[str, Any]], x: str) -> Figure:
                 xs = [r[x] for r in rs]
                 mean = [100 * r[y] for r in rs]
                 sd = [100 * r[f"{y}_sd"] for r in rs]
-                style = {"linestyle": "--", "color": "black"} if method == "random" else {}
-                line, = ax.plot(xs, mean, marker="o", label=method, **style)
+                ax.plot(xs, mean, label=method, markersize=4, **looks[method].line())
                 ax.fill_between(xs, [m - s for m, s in zip(mean, sd, strict=True)],
                                 [m + s for m, s in zip(mean, sd, strict=True)],
-                                color=line.get_color(), alpha=0.2)
+                                color=looks[method].color, alpha=0.15)
             ax.set_xscale("log", base=2 if x == "compression_ratio" else 10)
             if x == "compression_ratio":  # 2, 4, 8 rather than 2^1, 2^2, 2^3
                 ax.xaxis.set_major_formatter(ScalarFormatter())
@@ -64,26 +65,36 @@ def curves_figure(rows: list[dict[str, Any]], x: str) -> Figure:
             ax.set_ylabel("test accuracy (%)")
             ax.set_title(f"{gran} granularity, {stage}")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
 
 
-def layer_sparsity_figure(prune_metrics: dict[str, dict[str, Any]]) -> Figure:
-    """Per-layer sparsity of each method's searched operating point (metrics/prune/*)."""
-    names = sorted(prune_metrics)
-    layers = sorted({k for m in prune_metrics.values() for k in m["layer_sparsity"]})
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names)), 4))
+def layer_sparsity_figure(finetune_metrics: dict[str, dict[str, Any]],
+                          layer_names: dict[str, str]) -> Figure:
+    """Per-layer sparsity of each method's searched operating point after fine-tuning
+    (metrics/finetune/*: gmp and movement reach theirs during it), one panel per
+    granularity, layers by the names a reader knows (`layer_names`: body.2.weight -> fc1)."""
+    grans = sorted({k.rsplit("-", 1)[1] for k in finetune_metrics}, reverse=True)
+    layers = sorted({k for m in finetune_metrics.values() for k in m["layer_sparsity"]},
+                    key=lambda n: list(layer_names).index(n) if n in layer_names else 0)
+    fig, axes = plt.subplots(len(grans), 1, figsize=(11, 3.2 * len(grans)), squeeze=False)
     width = 0.8 / max(len(layers), 1)
-    for i, layer in enumerate(layers):
-        ax.bar([n + i * width for n in range(len(names))],
-               [100 * prune_metrics[k]["layer_sparsity"].get(layer, 0.0) for k in names],
-               width, label=layer)
-    ax.set_xticks([n + 0.4 - width / 2 for n in range(len(names))], names, rotation=30,
-                  ha="right", fontsize=8)
-    ax.set_ylabel("sparsity (%)")
-    ax.set_title("per-layer sparsity at the searched operating points")
-    ax.legend(fontsize=8)
+    for ax, gran in zip(axes[:, 0], grans, strict=True):
+        names = sorted(k for k in finetune_metrics if k.endswith(f"-{gran}"))
+        for i, layer in enumerate(layers):
+            ax.bar([n + i * width for n in range(len(names))],
+                   [100 * finetune_metrics[k]["layer_sparsity"].get(layer, 0.0)
+                    for k in names], width, label=layer_names.get(layer, layer),
+                   color=PALETTE[i % len(PALETTE)])
+        ax.set_xticks([n + 0.4 - width / 2 for n in range(len(names))],
+                      [k.rsplit("-", 1)[0] for k in names], fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("sparsity (%)")
+        ax.set_title(f"{gran} granularity: per-layer sparsity at the searched operating "
+                     "points, after fine-tuning", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8, title="layer", title_fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -91,26 +102,29 @@ def layer_sparsity_figure(prune_metrics: dict[str, dict[str, Any]]) -> Figure:
 def oracle_figure(scatter: dict[str, dict[str, tuple[Any, Any]]]) -> Figure:
     """Score against true damage (first seed), one panel per criterion and granularity;
     log scores, symmetric-log damage (removing a unit can also lower the loss)."""
-    methods = list(scatter)
-    fig, axes = plt.subplots(2, len(methods), figsize=(3 * len(methods), 6), squeeze=False)
-    for j, method in enumerate(methods):
-        for i, gran in enumerate(("neuron", "weight")):
-            score, damage = (t.double().cpu().numpy() for t in scatter[method][gran])
-            ax = axes[i][j]
-            positive = score[score > 0]
-            floor = positive.min() if positive.size else 1e-12
-            ax.scatter(score.clip(min=floor), damage, s=3, alpha=0.4)
-            ax.set_xscale("log")
-            ax.set_yscale("symlog", linthresh=1e-6)
-            ax.set_title(f"{method}, {gran}", fontsize=9)
-            ax.set_xlabel("score", fontsize=8)
-            ax.set_ylabel("true loss change", fontsize=8)
-            ax.tick_params(labelsize=7)
+    panels = [(m, g) for g in ("neuron", "weight") for m in scatter]
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (method, gran) in zip(axes.flat, panels, strict=False):
+        score, damage = (t.double().cpu().numpy() for t in scatter[method][gran])
+        positive = score[score > 0]
+        floor = positive.min() if positive.size else 1e-12
+        ax.scatter(score.clip(min=floor), damage, s=3, alpha=0.4)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # "2×10⁻³" over the decade's label
+        ax.set_yscale("symlog", linthresh=1e-6)
+        ax.set_title(f"{method}, {gran}", fontsize=9)
+        ax.set_xlabel("score", fontsize=8)
+        ax.set_ylabel("true loss change", fontsize=8)
+        ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
 
 
-def set_oracle_figure(sets: dict[str, Any]) -> Figure:
+def set_oracle_figure(sets: dict[str, Any], looks: dict[str, Look]) -> Figure:
     """Held-out accuracy with each criterion's whole set removed, against the ratio (mean
     over seeds), units and (where measured) weights; the greedy oracle's set dashed."""
     panels = [(g, sets[k]) for g, k in (("neuron", "sets"), ("weight", "weight_sets"))
@@ -119,11 +133,9 @@ def set_oracle_figure(sets: dict[str, Any]) -> Figure:
     for ax, (granularity, by_method) in zip(axes[0], panels, strict=True):
         for method, cells in by_method.items():
             keys = sorted(cells, key=lambda r: float(r[1:]))  # "r2", "r4", ...
-            style: dict[str, Any] = ({"linestyle": "--", "color": "black"}
-                                     if method == "greedy" else {})
             ax.plot([float(r[1:]) for r in keys],
                     [100 * cells[r]["accuracy"]["mean"] for r in keys],
-                    marker="o", label=method, **style)
+                    label=method, markersize=4, **looks[method].line())
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.set_xlabel("ratio (cut: 1 − 1/r)")
