@@ -65,13 +65,26 @@ def test_second_repro_changes_nothing_and_metrics_show(project: Path) -> None:
     assert (project / "criteria.json").stat().st_mtime_ns == before
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
     files = shown[""]["data"]
-    assert files["metrics/baseline.json"]["data"]["test_accuracy"] == (
+    assert files["reports/metrics/dense.json"]["data"]["acc"] == (
         metrics(project, "baseline.json")["test_accuracy"])
-    # The baseline and the headline file: what `dvc exp show` lists (the search, prune and
-    # finetune records and the full summary are plain outputs, tracked by Git).
-    assert set(files) == {"metrics/baseline.json", "reports/headline.json"}
-    headline = files["reports/headline.json"]["data"]
-    assert set(headline) >= {f"{m}-{g}" for m in METHODS for g in GRANULARITIES}
+    # One small file per method-granularity and per primary contrast: what `dvc exp show`
+    # lists (the search, prune and finetune records, the headline and the full summary are
+    # plain outputs, tracked by Git).
+    series = {f"{m}-{g}" for m in METHODS for g in GRANULARITIES}
+    assert {f for f in files if f.startswith("reports/metrics/")} == {
+        f"reports/metrics/{s}.json" for s in series | {"dense"}}
+    for s in series:
+        assert files[f"reports/metrics/{s}.json"]["data"] == {
+            "ratio": round(metrics(project, f"finetune/{s}.json")["compression_ratio"], 2),
+            "acc": metrics(project, f"finetune/{s}.json")["test_accuracy"]}
+    answers = [f for f in files if f.startswith("reports/answer/")]
+    assert answers and set(files) == set(answers) | {f"reports/metrics/{s}.json"
+                                                     for s in series | {"dense"}}
+    for f in answers:
+        assert set(files[f]["data"]) == {"diff_pp", "label"}
+    # ... and the table fits a screen: DVC prints a file a row, a key a column.
+    table = run(["dvc", "metrics", "show"], project).stdout.splitlines()
+    assert len(table) == len(files) + 1 and max(map(len, table)) <= 100, "\n".join(table)
 
 
 @pytest.mark.slow
@@ -484,3 +497,36 @@ def test_the_set_level_oracle_judges_every_criterion_s_set(project: Path) -> Non
     assert "set_gap_pp" in headline["magnitude-neuron"]
     assert "set_gap_pp" in headline["magnitude-weight"]
     assert "oracle_spearman" not in headline["magnitude-weight"]
+
+
+@pytest.mark.slow
+def test_every_method_has_one_look_in_every_figure_and_layers_their_names(
+    project: Path
+) -> None:
+    """A method's colour, marker and dash are the same in every figure and panel (they
+    once followed matplotlib's colour cycle, which the controls shifted), no two methods
+    look alike, and every figure is readable at 100 % (at most 1600 px wide)."""
+    from prunelab.analysis.stats import summarize
+    from prunelab.config import parse_config
+    from prunelab.stages.report import draw, read_inputs
+
+    cfg = parse_config(yaml.safe_load((project / "params.yaml").read_text()))
+    inputs = read_inputs(cfg, {"sweep": project / "sweep", "search": project / "search",
+                               "prune": project / "metrics/prune",
+                               "finetune": project / "metrics/finetune"},
+                         project / "oracle/oracle.json")
+    figs = draw(cfg, summarize(inputs["points"]), inputs)
+    seen: dict[str, set[tuple[object, ...]]] = {}
+    for fig in figs.values():
+        assert fig.get_size_inches()[0] * 110 <= 1600  # saved at 110 dpi
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                seen.setdefault(str(line.get_label()), set()).add(
+                    (line.get_color(), line.get_marker(), line.get_linestyle()))
+    assert set(METHODS) | {"dense+ft", "scratch", "greedy"} <= set(seen)
+    assert all(len(look) == 1 for look in seen.values()), seen
+    assert len({next(iter(look)) for look in seen.values()}) == len(seen)
+    assert seen["random"] == {("#000000", "x", "--")}  # a control: black, dashed
+    (bars,) = [f for path, f in figs.items() if "layer_sparsity" in path]
+    assert {label for ax in bars.axes for label in ax.get_legend_handles_labels()[1]} == \
+        {"fc1", "fc2"}  # the mlp's two layers, not body.2.weight and body.4.weight

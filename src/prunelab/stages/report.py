@@ -17,19 +17,20 @@ from prunelab.config import Config, QuestionConfig, ReportConfig
 from prunelab.errors import PrunelabError
 from prunelab.methods import key, pairs, registry
 from prunelab.plumbing import tracking
-from prunelab.plumbing.fileio import read_json, write_bytes, write_json
+from prunelab.plumbing.fileio import atomic_dir, read_json, write_bytes, write_json
 from prunelab.records import feasible, read_choice, read_points, sweep_series
 from prunelab.report import figures as report
 from prunelab.report import markdown
 from prunelab.report.answer import answer_lines, in_rounds_lines
+from prunelab.report.style import looks
 
 FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
            "accuracy vs effective FLOPs": "figures/accuracy_vs_flops.png",
-           "per-layer sparsity (searched)": "figures/layer_sparsity.png",
+           "per-layer sparsity (searched, after fine-tuning)": "figures/layer_sparsity.png",
            "sets against the greedy oracle": "figures/set_oracle.png"}
 
 
-def _inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
+def read_inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
     """Every input, checked before any work and read once: per series, the sweep points and
     the search, prune and finetune records (keyed like `dirs`), and the oracle's table.
     The sweep's iterative series (`sweep.iterative_rounds`) apart: only their own
@@ -79,9 +80,62 @@ def _margin(rc: ReportConfig, q: QuestionConfig) -> float:
     return q.equivalence_margin_pp or rc.equivalence_margin_pp
 
 
+def layer_names(model: str) -> dict[str, str]:
+    """{"body.2.weight": "fc1", ...}: each weighted layer's parameter by the name a reader
+    knows (conv1, conv2, fc1, ...), in the model's order."""
+    from torch import nn
+
+    from prunelab.models import build_model, weighted_layers
+
+    count = {"conv": 0, "fc": 0}
+    out = {}
+    for name, module in weighted_layers(build_model(model)):
+        kind = "conv" if isinstance(module, nn.Conv2d) else "fc"
+        count[kind] += 1
+        out[f"{name}.weight"] = f"{kind}{count[kind]}"
+    return out
+
+
+def write_metrics(out: Path, answers: dict[str, Any], finetuned: dict[str, Any],
+                  baseline_accuracy: float) -> None:
+    """What `dvc metrics show` lists, shaped for it (one row per file, one column per key
+    of any file): `metrics/<method>-<granularity>.json` with the searched operating point's
+    realised compression and test accuracy after fine-tuning (`dense.json`: the baseline),
+    and `answer/<granularity>-<method>-vs-<reference>.json` with each primary contrast's
+    area difference (pp) and label (a second question's files start with its name). Four
+    keys in all, so the table fits 100 columns; the detail is in headline.json."""
+    with atomic_dir(out / "metrics") as tmp:
+        write_json(tmp / "dense.json", {"ratio": 1.0, "acc": baseline_accuracy})
+        for series, m in finetuned.items():
+            write_json(tmp / f"{series}.json", {"ratio": round(m["compression_ratio"], 2),
+                                                "acc": m["test_accuracy"]})
+    with atomic_dir(out / "answer") as tmp:
+        for i, (name, (_, found)) in enumerate(answers.items()):
+            for c in found:
+                write_json(tmp / (("" if i == 0 else f"{name}-") + f"{c['granularity']}-"
+                                  f"{c['method']}-vs-{c['other']}.json"),
+                           {"diff_pp": round(100 * c["diff"], 3), "label": c["answer"]})
+
+
+def draw(cfg: Config, rows: list[dict[str, Any]], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Every figure of the report, by its path under the report folder; one look per
+    method (`style.looks`) in all of them."""
+    style = looks(registry(cfg))
+    return {
+        FIGURES["accuracy vs compression"]: report.curves_figure(
+            rows, "compression_ratio", style),
+        FIGURES["accuracy vs effective FLOPs"]: report.curves_figure(
+            rows, "effective_flops", style),
+        FIGURES["per-layer sparsity (searched, after fine-tuning)"]:
+            report.layer_sparsity_figure(inputs["finetune"], layer_names(cfg.model)),
+        FIGURES["sets against the greedy oracle"]: report.set_oracle_figure(
+            inputs["sets"], style),
+    }
+
+
 def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetune_dir: Path,
         oracle: Path, out: Path) -> None:
-    inputs = _inputs(cfg, {"sweep": sweep_dir, "search": search_dir, "prune": prune_dir,
+    inputs = read_inputs(cfg, {"sweep": sweep_dir, "search": search_dir, "prune": prune_dir,
                            "finetune": finetune_dir}, oracle)
     points, quality = inputs["points"], inputs["oracle"]
     tracking.configure(cfg.mlflow)
@@ -136,16 +190,12 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
            if rounds else {}),
         **headline(rows, inputs["search"], inputs["finetune"],
                    cfg.search.max_accuracy_drop, inputs["sets"])})
+    write_metrics(out, answers, inputs["finetune"], base_by_seed.get(cfg.seed, baseline[0]))
     for x in report.X_AXES:
         for y, stage in (("test_accuracy", "after"), ("test_accuracy_before", "before")):
             write_json(out / "plots" / f"{stage}_vs_{x.split('_')[-1]}.json",
                        report.curve_records(rows, x, y))
-    figs = {
-        FIGURES["accuracy vs compression"]: report.curves_figure(rows, "compression_ratio"),
-        FIGURES["accuracy vs effective FLOPs"]: report.curves_figure(rows, "effective_flops"),
-        FIGURES["per-layer sparsity (searched)"]: report.layer_sparsity_figure(inputs["prune"]),
-        FIGURES["sets against the greedy oracle"]: report.set_oracle_figure(inputs["sets"]),
-    }
+    figs = draw(cfg, rows, inputs)
     params = {"model": cfg.model, "ratios": str(cfg.sweep.ratios),
               "seeds": str(cfg.sweep.seeds), "finetune.epochs": ft.epochs,
               "finetune.lr": ft.lr, "rounds": ft.rounds}
