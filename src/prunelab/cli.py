@@ -39,68 +39,106 @@ def _workers_arg(p: argparse.ArgumentParser) -> None:
                    help="local worker processes (default: compute.workers in params.yaml)")
 
 
+def _path(p: argparse.ArgumentParser, flag: str, default: str | None, what: str) -> None:
+    """A path option whose default is the path dvc.yaml passes (None: one that depends on
+    params.yaml, filled in by `_baseline`)."""
+    shown = default or "models/seeds/<seed>.safetensors, the `seed` of params.yaml"
+    p.add_argument(flag, type=Path, default=None if default is None else Path(default),
+                   help=f"{what} (default: {shown})")
+
+
+def _baseline(a: argparse.Namespace, cfg: Config) -> Path:
+    return a.baseline or Path("models/seeds") / f"{cfg.seed}.safetensors"
+
+
+# Each stage: (one-line help, an example). `prunelab <stage> --help` shows both.
+STAGES = {
+    "download": ("fetch and verify MNIST into data.root", "prunelab download"),
+    "criteria": ("write every registered criterion and its code's digest (what DVC watches "
+                 "for a criterion's edit)", "prunelab criteria"),
+    "train": ("train one baseline per seed in sweep.seeds", "prunelab train --workers 2"),
+    "search": ("Optuna studies choosing each method's sparsity on the validation split",
+               "prunelab search --method magnitude --granularity weight"),
+    "prune": ("prune and fine-tune every method x granularity at its search's choice",
+              "prunelab prune --method obs"),
+    "sweep": ("every method x granularity x ratio x seed, as a queue shared by workers",
+              "prunelab sweep      # run and collect; elsewhere: prunelab sweep --worker"),
+    "oracle": ("each criterion's scores against the true damage of removing what it ranks",
+               "prunelab oracle --workers 2"),
+    "plan": ("say, per stage, the work `dvc repro` would compute and what it keeps, with "
+             "the time it would take", "prunelab plan"),
+    "report": ("table, curves, verdicts, reports/report.md and the MLflow comparison run",
+               "prunelab report"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="prunelab", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="prunelab", description=__doc__,
+        epilog="Every path defaults to the one dvc.yaml passes; `dvc repro` runs the stages "
+               "in order. Example: prunelab --params params.yaml report")
     p.add_argument("--params", default="params.yaml", help="parameters file (default: %(default)s)")
-    sub = p.add_subparsers(dest="stage", required=True)
-    sub.add_parser("download", help="fetch and verify MNIST into data.root")
-    c = sub.add_parser("criteria", help="write every registered criterion and its code's "
-                                        "digest (what DVC watches for a criterion's edit)")
-    c.add_argument("--out", type=Path, default=Path("criteria.json"),
-                   help="the manifest file (default: %(default)s)")
-    t = sub.add_parser("train", help="train one baseline per seed in sweep.seeds")
-    t.add_argument("--out-dir", type=Path, required=True,
-                   help="folder for <seed>.safetensors and <seed>.json")
-    t.add_argument("--metrics-out", type=Path, required=True,
-                   help="metrics of the baseline of params' seed (the searched one)")
+    # The same option after the subcommand (`prunelab train --params x.yaml`); SUPPRESS so
+    # that leaving it out there keeps the value given before the subcommand.
+    params_after = argparse.ArgumentParser(add_help=False)
+    params_after.add_argument("--params", default=argparse.SUPPRESS,
+                              help="parameters file (default: params.yaml)")
+    sub = p.add_subparsers(dest="stage", required=True, metavar="<stage>")
+    stage = {}
+    for name, (text, example) in STAGES.items():
+        stage[name] = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".",
+                                     epilog=f"example: {example}", parents=[params_after])
+    _path(stage["criteria"], "--out", "criteria.json", "the manifest file")
+    t = stage["train"]
+    _path(t, "--out-dir", "models/seeds", "folder for <seed>.safetensors and <seed>.json")
+    _path(t, "--metrics-out", "metrics/baseline.json",
+          "metrics of the baseline of params' seed (the searched one)")
     _workers_arg(t)
-    se = sub.add_parser("search", help="Optuna studies choosing each method's sparsity on val")
-    se.add_argument("--baseline", type=Path, required=True)
-    se.add_argument("--out-dir", type=Path, required=True,
-                    help="folder for one <method>-<granularity>.json choice per study")
+    se = stage["search"]
+    _path(se, "--baseline", None, "the baseline the search prunes")
+    _path(se, "--out-dir", "search", "folder for one <method>-<granularity>.json choice per "
+          "study")
     _pair_args(se)
     _workers_arg(se)
-    pr = sub.add_parser("prune", help="prune and fine-tune every method x granularity at its "
-                                      "search's choice")
-    pr.add_argument("--baseline", type=Path, required=True)
+    pr = stage["prune"]
+    _path(pr, "--baseline", None, "the baseline it prunes")
     pr.add_argument("--choices", type=Path,
                     help="folder of the search's <method>-<granularity>.json, whose sparsity "
-                         "(and lr) replace params.yaml's")
-    pr.add_argument("--out-dir", type=Path, required=True,
-                    help="folder for one <method>-<granularity>/ of model files each")
-    pr.add_argument("--prune-metrics-dir", type=Path, required=True,
-                    help="folder for each one's metrics before fine-tuning")
-    pr.add_argument("--finetune-metrics-dir", type=Path, required=True,
-                    help="folder for each one's metrics after fine-tuning")
+                         "(and lr) replace params.yaml's (dvc.yaml passes search; without "
+                         "it, params.yaml's prune settings are used as they are)")
+    _path(pr, "--out-dir", "models/pruned", "folder for one <method>-<granularity>/ of model "
+          "files each")
+    _path(pr, "--prune-metrics-dir", "metrics/prune", "folder for each one's metrics before "
+          "fine-tuning")
+    _path(pr, "--finetune-metrics-dir", "metrics/finetune", "folder for each one's metrics "
+          "after fine-tuning")
     _pair_args(pr)
     _workers_arg(pr)
-    sw = sub.add_parser("sweep", help="every method x granularity x ratio x seed, as a queue")
-    sw.add_argument("--baselines", type=Path, required=True,
-                    help="folder of <seed>.safetensors and <seed>.json from `train`")
+    sw = stage["sweep"]
+    _path(sw, "--baselines", "models/seeds", "folder of <seed>.safetensors and <seed>.json "
+          "from `train`")
     sw.add_argument("--out-dir", type=Path,
-                    help="folder for one <method>-<granularity>.json of points per method")
+                    help="folder for one <method>-<granularity>.json of points per method "
+                         "(default: sweep; not with --worker)")
     sw.add_argument("--worker", action="store_true",
                     help="only help: compute queued points of a sweep that `dvc repro` (or "
-                         "`prunelab sweep --out-dir`) started on the shared storage; write "
-                         "nothing")
+                         "`prunelab sweep`) started on the shared storage; write nothing")
     _workers_arg(sw)
-    o = sub.add_parser("oracle", help="each criterion's scores against the true damage")
-    o.add_argument("--baselines", type=Path, required=True,
-                   help="folder of <seed>.safetensors and <seed>.json from `train`")
-    o.add_argument("--out-dir", type=Path, required=True)
-    o.add_argument("--truth-dir", type=Path, default=Path("models/truth"),
-                   help="where each seed's ground truth is kept (default: %(default)s)")
+    o = stage["oracle"]
+    _path(o, "--baselines", "models/seeds", "folder of <seed>.safetensors and <seed>.json "
+          "from `train`")
+    _path(o, "--out-dir", "oracle", "folder for oracle.json, sets.json and scatter.png")
+    _path(o, "--truth-dir", "models/truth", "where each seed's ground truth is kept")
     _workers_arg(o)
-    pl = sub.add_parser("plan", help="say, per stage, the work `dvc repro` would compute and "
-                                     "what it keeps, with the time it would take")
-    _workers_arg(pl)
-    r = sub.add_parser("report", help="table, curves, verdicts and MLflow comparison run")
-    r.add_argument("--sweep-dir", type=Path, required=True)
-    r.add_argument("--search-dir", type=Path, required=True)
-    r.add_argument("--prune-metrics-dir", type=Path, required=True)
-    r.add_argument("--finetune-metrics-dir", type=Path, required=True)
-    r.add_argument("--oracle", type=Path, required=True, help="oracle.json of `oracle`")
-    r.add_argument("--out-dir", type=Path, required=True)
+    _workers_arg(stage["plan"])
+    r = stage["report"]
+    _path(r, "--sweep-dir", "sweep", "the sweep's points, from `sweep`")
+    _path(r, "--search-dir", "search", "the search's choices, from `search`")
+    _path(r, "--prune-metrics-dir", "metrics/prune", "metrics before fine-tuning, from `prune`")
+    _path(r, "--finetune-metrics-dir", "metrics/finetune", "metrics after fine-tuning, from "
+          "`prune`")
+    _path(r, "--oracle", "oracle/oracle.json", "oracle.json of `oracle` (sets.json beside it)")
+    _path(r, "--out-dir", "reports", "folder for report.md, the figures and the metrics")
     return p
 
 
@@ -118,10 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "workers", None) is not None and args.workers < 1:
         print(f"prunelab {args.stage}: --workers must be at least 1", file=sys.stderr)
         return 2
-    if args.stage == "sweep" and args.worker == (args.out_dir is not None):
+    if args.stage == "sweep" and args.worker and args.out_dir is not None:
         print("prunelab sweep: give --out-dir (run and collect the sweep) or --worker "
-              "(help a running one), not both or neither", file=sys.stderr)
+              "(help a running one), not both", file=sys.stderr)
         return 2
+    if args.stage == "sweep" and not args.worker:
+        args.out_dir = args.out_dir or Path("sweep")
     pin_cpu_capability(cfg.compute.cpu_capability)  # before any tensor work, for workers too
     import torch
 
@@ -155,10 +195,11 @@ STAGE_CALLS: dict[str, Callable[[argparse.Namespace, Config, int], tuple[Any, ..
     "download": lambda a, cfg, w: (cfg,),
     "criteria": lambda a, cfg, w: (cfg, a.out),
     "train": lambda a, cfg, w: (cfg, Path(a.params), a.out_dir, a.metrics_out, w),
-    "search": lambda a, cfg, w: (cfg, Path(a.params), _pairs(a, cfg), a.baseline, a.out_dir, w),
+    "search": lambda a, cfg, w: (cfg, Path(a.params), _pairs(a, cfg), _baseline(a, cfg),
+                                 a.out_dir, w),
     "prune": lambda a, cfg, w: (
         cfg, Path(a.params), _pairs(a, cfg),
-        a.baseline, a.choices, a.out_dir, a.prune_metrics_dir, a.finetune_metrics_dir, w,
+        _baseline(a, cfg), a.choices, a.out_dir, a.prune_metrics_dir, a.finetune_metrics_dir, w,
         not (a.method or a.granularity)),
     "sweep": lambda a, cfg, w: (cfg, Path(a.params), a.baselines, a.out_dir, w),
     "oracle": lambda a, cfg, w: (cfg, Path(a.params), a.baselines, a.out_dir, w,
