@@ -173,6 +173,9 @@ def pair_slowdown(project: Path, rounds: int = 3) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        raise SystemExit(0 if len(sys.argv) == 2 else 2)
     if sys.argv[1] == "--pair":
         pair_slowdown(Path(sys.argv[2]))
         return

@@ -1,0 +1,38 @@
+"""The README says what dvc.yaml and params.yaml do: its stage list and diagram name
+dvc.yaml's stages, and its point count is the one params.yaml's sweep makes."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from prunelab.config import load_config
+from prunelab.records import sweep_series
+
+from helpers import ROOT
+
+README = (ROOT / "README.md").read_text()
+STAGES = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+
+
+def test_the_readme_lists_dvc_yaml_s_stages_in_order() -> None:
+    (line,) = [x for x in README.splitlines()
+               if x.startswith("make pipeline") and "dvc repro:" in x]
+    assert line.split("dvc repro:")[1].strip().split(", ") == STAGES
+    diagram = README.split("## Stages")[1].split("```")[1]
+    assert set(re.findall(r"[a-z]+", diagram)) == set(STAGES)
+    table = README.split("## Stages")[1].split("\n## ")[0]
+    assert re.findall(r"^\| `([a-z]+)` \|", table, re.M) == sorted(
+        STAGES, key=lambda s: (s != "criteria", STAGES.index(s)))
+
+
+def test_the_readme_s_point_count_is_params_yaml_s() -> None:
+    cfg = load_config(ROOT / "params.yaml")
+    points = sum(len(x.ratios) for x in sweep_series(cfg)) * len(cfg.sweep.seeds)
+    methods = len(cfg.prune.methods)
+    said = re.findall(r"sweep's\s+(\d+) points — (\d+) methods × (\d+) granularities × "
+                      r"(\d+) ratios × (\d+) seeds", README)
+    assert said == [(str(points), str(methods), str(len(cfg.prune.granularities)),
+                     str(len(cfg.sweep.ratios)), str(len(cfg.sweep.seeds)))]
+    assert f"The sweep ({points} points by default" in README
