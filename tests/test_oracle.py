@@ -187,3 +187,22 @@ def test_greedy_oracle_against_every_subset_of_a_six_unit_net(small_splits) -> N
         grown = {s: v for s, v in every.items() if set(order[: k - 1]) <= set(s)}
         assert every[tuple(sorted(order[:k]))] == min(grown.values())
         assert every[tuple(sorted(order[:k]))] == min(every.values())
+
+
+def test_the_greedy_says_each_step_and_a_seed_s_line_comes_every_few_seconds(
+    trained_mlp, small_splits, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The oracle stage once said nothing for a seed's 3-5 minutes: the greedy tells each
+    step, and the stage says where a seed is at most every `every_s` seconds."""
+    from prunelab.oracle.unit_sets import greedy_order
+    from prunelab.stages.oracle import SeedTicker
+
+    val = small_splits[1].take(100)
+    heard: list[str] = []
+    order = greedy_order(trained_mlp, val, 3, heard.append)
+    assert heard == [f"greedy unit step {i} of 3" for i in range(3)]
+    assert order == greedy_order(trained_mlp, val, 3)  # listening changes nothing
+    SeedTicker(7, every_s=3600)("greedy unit step 1 of 3")
+    assert capsys.readouterr().out == ""
+    SeedTicker(7, every_s=0)("greedy unit step 1 of 3")
+    assert capsys.readouterr().out.startswith("oracle seed 7: greedy unit step 1 of 3, 0 s in")

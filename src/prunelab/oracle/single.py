@@ -17,7 +17,7 @@ so that single-weight damages of 1e-6 are resolved.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,18 +113,21 @@ def criterion_quality(unit_scores: list[Tensor] | None, weight_scores: dict[str,
 
 def criteria_against_damage(model: Net, held: Split, calib: Batches,
                             criteria: Mapping[str, tuple[Any, int]], weight_names: list[str],
-                            truth: Truth) -> tuple[dict[str, Any], dict[str, Any], Scores]:
+                            truth: Truth, tick: Callable[[str], None] | None = None
+                            ) -> tuple[dict[str, Any], dict[str, Any], Scores]:
     """Every criterion's scores on `model` (from the calibration batches `calib`; each
     with its settings and seed, `criteria`) against the true damage on `held` (`truth`):
     (quality per method, per method and granularity the (scores, damages) of every unit
     and of the sampled weights, for a scatter plot, and each method's scores, for
     `set_level`). A surgeon is also judged by its prediction against the damage after
-    its update (`surgeon_damage`)."""
+    its update (`surgeon_damage`). `tick`, if given, hears of each criterion begun."""
     units, weights = truth.units, truth.weights
     quality, scatter = {}, {}
     scores = Scores({}, {})
     surgeons = []
-    for method, (settings, seed) in criteria.items():
+    for i, (method, (settings, seed)) in enumerate(criteria.items()):
+        if tick is not None:
+            tick(f"scoring {method} ({i + 1} of {len(criteria)} criteria)")
         unit_scores = Neurons().scorer(method, settings, seed)(model, calib)
         weight_scores = Weights().scorer(method, settings, seed)(model, calib)
         scores.units[method] = unit_scores

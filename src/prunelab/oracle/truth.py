@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,21 +114,26 @@ def halves(held: Split) -> tuple[Split, Split]:
 
 
 def measure(model: Net, held: Split, weight_names: list[str], per_layer: int, seed: int,
-            ratios: Sequence[float]) -> Truth:
-    """The whole truth of `model` on `held` (see the module's docstring)."""
+            ratios: Sequence[float], tick: Callable[[str], None] | None = None) -> Truth:
+    """The whole truth of `model` on `held` (see the module's docstring). `tick`, if
+    given, hears where it is (each part, each greedy step): the stage's progress line."""
     start = time.perf_counter()
+    say = tick or (lambda _: None)
     choose, score_on = halves(held)
+    say("single-unit damage, twice (its reliability)")
     reliability = {f"layer{i}": float(spearmanr(a.numpy(), b.numpy()).statistic)
                    for i, (a, b) in enumerate(zip(unit_damage(model, choose),
                                                   unit_damage(model, score_on), strict=True))}
     weight_order = {}
     if len(weight_names) == 1 and supported(model, name := weight_names[0]):
         count = max(weight_counts(model, name, ratios).values())
-        weight_order[name] = greedy_weight_order(model, choose, name, count)
-    out = Truth(unit_damage(model, held),
-                weight_damage(model, held, weight_names, per_layer, seed),
-                greedy_order(model, choose, greedy_steps(model, ratios)), weight_order,
-                reliability)
+        weight_order[name] = greedy_weight_order(model, choose, name, count, tick=tick)
+    say("single-unit damage")
+    units = unit_damage(model, held)
+    say("single-weight damage")
+    weights = weight_damage(model, held, weight_names, per_layer, seed)
+    out = Truth(units, weights, greedy_order(model, choose, greedy_steps(model, ratios), tick),
+                weight_order, reliability)
     out.seconds = time.perf_counter() - start
     return out
 

@@ -67,19 +67,23 @@ def beside_greedy(loss: float, accuracy: float, greedy: dict[str, float], shared
 
 
 @torch.no_grad()
-def greedy_order(model: Net, data: Split, steps: int) -> list[tuple[int, int]]:
+def greedy_order(model: Net, data: Split, steps: int,
+                 tick: Callable[[str], None] | None = None) -> list[tuple[int, int]]:
     """The greedy oracle's first `steps` removals, as (layer, unit), on `data`. Each
     step evaluates every remaining unit: the activations up to a layer are computed once
     per step with the earlier layers' removals applied, then each candidate costs the rest
     of the network — from the next layer's output where that layer is a Linear right after
     the activation (removing unit k subtracts h_k·W[:, k] from it: a rank-one change, not a
-    pass of the layer; LeNet-300-100's 300 → 100 layer for each of 300 candidates)."""
+    pass of the layer; LeNet-300-100's 300 → 100 layer for each of 300 candidates).
+    `tick`, if given, hears of each step done (the stage's progress line)."""
     net = baked(model).double().eval()
     x, y = data.x.double(), data.y
     groups = unit_groups(net)
     removed: Removed = [set() for _ in groups]
     order: list[tuple[int, int]] = []
-    for _ in range(steps):
+    for step in range(steps):
+        if tick is not None:
+            tick(f"greedy unit step {step} of {steps}")
         best: tuple[float, int, int] | None = None
         h, start = x, 0
         for li, g in enumerate(groups):

@@ -28,7 +28,7 @@ per step: such layers get no weight oracle (`supported`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -100,10 +100,11 @@ def weight_counts(model: Net, name: str, ratios: Sequence[float]) -> dict[str, i
 
 
 def greedy_weight_order(model: Net, data: Split, name: str, count: int,
-                        block: float = BLOCK) -> Tensor:
+                        block: float = BLOCK, tick: Callable[[str], None] | None = None
+                        ) -> Tensor:
     """The greedy oracle's first `count` removals from layer `name`, as flat indices in
     the order removed (within a block, least damage first); each block `block` of the
-    remaining weights."""
+    remaining weights. `tick`, if given, hears of each block done."""
     net = baked(model).float().eval()
     index = int(name.split(".")[1])
     layer, out = net.body[index], net.body[index + 2]
@@ -114,6 +115,8 @@ def greedy_weight_order(model: Net, data: Split, name: str, count: int,
     order: list[Tensor] = []
     done = 0
     while done < count:
+        if tick is not None:
+            tick(f"greedy weights of {name}: {done} of {count}")
         damage = removal_damage(x, weight, layer.bias, out, data.y, removed).abs()
         step = max(1, round(block * (weight.numel() - done)))
         picks = torch.argsort(damage.flatten(), stable=True)[: min(step, count - done)]

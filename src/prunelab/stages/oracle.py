@@ -12,6 +12,7 @@ editing a criterion scores every criterion against the kept truth.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from prunelab.models import load_model, resolve_device
 from prunelab.oracle import truth
 from prunelab.oracle.single import criteria_against_damage, mean_sd_tree, set_level
 from prunelab.plumbing.fileio import write_bytes, write_json
-from prunelab.plumbing.progress import progress
+from prunelab.plumbing.progress import duration, progress
 from prunelab.prune.masks import prunable_names
 from prunelab.prune.procedure import calibration_batches
 from prunelab.report import figures as report
@@ -57,6 +58,22 @@ class _Oracle:
         self.truth_dir = truth_dir
 
 
+class SeedTicker:
+    """Where a worker's seed is, said at most every `every_s` s: a seed takes minutes, so
+    the stage's count of whole seeds alone would leave minutes of silence."""
+
+    def __init__(self, seed: int, every_s: float = 10.0) -> None:
+        self.seed, self.every_s = seed, every_s
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, where: str) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            print(f"oracle seed {self.seed}: {where}, {duration(now - self.start)} in",
+                  flush=True)
+
+
 def _one_seed(w: _Oracle, seed: int
               ) -> tuple[int, dict[str, Any], dict[str, Any], dict[str, Any], bool]:
     """(seed, quality per method, the figure's points per method, the set-level oracle,
@@ -66,16 +83,17 @@ def _one_seed(w: _Oracle, seed: int
     names = prunable_names(model, p.prune_output_layer)
     path = truth_path(w.truth_dir, cfg, seed, w.files[seed][0])
     kept = path.is_file()
+    tick = SeedTicker(seed)
     if kept:
         known = truth.load(path)
     else:
         known = truth.measure(model, w.held, names, cfg.oracle.weights_per_layer, seed,
-                              cfg.sweep.ratios)
+                              cfg.sweep.ratios, tick)
         write_bytes(path, truth.to_bytes(known))
     calib = calibration_batches(w.train, p.calibration_batches, p.calibration_batch_size, seed)
     criteria = {m: (settings_of(cfg, m), seed) for m in p.methods}
     quality, scatter, scores = criteria_against_damage(model, w.held, calib, criteria, names,
-                                                       known)
+                                                       known, tick)
     sets = set_level(model, w.held, scores, cfg.sweep.ratios, known)
     print(f"oracle seed {seed} ({'kept' if kept else 'measured'} truth): " + ", ".join(
         f"{m} ρ={q['neuron']['layer0']['spearman']:.2f}" for m, q in quality.items()
