@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from prunelab.config import parse_config
@@ -127,9 +130,33 @@ def test_rerun_resumes_and_adds_no_trial(project: Path) -> None:
     run(SEARCH, project)
     first = read_json(project / CHOICE)
     n = len(load_study(project, None).trials)
+    trials = (project / CHOICE).parent / "trials" / (project / CHOICE).name
+    exported = trials.read_bytes()
     run(SEARCH, project)  # the study is complete: nothing to do, same choice
     assert len(load_study(project, None).trials) == n and 4 <= n <= 6
     assert read_json(project / CHOICE) == first
+    assert trials.read_bytes() == exported  # time-free: a rerun leaves git status clean
+
+
+def test_the_study_s_committed_trials_rebuild_it_for_the_dashboard(project: Path) -> None:
+    """The search writes each study's trials without times or workers; the script makes a
+    journal of them that optuna-dashboard opens, with the study's trials as they were."""
+    from prunelab.plumbing.study_export import export
+
+    with_params(project, **{"search.seed": 13})
+    run(SEARCH, project)
+    study = load_study(project, None)
+    saved = read_json((project / CHOICE).parent / "trials" / (project / CHOICE).name)
+    assert saved == json.loads(json.dumps(export(study)))
+    assert len(saved["trials"]) == len(study.trials) >= 4
+    assert not any("datetime" in k or k == "worker" for t in saved["trials"]
+                   for k in [*t, *t["user_attrs"]])
+    run([sys.executable, "scripts/search_dashboard.py", "--journal", "dashboard.log"],
+        project)
+    rebuilt = optuna.load_study(study_name=study.study_name, storage=JournalStorage(
+        JournalFileBackend(str(project / "dashboard.log"))))
+    assert export(rebuilt) == export(study)
+    assert [t.params for t in rebuilt.best_trials] == [t.params for t in study.best_trials]
 
 
 def wait_for_running(proj: Path, storage: str | None, timeout: float = 120) -> int:

@@ -39,6 +39,7 @@ from prunelab.prune.settings import prune_settings
 from prunelab.prune.spec import run_params
 from prunelab.records import read_choice
 from prunelab.settings import finetune_seed, finetune_settings, test_split, train_val_splits
+from prunelab.stages import method_tags
 from prunelab.workers import worker_pool
 
 INPUTS = "inputs.json"
@@ -123,7 +124,7 @@ def _prune_and_finetune(w: _Worker, task: tuple[str, str, str]) -> str:
             "model_bytes": file_size(tmp / PRUNED),
             **accuracies(model, w.splits, cfg.train.eval_batch_size)})
         params = run_params(s, settings, seed)
-        tags = {"stage": "prune", "method": method, "granularity": granularity}
+        tags = method_tags(cfg, "prune", method, granularity)
         import mlflow
 
         with tracking.stage_run(cfg.model, name, tags, params):

@@ -19,16 +19,18 @@ from prunelab.data import mnist_digest
 from prunelab.errors import PrunelabError
 from prunelab.methods import key, parse
 from prunelab.models import load_model, resolve_device
-from prunelab.plumbing import studies, tracking
-from prunelab.plumbing.fileio import atomic_dir
+from prunelab.plumbing import studies, study_export, tracking
+from prunelab.plumbing.fileio import atomic_dir, write_json
 from prunelab.plumbing.progress import progress
 from prunelab.records import SearchChoice, write_choice
 from prunelab.settings import train_val_splits
+from prunelab.stages import method_tags
 from prunelab.study import search
 from prunelab.study.search import EPOCH_ATTR
 from prunelab.workers import worker_pool
 
 Pair = tuple[str, str]  # (method, granularity)
+TRIALS = "trials"  # <out-dir>/trials/<method>-<granularity>.json: each study's trials
 
 
 class _Searcher:
@@ -109,9 +111,10 @@ def run(cfg: Config, params: Path, pairs: list[Pair], baseline: Path, out_dir: P
         if cfg.search.refine and cfg.search.finetune_lr is None:
             for _ in progress(imap(_refine, pairs), len(pairs), "search", "studies refined"):
                 pass
-    choices = {}
+    choices, exports = {}, {}
     for pair in pairs:
         study = search.open_study(cfg, *pair, storage, baseline)
+        exports[pair] = study_export.export(study)
         choices[pair] = choice = search.choose(study, cfg.search.max_accuracy_drop,
                                                studies.storage_label(cfg))
         log_choice(parents[pair], study, choice)
@@ -119,15 +122,16 @@ def run(cfg: Config, params: Path, pairs: list[Pair], baseline: Path, out_dir: P
               f"(val {choice.val_accuracy:.4f}) from {choice.trials_complete} trials "
               f"of study {study.study_name}")
     with atomic_dir(out_dir) as tmp:  # every choice, or the previous ones
-        for path in out_dir.glob("*.json") if out_dir.is_dir() else []:
+        (tmp / TRIALS).mkdir()
+        for path in [*out_dir.glob("*.json"), *out_dir.glob(f"{TRIALS}/*.json")
+                     ] if out_dir.is_dir() else []:
             if parse(path.stem) not in choices:  # another method's, by hand
-                shutil.copy2(path, tmp / path.name)
-        for (method, granularity), choice in choices.items():
-            write_choice(tmp / f"{key(method, granularity)}.json", choice)
-
-
-def _tags(method: str, granularity: str) -> dict[str, str]:
-    return {"stage": "search", "method": method, "granularity": granularity}
+                shutil.copy2(path, tmp / path.relative_to(out_dir))
+        for pair, choice in choices.items():
+            write_choice(tmp / f"{key(*pair)}.json", choice)
+            # Its study's trials, time-free: `scripts/search_dashboard.py` rebuilds a
+            # journal from them for optuna-dashboard in a clone that skipped the search.
+            write_json(tmp / TRIALS / f"{key(*pair)}.json", exports[pair])
 
 
 def parent_run(cfg: Config, study: optuna.Study, method: str, granularity: str) -> str:
@@ -142,7 +146,7 @@ def parent_run(cfg: Config, study: optuna.Study, method: str, granularity: str) 
         return str(found[0].info.run_id)
     params = {"method": method, "granularity": granularity, "study": study.study_name,
               "trials": cfg.search.trials, "max_accuracy_drop": cfg.search.max_accuracy_drop}
-    tags = {**_tags(method, granularity), "optuna.study": study.study_name}
+    tags = {**method_tags(cfg, "search", method, granularity), "optuna.study": study.study_name}
     with tracking.stage_run(experiment, study.study_name, tags, params) as run:
         tracking.log_mnist(cfg.data.root, mnist_digest())
         return str(run.info.run_id)
@@ -157,7 +161,7 @@ def trial_logger(cfg: Config, parent_run_id: str, method: str,
     experiment = f"{cfg.model}-search"
 
     def log(study: optuna.Study, trial: FrozenTrial) -> None:
-        tags = {**_tags(method, granularity), "state": trial.state.name}
+        tags = {**method_tags(cfg, "search", method, granularity), "state": trial.state.name}
         with tracking.stage_run(experiment, f"trial-{trial.number}", tags,
                                 {**trial.params, "trial": trial.number}, nested=True,
                                 parent_run_id=parent_run_id):

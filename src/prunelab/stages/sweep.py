@@ -34,6 +34,7 @@ from prunelab.records import (
     write_points,
 )
 from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
+from prunelab.stages import method_tags
 from prunelab.study import sweep
 from prunelab.study.controls import CONTROLS, DENSE_FT
 from prunelab.training import FitSettings
@@ -192,7 +193,7 @@ class _PointLog:
             ran = sweep.point_settings(
                 replace(sweep_prune_settings(self.cfg, m, g), rounds=point["rounds"]), r, s)
             params = {**run_params(ran, self.finetune, s), "ratio": r}
-        tags = {"stage": "sweep", "method": m, "granularity": g}
+        tags = method_tags(self.cfg, "sweep", m, g)
         # Its numbers go to MLflow; the log says where the sweep is (`progress`).
         tracking.log_child_run(
             self.parent(series, tags), f"{series}-r{r:g}-s{s}",
