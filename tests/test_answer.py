@@ -114,11 +114,12 @@ def test_primary_contrast_is_the_paired_area_difference() -> None:
     vs_mag, vs_act = contrasts
     assert (vs_mag["method"], vs_mag["other"]) == ("taylor", "magnitude")
     assert vs_mag["diff"] == pytest.approx(-15 / N) and vs_mag["seeds"] == 4
-    assert vs_mag["answer"] == "behind" and vs_mag["p_ahead_holm"] > 0.5
+    # Behind on every seed by the same 0.15 pp: significantly, and inside the margin.
+    assert vs_mag["answer"] == "behind, within the margin" and vs_mag["p_ahead_holm"] > 0.5
     assert vs_act["diff"] == 0 and vs_act["answer"] == "equivalent"
     text = "\n".join(answer_lines(contrasts, "Does it?", "q", True, 0.5, ALPHA, POWER))
-    assert "**weight granularity** — behind: taylor vs magnitude; equivalent: taylor vs " \
-        "activation." in text
+    assert "**weight granularity** — equivalent: taylor vs activation; behind, within the " \
+        "margin: taylor vs magnitude." in text
     assert "`taylor` vs `magnitude`: -0.15 pp" in text
 
 
@@ -174,3 +175,26 @@ def test_controls_are_compared_with_the_best_but_never_the_best_nor_labelled() -
     assert v["label"] == "equivalent" and v["equivalent"] == ["b"]
     row = next(r for r in summarize(points) if r["method"] == "a")
     assert row["drop_vs_dense_ft"] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize(("diff", "lo", "hi", "p_ahead", "p_behind", "p_equiv", "said"), [
+    (0.8, 0.6, 1.0, 0.001, 1, 1, "ahead beyond the margin"),  # the whole interval past +m
+    (0.3, 0.1, 0.45, 0.001, 1, 0.01, "ahead, within the margin"),  # both findings
+    (0.5, 0.1, 0.9, 0.001, 1, 0.6, "ahead"),  # ahead, but how far is not settled
+    (0.05, -0.2, 0.3, 0.4, 0.9, 0.01, "equivalent"),
+    (-0.3, -0.45, -0.1, 1, 0.001, 0.01, "behind, within the margin"),
+    (-0.9, -1.2, -0.6, 1, 0.001, 1, "behind beyond the margin"),
+    (-0.5, -0.9, -0.1, 1, 0.001, 0.6, "behind"),
+    (0.2, -0.6, 1.0, 0.2, 1, 0.3, "open"),
+])
+def test_a_contrast_s_answer_keeps_its_significance_and_its_place_against_the_margin(
+    diff: float, lo: float, hi: float, p_ahead: float, p_behind: float, p_equiv: float,
+    said: str
+) -> None:
+    """At margin 0.5 and alpha 0.05, by hand: significance from the one-sided Holm p-values,
+    "within" from TOST's, "beyond" from the simultaneous interval."""
+    from prunelab.analysis.contrasts import ANSWERS, answer
+
+    c = {"diff": diff, "lo_adj": lo, "hi_adj": hi, "p_ahead_holm": p_ahead,
+         "p_behind_holm": p_behind, "p_equiv_holm": p_equiv}
+    assert answer(c, 0.5, 0.05) == said and said in ANSWERS

@@ -142,7 +142,8 @@ def test_each_pruned_run_is_in_mlflow_with_mask_and_model(project: Path) -> None
         choice = json.loads((project / f"search/{name}.json").read_text())
         assert r.data.params["seed"] == str(choice["finetune_seed"])
         assert "mask.safetensors" in [a.path for a in client.list_artifacts(r.info.run_id)]
-    seeds = [json.loads(p.read_text())["finetune_seed"] for p in (project / "search").glob("*")]
+    seeds = [json.loads(p.read_text())["finetune_seed"]
+             for p in (project / "search").glob("*.json")]
     assert set(seeds) != {0}, "every choice fine-tuned with params' seed: the check above is void"
     # One baseline per seed, none trained twice; the searched one (seed 0) is tagged.
     trained = client.search_runs([exp.experiment_id], "tags.stage = 'train'")
@@ -303,10 +304,20 @@ def test_dvc_plots_show_renders_the_curves(project: Path) -> None:
         assert {v["series"] for v in values} == drawn | set(controls)
         assert len(values) == len(drawn) * len(RATIOS) + sum(controls.values())
         assert all(v["lo"] <= v[y] <= v["hi"] for v in values)  # a band around each mean
-    for png in ("accuracy_vs_compression", "accuracy_vs_flops", "layer_sparsity"):
-        (image,) = shown[f"reports/figures/{png}.png"]
+    # The answer per ratio: a difference and its simultaneous interval per contrast.
+    (plot,) = shown["reports/plots/difference_vs_ratio.json"]
+    values = plot["content"]["data"]["values"]
+    assert {v["series"] for v in values} and all(v["lo"] <= v["diff_pp"] <= v["hi"]
+                                                  for v in values)
+    # Every plot dvc.yaml declares is drawn, the PNGs included; nothing fails to load.
+    declared = [next(iter(p)) if isinstance(p, dict) else p for p in
+                yaml.safe_load((project / "dvc.yaml").read_text())["plots"]]
+    assert set(shown) == set(declared)
+    for png in [p for p in declared if p.endswith(".png")]:
+        (image,) = shown[png]
         assert Path(image["url"]).read_bytes()[:4] == b"\x89PNG"
-    run(["dvc", "plots", "show", "-o", str(out)], project)
+    page = run(["dvc", "plots", "show", "-o", str(out)], project)
+    assert "failed to load" not in page.stdout + page.stderr
     html = (out / "index.html").read_text()
     assert "Test accuracy after fine-tuning vs compression" in html
 
@@ -328,6 +339,10 @@ def test_sweep_points_and_the_comparison_are_in_mlflow(project: Path) -> None:
     nested = [r for r in nested if r.data.params.get("rounds") != "2"]
     assert len(nested) == len(METHODS) * len(GRANULARITIES) * len(RATIOS) * len(SEEDS)
     assert len(in_rounds) == len(ITERATIVE) * len(GRANULARITIES) * len(RATIOS) * len(SEEDS)
+    # Each run says the family of what its method reads (the UI filters on it).
+    family = {"magnitude": "weights", "gmp": "weights", "random": "none"}
+    assert all(r.data.tags["family"] == family[r.data.tags["method"]] for r in nested)
+    assert {r.data.tags["family"] for r in controls} == {"control"}
     parents = {r.info.run_id: r.info.run_name for r in points}
     for r in in_rounds:
         m, g = r.data.tags["method"], r.data.tags["granularity"]
@@ -506,23 +521,31 @@ def test_every_method_has_one_look_in_every_figure_and_layers_their_names(
     """A method's colour, marker and dash are the same in every figure and panel (they
     once followed matplotlib's colour cycle, which the controls shifted), no two methods
     look alike, and every figure is readable at 100 % (at most 1600 px wide)."""
+    from matplotlib.container import ErrorbarContainer
+    from matplotlib.lines import Line2D
+
     from prunelab.analysis.stats import summarize
     from prunelab.config import parse_config
-    from prunelab.stages.report import draw, read_inputs
+    from prunelab.stages.report import draw, first_differences, read_inputs
 
     cfg = parse_config(yaml.safe_load((project / "params.yaml").read_text()))
     inputs = read_inputs(cfg, {"sweep": project / "sweep", "search": project / "search",
                                "prune": project / "metrics/prune",
                                "finetune": project / "metrics/finetune"},
                          project / "oracle/oracle.json")
-    figs = draw(cfg, summarize(inputs["points"]), inputs)
+    diffs = first_differences(cfg, inputs["points"])
+    assert diffs  # the difference figure is among them; its intervals are simultaneous
+    assert all(d["sim_lo"] <= d["lo"] <= d["hi"] <= d["sim_hi"] for d in diffs)
+    figs = draw(cfg, summarize(inputs["points"]), inputs, diffs)
     seen: dict[str, set[tuple[object, ...]]] = {}
     for fig in figs.values():
         assert fig.get_size_inches()[0] * 110 <= 1600  # saved at 110 dpi
-        for ax in fig.axes:
-            for line in ax.get_lines():
-                seen.setdefault(str(line.get_label()), set()).add(
-                    (line.get_color(), line.get_marker(), line.get_linestyle()))
+        for ax in fig.axes:  # what each legend entry shows (a line, or an error bar's)
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                line = handle.lines[0] if isinstance(handle, ErrorbarContainer) else handle
+                if isinstance(line, Line2D):
+                    seen.setdefault(label, set()).add(
+                        (line.get_color(), line.get_marker(), line.get_linestyle()))
     assert set(METHODS) | {"dense+ft", "scratch", "greedy"} <= set(seen)
     assert all(len(look) == 1 for look in seen.values()), seen
     assert len({next(iter(look)) for look in seen.values()}) == len(seen)

@@ -273,3 +273,28 @@ def test_the_ablation_contrasts_the_same_cut_with_and_without_the_update() -> No
     lines = ablation_lines([(before, after)])
     assert "## Ablation: `obs` against `obs-noupdate`" in lines
     assert any(ln.startswith("| weight 4× | +0.30 [") for ln in lines)
+
+
+def test_a_cell_is_its_own_holm_family_so_other_cells_leave_its_verdict_as_it_is() -> None:
+    """"a" leads "b" by 10 images on every seed at 4×. Judged alone, or beside 20 other
+    cells where the methods are level: the same Holm p-values, interval and label (one
+    family per cell: the best against k − 1 others, 2 tests each, here 2)."""
+    def cell(ratio: float, lead: int) -> list[dict]:
+        out = []
+        for seed in range(5):
+            b = wrong_at(seed, 0.975)
+            own = slice(10 * seed, 10 * seed + lead)
+            b[own] = False
+            a = b.copy()
+            a[own] = True
+            out += [point("a", ratio, seed, 0.975, a), point("b", ratio, seed, 0.975, b)]
+        return out
+
+    alone = judge(cell(4, 10))
+    crowded = judge(cell(4, 10) + [p for r in range(5, 25) for p in cell(r, 0)])
+    (v_alone,) = alone
+    (v_crowded,) = [v for v in crowded if v["ratio"] == 4]
+    assert len(crowded) == 21 and v_crowded["family"] == v_alone["family"] == 2
+    for key in ("p_ahead_holm", "p_equiv_holm", "lo_adj", "hi_adj"):
+        assert v_crowded["comparisons"]["b"][key] == v_alone["comparisons"]["b"][key]
+    assert v_crowded["label"] == v_alone["label"] == "decided"

@@ -1,13 +1,15 @@
-"""Contrasts between two named methods, fixed before any test outcome is read.
+"""Contrasts between two named methods, named in params.yaml (`report`) before the report
+reads any test outcome. Named before their data existed they are confirmatory; named or
+revised after (as the default question was, issue 37) they are exploratory.
 
-- **Primary** (`primary`): the study's question — does the gradient tell what matters
+- **Primary** (`primary`): the study's question — does the loss gradient tell what matters
   better than weight magnitude or neuron activity? — as one contrast per (criterion,
   reference) of params.yaml's `report` section, on a per-seed summary of the whole curve:
   the area under test accuracy against log₂ compression over the sweep's ratios
   (trapezoids, divided by the log₂ range, so it reads as an accuracy in pp). Each image's
   area is the same weighted sum of its correctness at every ratio, so the seed × image
   table of area differences has the crossed SE of `stats.paired_difference`. The
-  pre-registered test is one-sided (the criterion ahead), Holm over the contrasts of one
+  primary test is one-sided (the criterion ahead), Holm over the contrasts of one
   granularity; beside it, its reverse and TOST at the margin, Holm in a family of their
   own, and the seeds 80 % power would need, from the same contrast on validation.
 - **Ablations** (`contrast`): one ingredient, measured by itself, cell by cell — here
@@ -97,11 +99,29 @@ def primary(points: Iterable[Point], criteria: Sequence[str], references: Sequen
         secondary = holm([c["p_behind"] for c in family] + [c["p_equiv"] for c in family])
         for i, c in enumerate(family):
             c["p_behind_holm"], c["p_equiv_holm"] = secondary[i], secondary[len(family) + i]
-            c["answer"] = ("ahead" if c["p_ahead_holm"] < alpha and c["diff"] > 0 else
-                           "behind" if c["p_behind_holm"] < alpha and c["diff"] < 0 else
-                           "equivalent" if c["p_equiv_holm"] < alpha else "open")
+            c["answer"] = answer(c, margin, alpha)
         out += family
     return out
+
+
+# A primary contrast's answer keeps both of its findings: whether the difference is
+# significantly non-zero (the one-sided test, or its reverse, after Holm) and where it lies
+# against the margin m: "within the margin" = TOST rejects after Holm (the difference is
+# shown to be inside ±m); "beyond the margin" = the simultaneous interval lies wholly
+# past +m (or −m). Neither shown: the plain direction; no direction: equivalent or open.
+ANSWERS = ("ahead beyond the margin", "ahead, within the margin", "ahead", "equivalent",
+           "behind, within the margin", "behind beyond the margin", "behind", "open")
+
+
+def answer(c: dict[str, Any], margin: float, alpha: float) -> str:
+    """One of `ANSWERS` for a contrast with its Holm p-values (`p_ahead_holm`,
+    `p_behind_holm`, `p_equiv_holm`) and simultaneous interval (`lo_adj`, `hi_adj`)."""
+    within = c["p_equiv_holm"] < alpha
+    for side, sign, bound in (("ahead", 1, c["lo_adj"]), ("behind", -1, -c["hi_adj"])):
+        if c[f"p_{side}_holm"] < alpha and sign * c["diff"] > 0:
+            return (f"{side} beyond the margin" if bound > margin else
+                    f"{side}, within the margin" if within else side)
+    return "equivalent" if within else "open"
 
 
 def contrast(points: Iterable[Point], method: str, other: str, margin: float,
@@ -122,6 +142,23 @@ def contrast(points: Iterable[Point], method: str, other: str, margin: float,
                                 [correct(b[s][ratio], key) for s in seeds], margin)})
     for c, p_adj in zip(out, holm([c["p"] for c in out]), strict=True):
         c["p_holm"] = p_adj
+    return out
+
+
+def differences(points: Iterable[Point], criteria: Sequence[str],
+                references: Sequence[str], margin: float, alpha: float
+                ) -> list[dict[str, Any]]:
+    """Per granularity, reference and ratio: each criterion minus the reference on test
+    after fine-tuning (`contrast`), with `sim_lo`/`sim_hi`, its interval simultaneous over
+    the family of every criterion × ratio against that reference at that granularity
+    (Bonferroni at `alpha`, `simultaneous`): what the difference figure draws."""
+    points = list(points)
+    out = [{**c, "reference": ref} for ref in references for m in criteria if m != ref
+           for c in contrast(points, m, ref, margin)]
+    for c in out:
+        family = sum(x["granularity"] == c["granularity"] and x["reference"] == c["reference"]
+                     for x in out)
+        c["sim_lo"], c["sim_hi"] = simultaneous(c, family, alpha)
     return out
 
 

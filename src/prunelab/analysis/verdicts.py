@@ -4,8 +4,10 @@ The best method of a cell is the one with the best mean *validation* accuracy (c
 the test images it is then compared on, its lead would be biased upward: the winner's
 curse). It is compared on test with every other method, paired on seeds and images
 (`stats.paired_difference`), twice: is it ahead (one-sided), and is it equivalent within
-±margin (TOST). All these hypotheses of one granularity form one Holm family at α, so a
-cell's label is
+±margin (TOST). The hypotheses of one cell (its best against each of the k − 1 other
+methods and each control, both tests) form one Holm family at α: a cell answers its own
+question (which method is best here?), so a lead of many standard errors is not made open
+by the ~200 tests of the other cells (issue 37). A cell's label is
 
 - **decided**: ahead of every other method;
 - **equivalent**: not ahead of any, but equivalent to every other (each within ±margin);
@@ -71,13 +73,14 @@ def verdicts(points: Iterable[Point], margin: float, alpha: float, power: float,
                     c: controls[(c, where)] for c, where in ((DENSE_FT, None), (SCRATCH, ratio))
                     if (c, where) in controls and (c == DENSE_FT or g == "neuron")})
                 for (g, ratio), methods in sorted(cells.items()) if g == granularity]
-        family = [c for v in mine for c in v["comparisons"].values()]
-        tests = 2 * len(family)  # ahead and equivalent, per comparison
-        adjusted = holm([c["p_ahead"] for c in family] + [c["p_equiv"] for c in family])
-        for i, c in enumerate(family):
-            c["p_ahead_holm"], c["p_equiv_holm"] = adjusted[i], adjusted[len(family) + i]
-            c["lo_adj"], c["hi_adj"] = simultaneous(c, tests, alpha)
-        for v in mine:
+        for v in mine:  # one Holm family per cell: its best against each other method
+            family = list(v["comparisons"].values())
+            tests = 2 * len(family)  # ahead and equivalent, per comparison
+            adjusted = holm([c["p_ahead"] for c in family] + [c["p_equiv"] for c in family])
+            for i, c in enumerate(family):
+                c["p_ahead_holm"], c["p_equiv_holm"] = adjusted[i], adjusted[len(family) + i]
+                c["lo_adj"], c["hi_adj"] = simultaneous(c, tests, alpha)
+            v["family"] = tests
             _label(v, alpha, power, margin, tests)
         out += mine
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prunelab.analysis.contrasts import ANSWERS
 from prunelab.analysis.verdicts import LABELS, RANDOM_MATCHED
 
 
@@ -14,7 +15,6 @@ def cell_label(v: dict[str, Any]) -> str:
             f"parameters, methods within {100 * v['compression_spread']:.1f} %)")
 
 
-ANSWERS = ("ahead", "behind", "equivalent", "open")  # of a primary contrast
 SETS = {"ahead": "ahead of", "equivalent": "equivalent to", "open": "open against"}
 
 
@@ -26,13 +26,19 @@ def answer_lines(primary: list[dict[str, Any]], ask: str, name: str, first: bool
              f"{ask} Each of the question's criteria against each reference, on the area "
              "under its test-accuracy curve over log₂ compression (the whole sweep, one "
              "number per seed, in pp of accuracy), as params.yaml's `report.questions` "
-             f"(`{name}`) names them; one-sided (the criterion ahead), Holm within a "
+             f"(`{name}`) names them (exploratory unless a plan committed before the "
+             "data existed fixed them); one-sided (the criterion ahead), Holm within a "
              "granularity and this question at "
              f"α = {alpha:g}; beside it the reverse direction and equivalence within "
              f"±{margin_pp:g} pp (TOST), Holm in a family of their own. Intervals are "
              "simultaneous (Bonferroni) over the granularity's contrasts; the seeds are "
              f"those {100 * power:.0f} % power at the margin would need, estimated on "
-             "validation images.", ""]
+             "validation images. Each answer keeps both findings: **ahead** or **behind** "
+             "where the difference is significantly non-zero, with **within the margin** "
+             f"where TOST also shows it inside ±{margin_pp:g} pp and **beyond the margin** "
+             f"where its simultaneous interval lies wholly past ±{margin_pp:g} pp; "
+             "**equivalent** where only TOST rejects; **open** where neither test does.",
+             ""]
     for granularity in dict.fromkeys(c["granularity"] for c in primary):
         mine = [c for c in primary if c["granularity"] == granularity]
         groups = {a: [f"{c['method']} vs {c['other']}" for c in mine if c["answer"] == a]
@@ -61,10 +67,11 @@ def verdict_lines(verdicts: list[dict[str, Any]], margin_pp: float, alpha: float
         "Per cell, the best method by mean validation accuracy after fine-tuning (shown with "
         "its test accuracy), compared on test with every other method on the same seeds and "
         "images: the difference with a 95 % t-interval and a simultaneous one (Bonferroni "
-        "over the granularity's tests) whose standard error counts the spread over seeds, "
+        "over the cell's tests) whose standard error counts the spread over seeds, "
         "the test set's sampling noise and their interaction once each (crossed random "
-        "effects, Satterthwaite df). Two tests per pair, one Holm family per granularity "
-        f"(α = {alpha:g}): is the best ahead (one-sided), is it equivalent within "
+        "effects, Satterthwaite df). Two tests per pair, one Holm family per cell (its "
+        "best against each other method and control; the cell's question is which method "
+        f"is best there; α = {alpha:g}): is the best ahead (one-sided), is it equivalent within "
         f"±{margin_pp:g} pp (TOST). A cell is **decided** (ahead of every other), "
         "**equivalent** (within the margin of every other), **partly** (some of each, or "
         "open against the rest) or **open**; an open comparison names the seeds it would "

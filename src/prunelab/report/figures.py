@@ -70,6 +70,54 @@ def curves_figure(rows: list[dict[str, Any]], x: str, looks: dict[str, Look]) ->
     return fig
 
 
+def difference_records(diffs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Plot data for DVC: one record per (criterion, reference, granularity, ratio), the
+    difference in pp and its simultaneous interval (`lo`, `hi`)."""
+    return [{"series": f"{d['method']}-vs-{d['reference']}-{d['granularity']}",
+             "ratio": d["ratio"], "diff_pp": 100 * d["diff"], "lo": 100 * d["sim_lo"],
+             "hi": 100 * d["sim_hi"]}
+            for d in sorted(diffs, key=lambda d: (d["granularity"] != "weight",
+                                                  d["reference"], d["method"], d["ratio"]))]
+
+
+def difference_figure(diffs: list[dict[str, Any]], looks: dict[str, Look],
+                      margin_pp: float) -> Figure:
+    """What the study asks, at each ratio: each criterion's test accuracy after
+    fine-tuning minus a reference's (columns), per granularity (rows), with intervals
+    simultaneous over the panel, the ±margin band of "equivalent" shaded."""
+    grans = sorted({d["granularity"] for d in diffs}, key=lambda g: g != "weight")
+    refs = list(dict.fromkeys(d["reference"] for d in diffs))
+    fig, axes = plt.subplots(len(grans), len(refs), squeeze=False, sharex=True,
+                             figsize=(5.5 * len(refs), 3.6 * len(grans)))
+    for i, gran in enumerate(grans):
+        for j, ref in enumerate(refs):
+            ax = axes[i][j]
+            ax.axhspan(-margin_pp, margin_pp, color="#DDDDDD", alpha=0.6, lw=0,
+                       label=f"±{margin_pp:g} pp")
+            ax.axhline(0, color="black", lw=0.8)
+            mine = [d for d in diffs if d["granularity"] == gran and d["reference"] == ref]
+            methods = list(dict.fromkeys(d["method"] for d in mine))
+            for k, method in enumerate(methods):
+                ds = sorted((d for d in mine if d["method"] == method), key=lambda d: d["ratio"])
+                # Criteria side by side at each ratio, so that their intervals do not overlap.
+                xs = [d["ratio"] * 2 ** (0.06 * (k - (len(methods) - 1) / 2)) for d in ds]
+                y = [100 * d["diff"] for d in ds]
+                below = [100 * (d["diff"] - d["sim_lo"]) for d in ds]
+                above = [100 * (d["sim_hi"] - d["diff"]) for d in ds]
+                ax.errorbar(xs, y, yerr=[below, above], label=method, capsize=2,
+                            markersize=4, **looks[method].line())
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.set_xlabel("compression ratio (target, ×)")
+            ax.set_ylabel(f"minus {ref} (pp)")
+            ax.set_title(f"{gran} granularity: criterion − {ref}, after fine-tuning",
+                         fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 def layer_sparsity_figure(finetune_metrics: dict[str, dict[str, Any]],
                           layer_names: dict[str, str]) -> Figure:
     """Per-layer sparsity of each method's searched operating point after fine-tuning

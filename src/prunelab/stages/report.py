@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from prunelab.analysis import papers
-from prunelab.analysis.contrasts import contrast, in_rounds, primary
+from prunelab.analysis.contrasts import contrast, differences, in_rounds, primary
 from prunelab.analysis.stats import headline, infeasible, mean_sd, summarize
 from prunelab.analysis.verdicts import LABELS, verdicts
 from prunelab.config import Config, QuestionConfig, ReportConfig
@@ -24,7 +24,8 @@ from prunelab.report import markdown
 from prunelab.report.answer import answer_lines, in_rounds_lines
 from prunelab.report.style import looks
 
-FIGURES = {"accuracy vs compression": "figures/accuracy_vs_compression.png",
+FIGURES = {"difference from each reference": "figures/difference.png",
+           "accuracy vs compression": "figures/accuracy_vs_compression.png",
            "accuracy vs effective FLOPs": "figures/accuracy_vs_flops.png",
            "per-layer sparsity (searched, after fine-tuning)": "figures/layer_sparsity.png",
            "sets against the greedy oracle": "figures/set_oracle.png"}
@@ -80,6 +81,17 @@ def _margin(rc: ReportConfig, q: QuestionConfig) -> float:
     return q.equivalence_margin_pp or rc.equivalence_margin_pp
 
 
+def _families(cfg: Config) -> str:
+    """The run's methods by what they read (each registration's family)."""
+    regs = registry(cfg)
+    by: dict[str, list[str]] = {}
+    for m in sorted(cfg.prune.methods):
+        family = regs[m].family
+        by.setdefault("nothing (a control)" if family == "none" else family, []).append(f"`{m}`")
+    return "Methods by what they read: " + "; ".join(
+        f"{family} — {', '.join(ms)}" for family, ms in by.items()) + "."
+
+
 def layer_names(model: str) -> dict[str, str]:
     """{"body.2.weight": "fc1", ...}: each weighted layer's parameter by the name a reader
     knows (conv1, conv2, fc1, ...), in the model's order."""
@@ -102,8 +114,9 @@ def write_metrics(out: Path, answers: dict[str, Any], finetuned: dict[str, Any],
     of any file): `metrics/<method>-<granularity>.json` with the searched operating point's
     realised compression and test accuracy after fine-tuning (`dense.json`: the baseline),
     and `answer/<granularity>-<method>-vs-<reference>.json` with each primary contrast's
-    area difference (pp) and label (a second question's files start with its name). Four
-    keys in all, so the table fits 100 columns; the detail is in headline.json."""
+    area difference (pp) and label (`ahead-within` for "ahead, within the margin", and so
+    on; a second question's files start with its name). Four keys in all, so the table
+    fits 100 columns; the detail is in headline.json."""
     with atomic_dir(out / "metrics") as tmp:
         write_json(tmp / "dense.json", {"ratio": 1.0, "acc": baseline_accuracy})
         for series, m in finetuned.items():
@@ -114,14 +127,30 @@ def write_metrics(out: Path, answers: dict[str, Any], finetuned: dict[str, Any],
             for c in found:
                 write_json(tmp / (("" if i == 0 else f"{name}-") + f"{c['granularity']}-"
                                   f"{c['method']}-vs-{c['other']}.json"),
-                           {"diff_pp": round(100 * c["diff"], 3), "label": c["answer"]})
+                           {"diff_pp": round(100 * c["diff"], 3), "label": c["answer"]
+                            .replace(", within the margin", "-within")
+                            .replace(" beyond the margin", "-beyond")})  # 13 wide at most
 
 
-def draw(cfg: Config, rows: list[dict[str, Any]], inputs: dict[str, Any]) -> dict[str, Any]:
+def first_differences(cfg: Config, points: list[Any]) -> list[dict[str, Any]]:
+    """The first question's `differences` per ratio (none without a question)."""
+    rc = cfg.report
+    if not rc.questions:
+        return []
+    q = rc.questions[0]
+    return differences(points, q.criteria, q.references, _margin(rc, q) / 100,
+                       q.alpha or rc.alpha)
+
+
+def draw(cfg: Config, rows: list[dict[str, Any]], inputs: dict[str, Any],
+         diffs: list[dict[str, Any]]) -> dict[str, Any]:
     """Every figure of the report, by its path under the report folder; one look per
-    method (`style.looks`) in all of them."""
+    method (`style.looks`) in all of them. `diffs`: the first question's `differences`."""
     style = looks(registry(cfg))
+    first = {FIGURES["difference from each reference"]: report.difference_figure(
+        diffs, style, _margin(cfg.report, cfg.report.questions[0]))} if diffs else {}
     return {
+        **first,
         FIGURES["accuracy vs compression"]: report.curves_figure(
             rows, "compression_ratio", style),
         FIGURES["accuracy vs effective FLOPs"]: report.curves_figure(
@@ -166,7 +195,8 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
     ft = cfg.finetune
     settings = (f"Fine-tuning: {ft.epochs} epoch(s) at lr {ft.lr:g}, "
                 f"{ft.rounds} prune round(s); scope {cfg.prune.scope}, normalised scores "
-                f"{cfg.prune.normalize}, output layer pruned {cfg.prune.prune_output_layer}.")
+                f"{cfg.prune.normalize}, output layer pruned {cfg.prune.prune_output_layer}."
+                f" {_families(cfg)}")
 
     write_bytes(out / "summary.csv", _csv(rows))
     # DVC metrics: series -> ratio -> mean and sd of every measured quantity.
@@ -195,7 +225,9 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         for y, stage in (("test_accuracy", "after"), ("test_accuracy_before", "before")):
             write_json(out / "plots" / f"{stage}_vs_{x.split('_')[-1]}.json",
                        report.curve_records(rows, x, y))
-    figs = draw(cfg, rows, inputs)
+    diffs = first_differences(cfg, points)
+    write_json(out / "plots" / "difference_vs_ratio.json", report.difference_records(diffs))
+    figs = draw(cfg, rows, inputs, diffs)
     params = {"model": cfg.model, "ratios": str(cfg.sweep.ratios),
               "seeds": str(cfg.sweep.seeds), "finetune.epochs": ft.epochs,
               "finetune.lr": ft.lr, "rounds": ft.rounds}
@@ -212,7 +244,8 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
              for line in answer_lines(found, q.ask, q.name, i == 0, _margin(rc, q),
                                       q.alpha or rc.alpha, rc.power)],
             verdict, verdicts(points, margin, rc.alpha, rc.power, stage="_before"),
-            paper_text, baseline, cfg.sweep.seeds, FIGURES, settings,
+            paper_text, baseline, cfg.sweep.seeds,
+            {title: path for title, path in FIGURES.items() if path in figs}, settings,
             rc.equivalence_margin_pp, rc.alpha, ablations)
         text += "".join(f"{line}\n" for line in in_rounds_lines(
             rounds, ft.epochs, rc.equivalence_margin_pp, rc.alpha))
