@@ -36,3 +36,13 @@ def test_the_readme_s_point_count_is_params_yaml_s() -> None:
     assert said == [(str(points), str(methods), str(len(cfg.prune.granularities)),
                      str(len(cfg.sweep.ratios)), str(len(cfg.sweep.seeds)))]
     assert f"The sweep ({points} points by default" in README
+
+
+def test_every_file_the_report_and_the_readme_link_is_in_the_checkout() -> None:
+    """report.md's figures and the README's links open in any clone, before any rerun
+    (the figures are committed, `cache: false`)."""
+    for doc in (ROOT / "reports/report.md", ROOT / "README.md", ROOT / "docs/package.md"):
+        links = re.findall(r"\]\(([^)#:]+)\)", doc.read_text())
+        assert links or doc.name == "package.md"
+        missing = [x for x in links if not (doc.parent / x).exists()]
+        assert not missing, f"{doc.relative_to(ROOT)} links {missing}"
