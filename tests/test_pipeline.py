@@ -221,6 +221,8 @@ def test_report_table_is_the_mean_and_sd_of_the_points_and_names_the_best(
 ) -> None:
     every = list(csv.DictReader((project / "reports/summary.csv").open()))
     rows = [r for r in every if r["method"] not in CONTROLS]  # those: another test's
+    points = list(csv.DictReader((project / "reports/points.csv").open()))
+    assert not any("correct" in k for k in points[0])  # numbers only, no image bits
     assert len(rows) == len(METHODS) * len(GRANULARITIES) * len(RATIOS)
     text = (project / "reports/report.md").read_text()
     for row in rows:
@@ -230,6 +232,11 @@ def test_report_table_is_the_mean_and_sd_of_the_points_and_names_the_best(
         assert len(accs) == len(SEEDS) == int(row["seeds"])
         assert float(row["test_accuracy"]) == pytest.approx(statistics.fmean(accs))
         assert float(row["test_accuracy_sd"]) == pytest.approx(statistics.stdev(accs))
+        # ... and the committed per-point numbers give the same mean, without the sweep.
+        committed = [float(q["test_accuracy"]) for q in points if q["method"] == row["method"]
+                     and q["granularity"] == row["granularity"] and q["rounds"] == "1"
+                     and float(q["ratio"]) == float(row["ratio"])]
+        assert sorted(committed) == sorted(accs)
     for g in GRANULARITIES:
         for r in RATIOS:
             cell = [row for row in rows if row["granularity"] == g and float(row["ratio"]) == r]

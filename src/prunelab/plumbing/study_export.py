@@ -4,7 +4,8 @@ an Optuna journal rebuilt from it for optuna-dashboard.
 A journal or database carries each trial's start and end times and the worker that ran it,
 so it changes on every rerun and is not a file to commit; the export keeps what the
 dashboard shows of the study (each trial's state, params with their distributions, values,
-intermediate values, user and system attributes: its constraints among them) and nothing that depends on when or where it ran.
+intermediate values, user and system attributes: its constraints among them) and nothing
+that depends on when or where it ran.
 A fresh clone skips the search (its committed choices are current), so without this its
 studies could not be looked at without recomputing them.
 """

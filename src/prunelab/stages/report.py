@@ -199,6 +199,14 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
                 f" {_families(cfg)}")
 
     write_bytes(out / "summary.csv", _csv(rows))
+    # Every point's numbers (not which images it gets right: 1 bit an image, ~6 MB a run,
+    # too much for Git at every rerun; those stay in sweep/*.json, DVC's cache), so any
+    # number of the table can be checked in a clone without rerunning the sweep.
+    write_bytes(out / "points.csv", _csv([
+        {k: v for k, v in pt.items() if isinstance(v, (int, float, str)) and "correct" not in k}
+        for pt in sorted([*points, *inputs["in_rounds"]],
+                         key=lambda q: (q["method"], q["granularity"], q["rounds"],
+                                        q["ratio"], q["seed"]))]))
     # DVC metrics: series -> ratio -> mean and sd of every measured quantity.
     nested: dict[str, Any] = {"baseline_test_accuracy": baseline[0],
                               "baseline_test_accuracy_sd": baseline[1],
