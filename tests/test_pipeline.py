@@ -286,7 +286,7 @@ def test_points_keep_their_test_predictions_and_matched_controls(project: Path) 
     assert "— (cut while fine-tuning)" in (project / "reports/report.md").read_text()
     rho = oracle["magnitude"]["neuron"]["layer0"]["spearman"]["mean"]
     assert rho > oracle["random"]["neuron"]["layer0"]["spearman"]["mean"] + 0.1
-    assert (project / "oracle/scatter.png").read_bytes()[:4] == b"\x89PNG"
+    assert (project / "reports/figures/oracle_scatter.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow

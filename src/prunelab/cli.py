@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     o = stage["oracle"]
     _path(o, "--baselines", "models/seeds", "folder of <seed>.safetensors and <seed>.json "
           "from `train`")
-    _path(o, "--out-dir", "oracle", "folder for oracle.json, sets.json and scatter.png")
+    _path(o, "--out-dir", "oracle", "folder for oracle.json, sets.json and scatter.safetensors")
     _path(o, "--truth-dir", "models/truth", "where each seed's ground truth is kept")
     _workers_arg(o)
     _workers_arg(stage["plan"])

@@ -19,9 +19,11 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
@@ -175,3 +177,24 @@ def mean_sd_tree(trees: list[dict[str, Any]]) -> dict[str, Any]:
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         return {"mean": statistics.fmean(values), "sd": sd}
     return {k: mean_sd_tree([t[k] for t in trees]) for k in first}
+
+
+SCATTER = "scatter.safetensors"  # one seed's scores and true damages, for the figure
+
+
+def scatter_bytes(scatter: dict[str, dict[str, tuple[Tensor, Tensor]]]) -> bytes:
+    """`criteria_against_damage`'s scatter points (method -> granularity -> (scores,
+    damages)) as one safetensors file."""
+    return save({f"{method}/{gran}/{part}": t.contiguous()
+                 for method, by_gran in scatter.items() for gran, pair in by_gran.items()
+                 for part, t in zip(("score", "damage"), pair, strict=True)})
+
+
+def read_scatter(path: Path) -> dict[str, dict[str, tuple[Tensor, Tensor]]]:
+    """`scatter_bytes`'s file back (methods in name order, as safetensors keeps them)."""
+    tensors = load_file(str(path))
+    out: dict[str, dict[str, tuple[Tensor, Tensor]]] = {}
+    for name in dict.fromkeys(k.rsplit("/", 1)[0] for k in tensors):
+        method, gran = name.split("/")
+        out.setdefault(method, {})[gran] = (tensors[f"{name}/score"], tensors[f"{name}/damage"])
+    return out

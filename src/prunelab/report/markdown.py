@@ -6,7 +6,6 @@ MLflow here."""
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 from typing import Any
 
 from prunelab.methods import key
@@ -30,10 +29,9 @@ def oracle_table(quality: dict[str, Any]) -> list[str]:
     return lines
 
 
-def oracle_section(quality: dict[str, Any], figure: Path, report_dir: Path,
-                   examples: int) -> str:
-    """The criterion-quality table and scatter plot, as a Markdown section."""
-    rel = Path(*[".."] * len(report_dir.parts)) / figure
+def oracle_section(quality: dict[str, Any], figure: str, examples: int) -> str:
+    """The criterion-quality table and scatter plot (`figure`, a path relative to the
+    report), as a Markdown section."""
     lines = ["", "## Criterion quality against the true damage", "",
              f"For every hidden unit, and for a random sample of single weights per layer, the "
              f"true change of the loss on {examples} held-out validation images when it alone "
@@ -47,7 +45,7 @@ def oracle_section(quality: dict[str, Any], figure: Path, report_dir: Path,
              "is removed and its row updated as OBS updates it (the claim OBS makes; its "
              "`obs` row is its cut's rank against removal without the update).", "",
              *oracle_table(quality), "",
-             f"![score vs true damage, first seed]({rel.as_posix()})", ""]
+             f"![score vs true damage, first seed]({figure})", ""]
     return "\n".join(lines)
 
 

@@ -1,8 +1,9 @@
 """`prunelab oracle`: every criterion's scores on each seed's baseline against the true
-damage of removing each unit (and a sample of single weights), with a figure
-(`prunelab.oracle.single`); and each criterion's whole set of units against the greedy oracle's
-(`prunelab.oracle.unit_sets`), and on the mlp each criterion's set of weights against the block
-greedy's (`prunelab.oracle.weight_sets`), in oracle/sets.json. Seeds run in worker processes.
+damage of removing each unit (and a sample of single weights), with the first seed's points
+for the report's figure (`prunelab.oracle.single`); and each criterion's whole set of units
+against the greedy oracle's (`prunelab.oracle.unit_sets`), and on the mlp each criterion's
+set of weights against the block greedy's (`prunelab.oracle.weight_sets`), in
+oracle/sets.json. Seeds run in worker processes.
 
 The ground truth (`prunelab.oracle.truth`: the damages and the greedy orders, most of the time)
 is kept per seed in `<truth-dir>/<seed>-<key>.safetensors`, keyed by the baseline's bytes,
@@ -22,12 +23,17 @@ from prunelab.config import Config, load_config
 from prunelab.methods import settings_of
 from prunelab.models import load_model, resolve_device
 from prunelab.oracle import truth
-from prunelab.oracle.single import criteria_against_damage, mean_sd_tree, set_level
+from prunelab.oracle.single import (
+    SCATTER,
+    criteria_against_damage,
+    mean_sd_tree,
+    scatter_bytes,
+    set_level,
+)
 from prunelab.plumbing.fileio import write_bytes, write_json
 from prunelab.plumbing.progress import duration, progress
 from prunelab.prune.masks import prunable_names
 from prunelab.prune.procedure import calibration_batches
-from prunelab.report import figures as report
 from prunelab.settings import train_val_splits
 from prunelab.workers import worker_pool
 
@@ -119,5 +125,6 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path, workers: int,
             old.unlink()
     write_json(out_dir / "oracle.json", mean_sd_tree([q for _, q, _, _, _ in results]))
     write_json(out_dir / "sets.json", mean_sd_tree([s for _, _, _, s, _ in results]))
-    # The first seed's points, for the figure.
-    report.save_figure(report.oracle_figure(results[0][2]), out_dir / "scatter.png")
+    # The first seed's points, for the report stage's figure (drawn there, so that a
+    # figure's edit reruns seconds of drawing, not minutes of scoring).
+    write_bytes(out_dir / SCATTER, scatter_bytes(results[0][2]))

@@ -16,6 +16,7 @@ from prunelab.analysis.verdicts import LABELS, verdicts
 from prunelab.config import Config, QuestionConfig, ReportConfig
 from prunelab.errors import PrunelabError
 from prunelab.methods import key, pairs, registry
+from prunelab.oracle.single import SCATTER, read_scatter
 from prunelab.plumbing import tracking
 from prunelab.plumbing.fileio import atomic_dir, read_json, write_bytes, write_json
 from prunelab.records import feasible, read_choice, read_points, sweep_series
@@ -28,7 +29,8 @@ FIGURES = {"difference from each reference": "figures/difference.png",
            "accuracy vs compression": "figures/accuracy_vs_compression.png",
            "accuracy vs effective FLOPs": "figures/accuracy_vs_flops.png",
            "per-layer sparsity (searched, after fine-tuning)": "figures/layer_sparsity.png",
-           "sets against the greedy oracle": "figures/set_oracle.png"}
+           "sets against the greedy oracle": "figures/set_oracle.png",
+           "scores against the true damage": "figures/oracle_scatter.png"}
 
 
 def read_inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, Any]:
@@ -38,11 +40,11 @@ def read_inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, A
     section compares them, with their method's main series."""
     series = [key(m, g) for m, g in pairs(cfg)]
     swept = [x.name for x in sweep_series(cfg)]  # the methods', the controls', iterative
-    sets = oracle.parent / "sets.json"  # the oracle stage writes both
+    sets = oracle.parent / "sets.json"  # the oracle stage writes all three
     missing = [str(d / f"{s}.json") for name, d in dirs.items()
                for s in (swept if name == "sweep" else series)
                if not (d / f"{s}.json").is_file()] + [
-        str(f) for f in (oracle, sets) if not f.is_file()]
+        str(f) for f in (oracle, sets, oracle.parent / SCATTER) if not f.is_file()]
     if missing:
         raise PrunelabError(f"missing input(s) {missing}; run `dvc repro` (the search, prune, "
                             "sweep and oracle stages write them)")
@@ -53,6 +55,7 @@ def read_inputs(cfg: Config, dirs: dict[str, Path], oracle: Path) -> dict[str, A
         read[part] = [p for x in sweep_series(cfg) if x.iterative == iterative
                      for p in read_points(dirs["sweep"] / f"{x.name}.json")]
     read["oracle"], read["sets"] = read_json(oracle), read_json(sets)
+    read["scatter"] = read_scatter(oracle.parent / SCATTER)
     return read
 
 
@@ -159,6 +162,7 @@ def draw(cfg: Config, rows: list[dict[str, Any]], inputs: dict[str, Any],
             report.layer_sparsity_figure(inputs["finetune"], layer_names(cfg.model)),
         FIGURES["sets against the greedy oracle"]: report.set_oracle_figure(
             inputs["sets"], style),
+        FIGURES["scores against the true damage"]: report.oracle_figure(inputs["scatter"]),
     }
 
 
@@ -253,12 +257,13 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
                                       q.alpha or rc.alpha, rc.power)],
             verdict, verdicts(points, margin, rc.alpha, rc.power, stage="_before"),
             paper_text, baseline, cfg.sweep.seeds,
-            {title: path for title, path in FIGURES.items() if path in figs}, settings,
+            {title: path for title, path in FIGURES.items() if path in figs
+             and title != "scores against the true damage"}, settings,
             rc.equivalence_margin_pp, rc.alpha, ablations)
         text += "".join(f"{line}\n" for line in in_rounds_lines(
             rounds, ft.epochs, rc.equivalence_margin_pp, rc.alpha))
-        text += markdown.oracle_section(quality, oracle.parent / "scatter.png", out,
-                                      cfg.oracle.examples)
+        text += markdown.oracle_section(quality, FIGURES["scores against the true damage"],
+                                        cfg.oracle.examples)
         text += markdown.set_oracle_section(
             inputs["sets"], FIGURES["sets against the greedy oracle"], quality)
         text += markdown.infeasible_section(infeasible(points))
