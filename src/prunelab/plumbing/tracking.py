@@ -111,8 +111,9 @@ def _in_project(uri: str) -> str:
     return uri
 
 
-# MLflow 3's UI opens an experiment by its kind; one it cannot infer lands on the GenAI
-# traces overview ("Traces 0"). This kind (the UI's "Model training") opens on the runs.
+# MLflow 3's UI opens an experiment by its kind: this one (the UI's "Model training") on its
+# runs. 3.17's UI lets its GenAI/Model-training switch (kept per browser, or the URL's
+# ?workflowType=machine_learning) decide instead where the switch is on: README says so.
 MODEL_TRAINING = {"mlflow.experimentKind": "custom_model_development"}
 
 
