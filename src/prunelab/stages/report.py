@@ -203,7 +203,7 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
                 f" {_families(cfg)}")
 
     write_bytes(out / "summary.csv", _csv(rows))
-    # Every point's numbers (not which images it gets right: 1 bit an image, ~6 MB a run,
+    # Every point's numbers (not which images it gets right: 1 bit an image, 3 MB a run,
     # too much for Git at every rerun; those stay in sweep/*.json, DVC's cache), so any
     # number of the table can be checked in a clone without rerunning the sweep.
     write_bytes(out / "points.csv", _csv([
