@@ -56,8 +56,8 @@ def verdicts(points: Iterable[Point], margin: float, alpha: float, power: float,
              stage: str = "") -> list[dict[str, Any]]:
     """Every cell's verdict (see the module's docstring), weight cells first. `margin` is
     a fraction (0.005: half a percentage point). `stage="_before"`: the same on the cut
-    models before fine-tuning (one-shot accuracy, where OBS's claim lies), a family of its
-    own per granularity, as it answers another question."""
+    models before fine-tuning (one-shot accuracy, where OBS's claim lies), each cell again
+    its own family."""
     cells: dict[tuple[str, float], dict[str, dict[int, SweepPoint]]] = {}
     controls: dict[tuple[str, float | None], dict[int, SweepPoint]] = {}
     for p in feasible(points):

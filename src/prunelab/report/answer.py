@@ -91,7 +91,7 @@ def before_finetuning_lines(verdicts: list[dict[str, Any]]) -> list[str]:
     counts = {label: sum(v["label"] == label for v in verdicts) for label in LABELS}
     return ["", "## Verdicts before fine-tuning", "",
             "As above, on the same models right after the cut (best chosen on validation "
-            "accuracy before fine-tuning; its own Holm family per granularity). Cells: "
+            "accuracy before fine-tuning; one Holm family per cell, as above). Cells: "
             f"{_counts(counts)} of {len(verdicts)}.", ""
             ] + _verdict_bullets(verdicts) + _comparison_table(verdicts)
 
