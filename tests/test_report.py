@@ -298,3 +298,18 @@ def test_a_cell_is_its_own_holm_family_so_other_cells_leave_its_verdict_as_it_is
     for key in ("p_ahead_holm", "p_equiv_holm", "lo_adj", "hi_adj"):
         assert v_crowded["comparisons"]["b"][key] == v_alone["comparisons"]["b"][key]
     assert v_crowded["label"] == v_alone["label"] == "decided"
+
+
+def test_the_accuracy_panels_zoom_to_where_the_methods_differ() -> None:
+    """Four curves whose lowest points are 97, 96.5, 96 and 80 %: the axis runs from the
+    best three quarters' lowest (96 %) to the highest point (98 %), 8 % of that 2-pp span
+    beyond each end; the fourth (80 %) falls below it, and one flat curve still gets a
+    span of its own (0.5 pp)."""
+    from prunelab.report.figures import where_they_differ
+
+    lows = {"a": 97.0, "b": 96.5, "c": 96.0, "d": 80.0}
+    highs = {"a": 98.0, "b": 98.0, "c": 97.9, "d": 97.0}
+    bottom, top = where_they_differ(lows, highs)
+    assert (bottom, top) == pytest.approx((96.0 - 0.16, 98.0 + 0.16))
+    assert [m for m, low in lows.items() if low < bottom] == ["d"]
+    assert where_they_differ({"a": 97.0}, {"a": 97.0}) == pytest.approx((96.96, 97.04))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,31 @@ def curve_records(rows: list[dict[str, Any]], x: str, y: str) -> list[dict[str, 
             for r in sorted(rows, key=lambda r: (series_name(r), r[x])) if y in r]
 
 
+def where_they_differ(lows: dict[str, float], highs: dict[str, float]) -> tuple[float, float]:
+    """A panel's y-range (in %) where its methods differ: from the lowest point of the
+    best three quarters of the methods (ranked by their curve's lowest point) up to the
+    highest point of any, with 8 % of the span as a margin. A curve that falls further
+    (random, or a criterion that collapses) leaves the panel at the bottom, and the panel
+    names it."""
+    ranked = sorted(lows.values(), reverse=True)
+    bottom = ranked[math.ceil(0.75 * len(ranked)) - 1]
+    top = max(highs.values())
+    margin = 0.08 * max(top - bottom, 0.5)
+    return bottom - margin, top + margin
+
+
 def curves_figure(rows: list[dict[str, Any]], x: str, looks: dict[str, Look]) -> Figure:
     """Test accuracy against `x`, before and after fine-tuning (columns), weight and
     neuron granularity (rows); one line per method (its look in `looks`) with a ±1 sd
-    band, random included."""
+    band, random included; each panel's y-axis where its methods differ
+    (`where_they_differ`), the curves below it named in the panel."""
     grans = sorted({r["granularity"] for r in rows}, reverse=True)  # weight, neuron
     fig, axes = plt.subplots(len(grans), 2, figsize=(11, 4 * len(grans)), squeeze=False)
     for i, gran in enumerate(grans):
         for j, (y, stage) in enumerate(STAGES.items()):
             ax = axes[i][j]
+            lows: dict[str, float] = {}
+            highs: dict[str, float] = {}
             for method in sorted({r["method"] for r in rows if r["granularity"] == gran}):
                 rs = sorted((r for r in rows if r["granularity"] == gran
                              and r["method"] == method and y in r), key=lambda r: r[x])
@@ -56,6 +73,13 @@ def curves_figure(rows: list[dict[str, Any]], x: str, looks: dict[str, Look]) ->
                 ax.fill_between(xs, [m - s for m, s in zip(mean, sd, strict=True)],
                                 [m + s for m, s in zip(mean, sd, strict=True)],
                                 color=looks[method].color, alpha=0.15)
+                lows[method], highs[method] = min(mean), max(mean)
+            if lows:
+                bottom, top = where_they_differ(lows, highs)
+                ax.set_ylim(bottom, top)
+                if below := sorted(m for m, low in lows.items() if low < bottom):
+                    ax.text(0.01, 0.01, "below the axis: " + ", ".join(below),
+                            transform=ax.transAxes, fontsize=7, color="0.3", va="bottom")
             ax.set_xscale("log", base=2 if x == "compression_ratio" else 10)
             if x == "compression_ratio":  # 2, 4, 8 rather than 2^1, 2^2, 2^3
                 ax.xaxis.set_major_formatter(ScalarFormatter())
