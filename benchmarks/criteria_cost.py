@@ -11,8 +11,9 @@ Run from the project root after `dvc repro train` (it needs data/ and models/see
 Each figure is the median over `--repeats` rounds; in a round every method prunes once in
 turn (interleaved, so that this machine's drifting speed hits them alike), on the seed's
 baseline at 8× (cut 87.5 %), with params.yaml's calibration batches. OBS's greedy trace
-is cached by content (`criteria.second_order`), so the cache is cleared before each of its
-calls: the figure is a cold prune, as the first sweep point of a seed pays it.
+is cached by content (`criteria.second_order`), as are woodfisher's Fisher and trace, so
+the caches are cleared before each call: the figure is a cold prune, as the first sweep
+point of a seed pays it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import replace
 import torch
 from _seed_bench import seed_setup
 
-from prunelab.criteria import second_order
+from prunelab.criteria import second_order, woodfisher
 from prunelab.models import load_model
 from prunelab.prune.granularity import GRANULARITIES
 from prunelab.prune.procedure import (
@@ -51,6 +52,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for (m, g), s in runs.items():
             second_order._TRACES.clear()
+            woodfisher.clear_caches()
             start = time.perf_counter()
             if prunes_during_finetuning(s):  # the cut is made inside the epoch
                 prune_and_finetune(base, train, val, s, one_epoch, seed=0)

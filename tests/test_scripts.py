@@ -33,6 +33,11 @@ def test_the_scripts_run_on_a_slice(tmp_path: Path, mirror: Path) -> None:
         assert f"| {method} |" in compared or f"| `{method}` |" in compared, compared
     table = run([sys.executable, "scripts/lenet_check.py", "report", "lenet300"], proj).stdout
     assert "lenet300" in table.lower(), table
+    run(["dvc", "repro", "train"], proj)
+    damping = run([sys.executable, "scripts/woodfisher_damping.py", "--dampings", "0.01", "1",
+                   "--ratios", "4"], proj).stdout
+    assert "| 0.01 |" in damping and "| 1 |" in damping and "best on validation" in damping, \
+        damping
     before = (proj / "dvc.yaml").read_text()
     run([sys.executable, "scripts/sync_dvc_deps.py"], proj)
     assert (proj / "dvc.yaml").read_text() == before  # the shipped deps are current
