@@ -73,7 +73,7 @@ from torch.func import functional_call, grad, vmap
 from prunelab.criteria.base import Criterion
 from prunelab.criteria.registry import Registration, register
 from prunelab.criteria.scoring import Batches, Scores, UnitScores
-from prunelab.models import Net, unit_groups, weighted_layers
+from prunelab.models import Net, UnitGroup, unit_groups, weighted_layers
 
 STEPS = 10  # halvings of each layer's weights; an 11th step removes what is left
 
@@ -355,28 +355,38 @@ def unit_scores(model: Net, batches: Batches, s: WoodfisherSettings) -> UnitScor
     return out
 
 
+def _weight(model: Net, layer: str) -> Tensor:
+    w = model.get_submodule(layer).weight
+    assert isinstance(w, Tensor)
+    return w
+
+
+def consumer_cuts(model: Net, kept: dict[str, Tensor]) -> Iterator[tuple[UnitGroup, Tensor,
+                                                                         Tensor]]:
+    """Per cut hidden layer: its group, its keep-vector, and which of its consumer's rows
+    the smaller model has (all of them, unless the consumer is itself cut)."""
+    groups = unit_groups(model)
+    keeps = [kept[f"units.{i}"].bool().cpu() for i in range(len(groups))]
+    cut_rows = {g.producer: k for g, k in zip(groups, keeps, strict=True)}
+    for g, keep in zip(groups, keeps, strict=True):
+        rows = _weight(model, g.consumer).shape[0]
+        yield g, keep, cut_rows.get(g.consumer, torch.ones(rows, dtype=torch.bool))
+
+
 def refit_units(dense: Net, small: Net, kept: dict[str, Tensor], batches: Batches,
                 s: WoodfisherSettings) -> None:
     """Each cut layer's consumer in the smaller model: the dense consumer after the group
-    update of the removed units' columns, its kept columns (and kept rows, where the
-    consumer is itself cut)."""
+    update of the removed units' columns, its kept columns and rows."""
     units = _consumers(dense)
     fishers = layer_fishers(dense, batches, s, units)
-    dense_modules, small_modules = dict(dense.named_modules()), dict(small.named_modules())
-    groups = unit_groups(dense)
-    keeps = [kept[f"units.{i}"].bool().cpu() for i in range(len(groups))]
-    producers = {g.producer: k for g, k in zip(groups, keeps, strict=True)}
     with torch.no_grad():
-        for g, keep in zip(groups, keeps, strict=True):
-            b, unit = fishers[g.consumer], units[g.consumer]
-            w = blocked(dense_modules[g.consumer].weight, b)
-            cols = keep.repeat_interleave(unit)
+        for g, keep, rows in consumer_cuts(dense, kept):
+            b = fishers[g.consumer]
+            cols = keep.repeat_interleave(units[g.consumer])
+            w = blocked(_weight(dense, g.consumer), b)
             q = blocked(~cols.expand(len(w), -1), b).bool() & b.real
-            new, _ = remove(w, torch.linalg.inv(b.fisher), q)
-            new = unblocked(new, b)[:, cols]
-            if g.consumer in producers:  # the consumer is itself cut: its kept rows only
-                new = new[producers[g.consumer]]
-            target = small_modules[g.consumer].weight
+            new = unblocked(remove(w, torch.linalg.inv(b.fisher), q)[0], b)[rows][:, cols]
+            target = _weight(small, g.consumer)
             target.copy_(new.view(target.shape).to(target))
 
 
