@@ -184,7 +184,7 @@ def _touched(tmp_path: Path, entry: str) -> dict[str, list[Any]]:
 
 
 CRITERIA = "prunelab/criteria/"
-OWN = {"first_order", "second_order", "magnitude_activity", "during_finetuning"}
+OWN = {"first_order", "second_order", "magnitude_activity", "during_finetuning", "woodfisher"}
 SHARED_CRITERIA = {"__init__", "base", "registry", "scoring"}  # what every criterion runs
 
 
@@ -220,6 +220,7 @@ def test_touching_one_criterion_moves_only_its_sweep_points(tmp_path: Path) -> N
                                       for g in ("weight", "neuron")}
     assert series["during_finetuning"] == {f"{m}-{g}" for m in ("gmp", "movement")
                                            for g in ("weight", "neuron")}
+    assert series["woodfisher"] == {"woodfisher-weight", "woodfisher-neuron"}
     assert {"magnitude-weight", "gmp-neuron", "random-weight", "scratch-neuron",
             "dense+ft-weight"} <= series["magnitude_activity"]
     assert not {"taylor-weight", "obs-neuron"} & series["magnitude_activity"]
