@@ -122,8 +122,8 @@ def test_the_controls_are_the_baseline_fine_tuned_and_the_pruned_widths_from_scr
 
 def test_iterative_rounds_add_their_own_points_to_the_same_study(tmp_path) -> None:
     """sweep.iterative_rounds [3] keeps the sweep's study and every one-shot point's key,
-    and queues one point per method that cuts before fine-tuning (9 of params.yaml's 11:
-    not gmp, movement) × granularity × ratio × seed, each with 3 rounds: 9·2·5·5 = 450."""
+    and queues one point per method that cuts before fine-tuning (10 of params.yaml's 12:
+    not gmp, movement) × granularity × ratio × seed, each with 3 rounds: 10·2·5·5 = 500."""
     import copy
 
     import yaml
@@ -146,7 +146,7 @@ def test_iterative_rounds_add_their_own_points_to_the_same_study(tmp_path) -> No
     assert study_name(base) == study_name(with_rounds)
     assert set(before) < set(after) and all(after[k] == p for k, p in before.items())
     new = {k: p for k, p in after.items() if k not in before}
-    assert len(new) == 9 * 2 * 5 * 5
+    assert len(new) == 10 * 2 * 5 * 5
     assert {p["rounds"] for p in new.values()} == {3}
     assert {p["rounds"] for p in before.values()} == {1}
     assert not {p["method"] for p in new.values()} & {"gmp", "movement"}
