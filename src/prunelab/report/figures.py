@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on CI or servers
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter  # noqa: E402
 
 from prunelab.methods import key  # noqa: E402
 from prunelab.plumbing.fileio import atomic_path  # noqa: E402
@@ -40,8 +40,8 @@ def where_they_differ(lows: dict[str, float], highs: dict[str, float]) -> tuple[
     """A panel's y-range (in %) where its methods differ: from the lowest point of the
     best three quarters of the methods (ranked by their curve's lowest point) up to the
     highest point of any, with 8 % of the span as a margin. A curve that falls further
-    (random, or a criterion that collapses) leaves the panel at the bottom, and the panel
-    names it."""
+    (random, or a criterion that collapses) leaves the panel at the bottom, and the axis
+    label names it."""
     ranked = sorted(lows.values(), reverse=True)
     bottom = ranked[math.ceil(0.75 * len(ranked)) - 1]
     top = max(highs.values())
@@ -53,7 +53,7 @@ def curves_figure(rows: list[dict[str, Any]], x: str, looks: dict[str, Look]) ->
     """Test accuracy against `x`, before and after fine-tuning (columns), weight and
     neuron granularity (rows); one line per method (its look in `looks`) with a ±1 sd
     band, random included; each panel's y-axis where its methods differ
-    (`where_they_differ`), the curves below it named in the panel."""
+    (`where_they_differ`), the curves below it named under the x-axis."""
     grans = sorted({r["granularity"] for r in rows}, reverse=True)  # weight, neuron
     fig, axes = plt.subplots(len(grans), 2, figsize=(11, 4 * len(grans)), squeeze=False)
     for i, gran in enumerate(grans):
@@ -77,15 +77,15 @@ def curves_figure(rows: list[dict[str, Any]], x: str, looks: dict[str, Look]) ->
             if lows:
                 bottom, top = where_they_differ(lows, highs)
                 ax.set_ylim(bottom, top)
-                if below := sorted(m for m, low in lows.items() if low < bottom):
-                    ax.text(0.01, 0.01, "below the axis: " + ", ".join(below),
-                            transform=ax.transAxes, fontsize=7, color="0.3", va="bottom")
+            below = sorted(m for m, low in lows.items() if low < ax.get_ylim()[0])
             ax.set_xscale("log", base=2 if x == "compression_ratio" else 10)
-            if x == "compression_ratio":  # 2, 4, 8 rather than 2^1, 2^2, 2^3
-                ax.xaxis.set_major_formatter(ScalarFormatter())
+            if x == "compression_ratio":  # 1, 2, 4, 8 rather than 2^1 or 2.0
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
             if x == "effective_flops":
                 ax.invert_xaxis()  # cheaper to the right, like higher compression
-            ax.set_xlabel(X_AXES[x])
+            # Where a curve leaves the zoomed axis, the axis label says which (a legend
+            # or a note inside the panel would cover the curves).
+            ax.set_xlabel(X_AXES[x] + (f"\nbelow the axis: {', '.join(below)}" if below else ""))
             ax.set_ylabel("test accuracy (%)")
             ax.set_title(f"{gran} granularity, {stage}")
             ax.grid(alpha=0.3)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 # Paul Tol's "muted" scheme (https://personal.sron.nl/~pault/): nine colours told apart
-# with every common colour-vision deficiency. Markers multiply them for a longer list.
+# with every common colour-vision deficiency. Past nine criteria a colour comes round
+# again with another marker and a dash-dot line, so no two curves look alike.
 PALETTE = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677",
            "#882255", "#AA4499")
 MARKERS = ("o", "s", "^", "D")
@@ -33,6 +34,7 @@ def looks(criteria: Iterable[str]) -> dict[str, Look]:
     criteria always looks the same), and every control's."""
     out = {name: Look(color, marker, "--") for name, (color, marker) in CONTROL_LOOKS.items()}
     for i, name in enumerate(sorted(set(criteria) - set(CONTROL_LOOKS))):
-        out[name] = Look(PALETTE[i % len(PALETTE)],
-                         MARKERS[(i // len(PALETTE)) % len(MARKERS)], "-")
+        round_ = i // len(PALETTE)
+        out[name] = Look(PALETTE[i % len(PALETTE)], MARKERS[round_ % len(MARKERS)],
+                         "-" if round_ == 0 else "-.")
     return out
