@@ -14,6 +14,7 @@ Prints a Markdown table (BENCHMARKS.md keeps the run that chose the default).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
@@ -22,6 +23,7 @@ from prunelab.config import load_config
 from prunelab.models import load_model
 from prunelab.prune.procedure import prune_and_finetune
 from prunelab.prune.settings import sweep_prune_settings
+from prunelab.prune.spec import PruneSettings
 from prunelab.ratios import ratio_sparsity
 from prunelab.settings import finetune_settings, train_val_splits
 from prunelab.training import evaluate
@@ -47,32 +49,29 @@ def main() -> None:
           f"after {ft.epochs} fine-tuning epochs\n")
     print("| λ | " + " | ".join(f"{r:g}×" for r in args.ratios) + " | mean |")
     print("|---|" + "---|" * (len(args.ratios) + 1))
-    best: tuple[float, float] | None = None
-    for damping in args.dampings:
-        accs = []
-        for ratio in args.ratios:
-            s = replace(plain, sparsity=ratio_sparsity(ratio),
-                        criterion=replace(plain.criterion, damping=damping,
-                                          examples=args.examples
-                                          or plain.criterion.examples))
-            pruned = prune_and_finetune(base, train, val, s, ft, seed=cfg.seed)
-            accs.append(100 * evaluate(pruned.model, val).accuracy)
+
+    def row(label: str, settings_at: Callable[[float], PruneSettings]) -> float:
+        """Prune and fine-tune at every ratio, print the validation accuracies as a row."""
+        accs = [100 * evaluate(prune_and_finetune(base, train, val, settings_at(r), ft,
+                                                  seed=cfg.seed).model, val).accuracy
+                for r in args.ratios]
         mean = sum(accs) / len(accs)
-        print(f"| {damping:g} | " + " | ".join(f"{a:.2f}" for a in accs)
-              + f" | {mean:.2f} |", flush=True)
-        if best is None or mean > best[1]:
-            best = (damping, mean)
-    assert best is not None
+        print(f"| {label} | " + " | ".join(f"{a:.2f}" for a in accs) + f" | {mean:.2f} |",
+              flush=True)
+        return mean
+
+    def woodfisher_at(damping: float) -> Callable[[float], PruneSettings]:
+        c = replace(plain.criterion, damping=damping,
+                    examples=args.examples or plain.criterion.examples)
+        return lambda r: replace(plain, sparsity=ratio_sparsity(r), criterion=c)
+
+    means = {d: row(f"{d:g}", woodfisher_at(d)) for d in args.dampings}
     # λ → ∞ makes F⁻¹ ∝ I: ρ ∝ w² and no update, i.e. magnitude within each layer.
-    accs = []
-    for ratio in args.ratios:
-        s = replace(sweep_prune_settings(cfg, "magnitude", args.granularity),
-                    sparsity=ratio_sparsity(ratio), scope="layer")
-        accs.append(100 * evaluate(prune_and_finetune(base, train, val, s, ft, seed=cfg.seed)
-                                   .model, val).accuracy)
-    print("| magnitude, per layer (λ → ∞) | " + " | ".join(f"{a:.2f}" for a in accs)
-          + f" | {sum(accs) / len(accs):.2f} |")
-    print(f"\nbest on validation: λ = {best[0]:g} ({best[1]:.2f} % mean)")
+    magnitude = sweep_prune_settings(cfg, "magnitude", args.granularity)
+    row("magnitude, per layer (λ → ∞)",
+        lambda r: replace(magnitude, sparsity=ratio_sparsity(r), scope="layer"))
+    best = max(means, key=lambda d: means[d])
+    print(f"\nbest on validation: λ = {best:g} ({means[best]:.2f} % mean)")
 
 
 if __name__ == "__main__":
