@@ -167,3 +167,25 @@ def test_editing_one_builtin_criterion_recomputes_only_its_work(project: Path) -
     methods = {r.data.tags.get("method") for r in runs_since(project, start)
                if r.data.tags.get("stage") != "report"}
     assert methods == {"taylor"}, methods
+
+
+def test_the_oracle_s_measuring_time_is_in_mlflow_and_plan_estimates_from_it(
+        project: Path) -> None:
+    """The truths are DVC outputs and hold no timing; the oracle stage logs what measuring
+    one took to MLflow (stage=oracle), and `prunelab plan`, with a truth missing, estimates
+    from it."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(ids, "tags.stage = 'oracle'")
+    assert runs and all(r.data.metrics["truth_seconds"] > 0 for r in runs)
+    truth = sorted((project / "models/truth").glob("*.safetensors"))[0]
+    aside = truth.with_suffix(".aside")
+    truth.rename(aside)
+    try:
+        plan = run(["prunelab", "plan"], project, **env(project)).stdout
+    finally:
+        aside.rename(truth)
+    assert re.search(rf"oracle: {len(SEEDS)} seeds' truths, 1 to measure, 1 kept "
+                     r"\(~\d+:\d\d:\d\d on 1 worker\(s\)\)", plan), plan

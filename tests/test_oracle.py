@@ -206,3 +206,36 @@ def test_the_greedy_says_each_step_and_a_seed_s_line_comes_every_few_seconds(
     assert capsys.readouterr().out == ""
     SeedTicker(7, every_s=0)("greedy unit step 1 of 3")
     assert capsys.readouterr().out.startswith("oracle seed 7: greedy unit step 1 of 3, 0 s in")
+
+
+def test_a_truth_file_is_the_same_bytes_in_every_process(trained_mlp, small_splits,
+                                                         tmp_path) -> None:
+    """models/truth is a DVC output: a rerun that measures the same truth must write the same
+    bytes, or every fresh `make pipeline` leaves dvc.lock modified. It once held the
+    measuring time, and three metadata entries, which safetensors writes in a Rust
+    HashMap's order, new in each process: read back and written again in fresh processes,
+    the file is the same bytes, and holds nothing but the truth."""
+    import subprocess
+    import sys
+
+    from safetensors import safe_open
+
+    from prunelab.oracle import truth
+
+    names = ["body.2.weight", "body.4.weight"]
+    known = truth.measure(trained_mlp, small_splits[1].take(100), names, 20, 0, [2])
+    path = tmp_path / "0.safetensors"
+    path.write_bytes(truth.to_bytes(known))
+    with safe_open(str(path), "pt") as f:
+        assert set(f.metadata()) == {"truth"}
+        assert "seconds" not in f.metadata()["truth"]
+    again = truth.load(path)
+    assert again.reliability == known.reliability and again.unit_order == known.unit_order
+    for a, b in zip(again.units, known.units, strict=True):
+        assert torch.equal(a, b)
+    script = ("import sys; from pathlib import Path; from prunelab.oracle import truth; "
+              "sys.stdout.buffer.write(truth.to_bytes(truth.load(Path(sys.argv[1]))))")
+    for _ in range(4):  # the old three entries kept their order in 1 process of 6
+        out = subprocess.run([sys.executable, "-c", script, str(path)], check=True,
+                             capture_output=True, timeout=120).stdout
+        assert out == path.read_bytes()

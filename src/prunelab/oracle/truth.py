@@ -11,7 +11,6 @@ against the truth already kept instead of measuring it again (~10 of the oracle'
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +103,6 @@ class Truth:
     unit_order: list[tuple[int, int]]  # the greedy's removals on the choosing half
     weight_order: dict[str, Tensor]  # the one supported pruned layer's, else empty
     reliability: dict[str, float]  # per hidden layer: ρ between the two halves' damages
-    seconds: float = 0.0  # what measuring it took (`prunelab plan`'s estimate), not a result
 
 
 def halves(held: Split) -> tuple[Split, Split]:
@@ -117,7 +115,6 @@ def measure(model: Net, held: Split, weight_names: list[str], per_layer: int, se
             ratios: Sequence[float], tick: Callable[[str], None] | None = None) -> Truth:
     """The whole truth of `model` on `held` (see the module's docstring). `tick`, if
     given, hears where it is (each part, each greedy step): the stage's progress line."""
-    start = time.perf_counter()
     say = tick or (lambda _: None)
     choose, score_on = halves(held)
     say("single-unit damage, twice (its reliability)")
@@ -132,21 +129,24 @@ def measure(model: Net, held: Split, weight_names: list[str], per_layer: int, se
     units = unit_damage(model, held)
     say("single-weight damage")
     weights = weight_damage(model, held, weight_names, per_layer, seed)
-    out = Truth(units, weights, greedy_order(model, choose, greedy_steps(model, ratios), tick),
-                weight_order, reliability)
-    out.seconds = time.perf_counter() - start
-    return out
+    return Truth(units, weights, greedy_order(model, choose, greedy_steps(model, ratios), tick),
+                 weight_order, reliability)
 
 
 def to_bytes(t: Truth) -> bytes:
+    """The truth as a safetensors file whose bytes are a function of the truth alone: a
+    DVC output (models/truth), so a rerun that measures the same truth must write the same
+    file. Hence no measuring time in it (`prunelab oracle` logs that to MLflow), and one
+    metadata entry: safetensors keeps metadata in a Rust HashMap, whose order (and so the
+    header's bytes) changes from one process to the next when there are several."""
     tensors = {f"units.{i}": u for i, u in enumerate(t.units)}
     for name, (picks, damage) in t.weights.items():
         tensors[f"picks.{name}"], tensors[f"damage.{name}"] = picks, damage
     tensors["unit_order"] = torch.tensor(t.unit_order, dtype=torch.long).reshape(-1, 2)
     tensors |= {f"weight_order.{n}": o for n, o in t.weight_order.items()}
+    about = {"reliability": t.reliability, "weights": list(t.weights)}
     return save({k: v.contiguous() for k, v in tensors.items()},
-                metadata={"reliability": json.dumps(t.reliability),
-                          "weights": json.dumps(list(t.weights)), "seconds": f"{t.seconds:.1f}"})
+                metadata={"truth": json.dumps(about, sort_keys=True)})
 
 
 def load(path: Path) -> Truth:
@@ -155,11 +155,11 @@ def load(path: Path) -> Truth:
 
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
+    about = json.loads(meta["truth"])
     units = [tensors[f"units.{i}"] for i in range(sum(k.startswith("units.") for k in tensors))]
     weights = {n: (tensors[f"picks.{n}"], tensors[f"damage.{n}"])
-               for n in json.loads(meta["weights"])}
+               for n in about["weights"]}
     order = [(int(a), int(b)) for a, b in tensors["unit_order"].tolist()]
     weight_order = {k.removeprefix("weight_order."): v for k, v in tensors.items()
                     if k.startswith("weight_order.")}
-    return Truth(units, weights, order, weight_order, json.loads(meta["reliability"]),
-                 float(meta.get("seconds", 0.0)))
+    return Truth(units, weights, order, weight_order, about["reliability"])

@@ -13,6 +13,7 @@ editing a criterion scores every criterion against the kept truth.
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from prunelab.oracle.single import (
     scatter_bytes,
     set_level,
 )
+from prunelab.plumbing import tracking
 from prunelab.plumbing.fileio import write_bytes, write_json
 from prunelab.plumbing.progress import duration, progress
 from prunelab.prune.masks import prunable_names
@@ -38,6 +40,7 @@ from prunelab.settings import train_val_splits
 from prunelab.workers import worker_pool
 
 TRUTH_DIR = Path("models/truth")
+TRUTH_SECONDS = "truth_seconds"
 
 
 def truth_key(cfg: Config, baseline: Path) -> str:
@@ -81,20 +84,22 @@ class SeedTicker:
 
 
 def _one_seed(w: _Oracle, seed: int
-              ) -> tuple[int, dict[str, Any], dict[str, Any], dict[str, Any], bool]:
+              ) -> tuple[int, dict[str, Any], dict[str, Any], dict[str, Any], float | None]:
     """(seed, quality per method, the figure's points per method, the set-level oracle,
-    whether its truth was kept from an earlier run)."""
+    the seconds its truth took to measure, None if it was kept from an earlier run)."""
     cfg, p = w.cfg, w.cfg.prune
     model = load_model(w.files[seed][0], resolve_device(cfg.device))
     names = prunable_names(model, p.prune_output_layer)
     path = truth_path(w.truth_dir, cfg, seed, w.files[seed][0])
     kept = path.is_file()
     tick = SeedTicker(seed)
+    start, measured = time.perf_counter(), None
     if kept:
         known = truth.load(path)
     else:
         known = truth.measure(model, w.held, names, cfg.oracle.weights_per_layer, seed,
                               cfg.sweep.ratios, tick)
+        measured = time.perf_counter() - start
         write_bytes(path, truth.to_bytes(known))
     calib = calibration_batches(w.train, p.calibration_batches, p.calibration_batch_size, seed)
     criteria = {m: (settings_of(cfg, m), seed) for m in p.methods}
@@ -105,7 +110,7 @@ def _one_seed(w: _Oracle, seed: int
         f"{m} ρ={q['neuron']['layer0']['spearman']:.2f}" for m, q in quality.items()
         if "neuron" in q),
         flush=True)
-    return seed, quality, scatter, sets, kept
+    return seed, quality, scatter, sets, measured
 
 
 def run(cfg: Config, params: Path, baselines: Path, out_dir: Path, workers: int,
@@ -128,3 +133,26 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path, workers: int,
     # The first seed's points, for the report stage's figure (drawn there, so that a
     # figure's edit reruns seconds of drawing, not minutes of scoring).
     write_bytes(out_dir / SCATTER, scatter_bytes(results[0][2]))
+    took = [t for *_, t in results if t is not None]
+    if took:  # a timing, so MLflow's, not the truth file's (a DVC output): `prunelab plan`
+        log_truth_seconds(cfg, statistics.median(took))
+
+
+def log_truth_seconds(cfg: Config, seconds: float) -> None:
+    """What measuring one seed's truth took (the median of this run's), as an MLflow run of
+    the sweep's experiment tagged stage=oracle: `prunelab plan` estimates from the last."""
+    tracking.configure(cfg.mlflow)
+    with tracking.stage_run(f"{cfg.model}-sweep", "oracle", {"stage": "oracle"},
+                            {"oracle.examples": cfg.oracle.examples,
+                             "oracle.weights_per_layer": cfg.oracle.weights_per_layer}):
+        import mlflow
+
+        mlflow.log_metric(TRUTH_SECONDS, seconds)
+
+
+def last_truth_seconds(cfg: Config) -> float | None:
+    """The truth-measuring time the last oracle run logged, if any run did."""
+    tracking.configure(cfg.mlflow)
+    runs = [r for r in tracking.runs_tagged(f"{cfg.model}-sweep", "stage", "oracle")
+            if TRUTH_SECONDS in r.data.metrics]
+    return max(runs, key=lambda r: r.info.start_time).data.metrics[TRUTH_SECONDS] if runs else None

@@ -1,7 +1,7 @@
 """`prunelab plan`: per stage, the work `dvc repro` would compute and the work it keeps,
 in the units of the stages' own progress lines, with an estimate of the time from the last
-run's own per-unit times (the studies' trial durations, the prune stage's MLflow runs, the
-kept truths' measuring time). Reads the stores and files; computes and writes nothing.
+run's own per-unit times (the studies' trial durations, the truth-measuring time the last
+oracle run logged to MLflow). Reads the stores and files; computes and writes nothing.
 
 What it cannot know, it says: before `train` has run there are no baselines to key the
 sweep and the oracle by, so all of their work is counted.
@@ -112,12 +112,10 @@ def oracle_plan(cfg: Config, workers: int) -> str:
     have = all(f.is_file() for f in files.values())
     kept = [oracle.truth_path(oracle.TRUTH_DIR, cfg, s, files[s]) for s in seeds] if have else []
     kept = [p for p in kept if p.is_file()]
-    from prunelab.oracle import truth
-
-    each = statistics.median([truth.load(p).seconds for p in kept]) if kept else None
+    each = oracle.last_truth_seconds(cfg) if len(kept) < len(seeds) else None
     todo = len(seeds) - len(kept)
     return (f"oracle: {len(seeds)} seeds' truths, {todo} to measure, {len(kept)} kept"
-            + _estimate(todo, each, min(workers, len(seeds)))
+            + _estimate(todo, each, max(1, min(workers, todo)))
             + f"; scores of {len(cfg.prune.methods)} criteria against them")
 
 
