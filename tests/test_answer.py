@@ -109,8 +109,8 @@ def test_primary_contrast_is_the_paired_area_difference() -> None:
             points += [point("magnitude", ratio, seed, 0.97, mag),
                        point("taylor", ratio, seed, 0.97, tay),
                        point("activation", ratio, seed, 0.97, tay)]
-    contrasts = primary(points, ["taylor"], ["magnitude", "activation"], [2, 4, 8], MARGIN,
-                        ALPHA, POWER)
+    contrasts = primary(points, ["taylor"], ["magnitude", "activation"],
+                        {"weight": [2, 4, 8]}, MARGIN, ALPHA, POWER)
     vs_mag, vs_act = contrasts
     assert (vs_mag["method"], vs_mag["other"]) == ("taylor", "magnitude")
     assert vs_mag["diff"] == pytest.approx(-15 / N) and vs_mag["seeds"] == 4
@@ -121,6 +121,40 @@ def test_primary_contrast_is_the_paired_area_difference() -> None:
     assert "**weight granularity** — equivalent: taylor vs activation; behind, within the " \
         "margin: taylor vs magnitude." in text
     assert "`taylor` vs `magnitude`: -0.15 pp" in text
+    assert "(exploratory: named in params.yaml, not fixed by a plan" in text
+    assert "pre-registered" not in text
+    # Over 2-4x alone (weights 1/2, 1/2): 0·1/2 + 10·1/2 = 5 images, −0.05 pp.
+    (short, _) = primary(points, ["taylor"], ["magnitude", "activation"],
+                         {"weight": [2, 4]}, MARGIN, ALPHA, POWER)
+    assert short["diff"] == pytest.approx(-5 / N) and short["ratios"] == [2, 4]
+
+
+def test_the_one_sentence_answer_groups_the_criteria_by_what_their_answers_say() -> None:
+    """Hand-made labels: the sentence names each granularity with its range, and under each
+    reference the criteria sharing a label, in ANSWERS' order."""
+    from prunelab.report.answer import answer_sentence
+
+    def c(g: str, m: str, o: str, a: str) -> dict[str, object]:
+        return {"granularity": g, "method": m, "other": o, "answer": a,
+                "ratios": [2, 128] if g == "weight" else [2, 32]}
+
+    found = [c("weight", "taylor", "magnitude", "behind"),
+             c("weight", "fisher", "magnitude", "behind"),
+             c("weight", "woodfisher", "magnitude", "equivalent"),
+             c("weight", "taylor", "activation", "ahead, within the margin"),
+             c("neuron", "taylor", "magnitude", "open")]
+    assert answer_sentence(found, "On `mlp`") == (
+        "On `mlp`: as sparse weights from 2× to 128×, `woodfisher` is equivalent to "
+        "`magnitude`; `taylor` and `fisher` are behind `magnitude`; `taylor` is ahead of "
+        "`activation`, within the margin; and as smaller dense models (neurons) from 2× to "
+        "32×, `taylor` is not told apart from `magnitude`.")
+    text = "\n".join(answer_lines([{**x, "diff": 0.0, "lo_adj": 0.0, "hi_adj": 0.0,
+                                     "seeds": 10, "p_ahead_holm": 1.0, "p_behind_holm": 1.0,
+                                     "p_equiv_holm": 1.0, "seeds_needed": 3} for x in found],
+                                   "Does it?", "q", True, 0.5, ALPHA, POWER,
+                                   "`plan.md` (commit abc of 2026-12-02)", "On `mlp`"))
+    assert text.startswith("## The answer\n\n**In one sentence**: On `mlp`: as sparse")
+    assert "(pre-registered in `plan.md` (commit abc of 2026-12-02))" in text
 
 
 def test_in_rounds_against_one_shot_is_the_paired_area_difference() -> None:

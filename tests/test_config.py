@@ -69,6 +69,9 @@ BAD = [
     ("sweep.iterative_rounds", [3, 2], ["finetune.epochs (3)", "2 rounds"]),
     ("sweep.iterative_rounds", [1], ["sweep.iterative_rounds.0", "greater than or equal to 2"]),
     ("sweep.iterative_rounds", [3, 3], ["sweep.iterative_rounds", "twice"]),
+    ("report.area_up_to", {"neuron": 1.5}, ["report.area_up_to.neuron (1.5)", "below every",
+                                            "null"]),
+    ("report.plan", 3, ["report.plan", "valid string"]),
 ]
 
 
@@ -109,3 +112,20 @@ def test_iterative_rounds_may_not_repeat_the_main_series_rounds() -> None:
     raw["finetune"]["rounds"] = 3
     with pytest.raises(ConfigError, match=r"lists finetune.rounds \(3\)"):
         parse_config(raw)
+
+
+def test_a_question_may_take_a_control_as_its_reference_only_where_it_is_swept() -> None:
+    """`scratch` and `dense+ft` are swept beside the methods with sweep.controls: a question
+    may compare against them then, and is refused, with the fix, when they are not swept;
+    any other name outside prune.methods is refused as before."""
+    assert any(q.references == ["scratch"] for q in load_config(ROOT / "params.yaml")
+               .report.questions)  # the shipped one
+    raw = with_change("sweep.controls", False)
+    with pytest.raises(ConfigError, match=r"questions scratch: the control 'scratch' is swept "
+                                          r"only with sweep.controls true"):
+        check(parse_config(raw))
+    raw = copy.deepcopy(BASE)
+    raw["report"]["questions"][1]["references"] = ["scrach"]
+    with pytest.raises(ConfigError, match=r"'scrach' is neither among prune.methods nor a "
+                                          r"control"):
+        check(parse_config(raw))

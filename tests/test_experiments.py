@@ -65,6 +65,59 @@ def test_a_temp_experiment_logs_to_the_project_s_mlflow_store(committed: Path) -
     assert float(ft.data.params["finetune.lr"]) == 0.02
 
 
+def test_a_plan_pre_registers_only_what_its_commit_fixed(tmp_path: Path) -> None:
+    """`report.plan`: named with its commit when committed and unchanged; refused, with the
+    fix, when missing, uncommitted or edited since."""
+    from prunelab.errors import PrunelabError
+    from prunelab.stages.report import preregistration
+
+    assert preregistration(None, tmp_path) is None
+    run(["git", "init", "-q"], tmp_path)
+    plan = tmp_path / "plan.md"
+    for state in ("missing", "uncommitted", "committed", "edited"):
+        if state == "uncommitted":
+            plan.write_text("# contrasts\n")
+        if state == "committed":
+            run(["git", "add", "plan.md"], tmp_path)
+            run(["git", "commit", "-qm", "plan"], tmp_path, **GIT_ID)
+            head = run(["git", "log", "-1", "--format=%h of %cs"], tmp_path).stdout.strip()
+            assert preregistration("plan.md", tmp_path) == (
+                f"`plan.md` (commit {head}), committed before this run's data existed")
+            continue
+        if state == "edited":
+            plan.write_text("# contrasts, changed after the data\n")
+        with pytest.raises(PrunelabError, match="commit it before the run, or set "
+                                                "report.plan: null"):
+            preregistration("plan.md", tmp_path)
+
+
+@pytest.mark.slow
+def test_a_confirmatory_run_names_its_plan_and_measures_no_oracle(committed: Path) -> None:
+    """A committed plan and `dvc exp run --temp` with oracle.enabled false, as the
+    confirmatory run is made: its report calls the answer pre-registered in the plan (at
+    the plan's commit) and leaves the oracle's sections out; the oracle wrote empty tables."""
+    (committed / "plan.md").write_text("# random against magnitude, fixed before the data\n")
+    run(["git", "add", "plan.md"], committed)
+    run(["git", "commit", "-qm", "plan"], committed, **GIT_ID)
+    commit = run(["git", "log", "-1", "--format=%h"], committed).stdout.strip()
+    question = ("[{name: q, ask: Does random beat magnitude?, criteria: [random], "
+                "references: [magnitude], alpha: null, equivalence_margin_pp: null}]")
+    run(["dvc", "exp", "run", "--temp", "-n", "conf", "-S", "oracle.enabled=false",
+         "-S", "report.plan=plan.md", "-S", "prune.methods=[magnitude,random]",
+         "-S", f"report.questions={question}"], committed, **GIT_ID)
+    ref = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"],
+              committed).stdout.split()
+    (conf,) = [r for r in ref if r.endswith("/conf")]
+    report = run(["git", "show", f"{conf}:reports/report.md"], committed).stdout
+    assert f"pre-registered in `plan.md` (commit {commit} of" in report
+    assert "**In one sentence**: On `mlp`, after 2 epoch(s) of fine-tuning, over 2 seeds " \
+        "(pre-registered)" in report
+    assert "`random` is " in report.split("**In one sentence**")[1].split("\n")[0]
+    assert "Not measured in this run (`oracle.enabled: false`)" in report
+    assert "## Criterion quality by whole sets" not in report
+    assert json.loads(run(["git", "show", f"{conf}:oracle/oracle.json"], committed).stdout) == {}
+
+
 @pytest.mark.slow
 def test_more_seeds_compute_only_the_new_seeds_points(committed: Path) -> None:
     """The sweep's points are keyed by seed (and its baseline's content), not its study:

@@ -64,6 +64,33 @@ def test_the_example_criterion_by_hand() -> None:
         torch.testing.assert_close(sqrt_taylor_scores(net, BATCHES, power=0.0)[name], m)
 
 
+def test_a_new_param_or_check_moves_no_key_and_a_procedure_edit_moves_it(
+        tmp_path: Path) -> None:
+    """The params' schema and the methods' checks change numbers only through values the
+    keys hash (`codedeps.VALUES_ONLY`): an edit to config.py or methods.py leaves the
+    sweep's and a criterion's code digests as they were; an edit to training.py, which the
+    sweep runs, moves the sweep's."""
+    import shutil
+
+    from prunelab import codedeps
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "src" / "prunelab", src / "prunelab")
+
+    def digests() -> tuple[str, str]:
+        return (codedeps.procedure_digest("prunelab.study.sweep", src),
+                codedeps.criterion_digest("prunelab.criteria.first_order", src))
+
+    before = digests()
+    for name in ("config.py", "methods.py"):
+        path = src / "prunelab" / name
+        path.write_text(path.read_text() + "\n# a new param's comment\n")
+        assert digests() == before, name
+    path = src / "prunelab" / "training.py"
+    path.write_text(path.read_text() + "\n# touched\n")
+    assert digests()[0] != before[0] and digests()[1] == before[1]
+
+
 def counts(out: str) -> dict[str, tuple[int, int]]:
     """(units, to compute) from each stage's opening line."""
     found = {}

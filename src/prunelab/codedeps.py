@@ -23,6 +23,13 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1]  # the folder that holds the prunelab package
 STAGES = "prunelab.stages."
 PLUMBING = "prunelab.plumbing"
+# Modules that change a number only through values the keys hash themselves: the params'
+# schema and its checks (`config`: validators accept or refuse, they transform nothing, and
+# every knob is in params.yaml, so `keys.params_part` hashes what they let through) and the
+# methods' names and checks (`methods`: a criterion's settings enter as values,
+# `keys.criterion_part`). Their code stays out of the closures, so a new param or a new
+# check moves no key (it moved every key of the study until 2026-12-02).
+VALUES_ONLY = ("prunelab.config", "prunelab.methods")
 
 
 def module_file(name: str, src: Path = SRC) -> Path:
@@ -96,10 +103,11 @@ def _digest(modules: set[str], src: Path) -> str:
 
 def procedure_digest(start: str, src: Path = SRC) -> str:
     """The code a unit of work runs whatever its criterion: `start` and what it imports,
-    less the plumbing (files, progress, tracking, stores, queues)."""
-    return _digest(closure(start, stop=(STAGES, PLUMBING), src=src) | {start}, src)
+    less the plumbing (files, progress, tracking, stores, queues) and `VALUES_ONLY`."""
+    return _digest(closure(start, stop=(STAGES, PLUMBING, *VALUES_ONLY), src=src) | {start},
+                   src)
 
 
 def criterion_digest(module: str, src: Path = SRC) -> str:
     """A criterion's own code: the module that registered it and what that imports."""
-    return _digest(closure(module, stop=(STAGES, PLUMBING), src=src), src)
+    return _digest(closure(module, stop=(STAGES, PLUMBING, *VALUES_ONLY), src=src), src)

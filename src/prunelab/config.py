@@ -129,6 +129,7 @@ class SweepConfig(_Strict):
 
 
 class OracleConfig(_Strict):
+    enabled: bool  # false: the stage measures nothing and the report leaves its sections out
     examples: Annotated[int, Field(ge=10)]  # held-out (validation) images the loss is on
     weights_per_layer: Annotated[int, Field(ge=10)]  # single weights sampled per layer
 
@@ -167,6 +168,12 @@ class ReportConfig(_Strict):
     alpha: Alpha  # family-wise, per granularity (the cells; a question's by default)
     equivalence_margin_pp: Margin
     power: Annotated[float, Field(ge=0.5, lt=1)]  # for the seeds an open comparison needs
+    # Per granularity, the highest ratio of sweep.ratios its questions' area runs to
+    # (None or absent: the whole ladder).
+    area_up_to: dict[Granularity, Annotated[float, Field(gt=1)] | None]
+    # The committed plan (a path from the project's root) that fixed this run's questions
+    # before its data existed; None: the analysis is exploratory.
+    plan: str | None
 
     @model_validator(mode="after")
     def _unique(self) -> ReportConfig:

@@ -79,9 +79,25 @@ def check(cfg: Config) -> dict[str, Registration]:
     if bad := sorted(set(p.thresholds) - allowed):
         raise ConfigError(f"prune.thresholds: unknown key {bad[0]!r}; keys look like "
                           f"'<method>-<granularity>', one of {sorted(allowed)}")
+    from prunelab.records import CONTROLS  # here: records imports this module
+
+    for granularity, top in cfg.report.area_up_to.items():
+        if top is not None and top < min(cfg.sweep.ratios):
+            raise ConfigError(f"report.area_up_to.{granularity} ({top:g}) is below every "
+                              f"ratio of sweep.ratios {cfg.sweep.ratios}: its questions would "
+                              "have no area; raise it or set it to null")
+
     for q in cfg.report.questions:
-        for m in [*q.criteria, *q.references]:
+        for m in q.criteria:
             if m not in p.methods:
                 raise ConfigError(f"report.questions {q.name}: {m!r} is not among "
                                   "prune.methods; add it there or drop it from the question")
+        for m in q.references:  # a reference may also be a control (dense+ft, scratch)
+            if m in CONTROLS and not cfg.sweep.controls:
+                raise ConfigError(f"report.questions {q.name}: the control {m!r} is swept "
+                                  "only with sweep.controls true; set it or drop the reference")
+            if m not in p.methods and m not in CONTROLS:
+                raise ConfigError(f"report.questions {q.name}: {m!r} is neither among "
+                                  f"prune.methods nor a control {sorted(CONTROLS)}; add it "
+                                  "there or drop it from the question")
     return regs

@@ -1,17 +1,19 @@
 """Contrasts between two named methods, named in params.yaml (`report`) before the report
-reads any test outcome. Named before their data existed they are confirmatory; named or
-revised after (as the default question was, issue 37) they are exploratory.
+reads any test outcome. Fixed by a plan committed before their data existed
+(`report.plan`) they are confirmatory; named or revised after (as the default question
+was, issue 37) they are exploratory.
 
 - **Primary** (`primary`): the study's question — does the loss gradient tell what matters
   better than weight magnitude or neuron activity? — as one contrast per (criterion,
   reference) of params.yaml's `report` section, on a per-seed summary of the whole curve:
-  the area under test accuracy against log₂ compression over the sweep's ratios
-  (trapezoids, divided by the log₂ range, so it reads as an accuracy in pp). Each image's
-  area is the same weighted sum of its correctness at every ratio, so the seed × image
-  table of area differences has the crossed SE of `stats.paired_difference`. The
-  primary test is one-sided (the criterion ahead), Holm over the contrasts of one
-  granularity; beside it, its reverse and TOST at the margin, Holm in a family of their
-  own, and the seeds 80 % power would need, from the same contrast on validation.
+  the area under test accuracy against log₂ compression over the sweep's ratios up to the
+  granularity's `report.area_up_to` (trapezoids, divided by the log₂ range, so it reads as
+  an accuracy in pp). Each image's area is the same weighted sum of its correctness at every
+  ratio, so the seed × image table of area differences has the crossed SE of
+  `stats.paired_difference`. The primary test is one-sided (the criterion ahead), Holm over
+  the contrasts of one granularity; beside it, its reverse and TOST at the margin, Holm in a
+  family of their own, and the seeds 80 % power would need, from the same contrast on
+  validation.
 - **Ablations** (`contrast`): one ingredient, measured by itself, cell by cell — here
   OBS's update (`obs` against `obs-noupdate`: the same cut with and without the surgeon's
   update), before and after fine-tuning, Holm over the cells of one moment.
@@ -23,7 +25,7 @@ revised after (as the default question was, issue 37) they are exploratory.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -64,14 +66,16 @@ def _areas(curve: dict[float, Any], weights: dict[float, float], key: str) -> np
 
 
 def primary(points: Iterable[Point], criteria: Sequence[str], references: Sequence[str],
-            ratios: list[float], margin: float, alpha: float, power: float
+            ratios: Mapping[str, Sequence[float]], margin: float, alpha: float, power: float
             ) -> list[dict[str, Any]]:
-    """Per granularity, each criterion's area minus each reference's, on the seeds where
-    both have a feasible point at every ratio (see the module's docstring)."""
+    """Per granularity, each criterion's area over that granularity's `ratios` minus each
+    reference's, on the seeds where both have a feasible point at every one of them (see
+    the module's docstring)."""
     cells = _by_cell(points, (*criteria, *references), "test_correct")
-    weights = auc_weights(ratios)
     out: list[dict[str, Any]] = []
     for granularity in sorted({g for g, _ in cells}, key=lambda g: g != "weight"):
+        ladder = list(ratios[granularity])
+        weights = auc_weights(ladder)
         family = []
         for crit in criteria:
             for ref in references:
@@ -83,8 +87,8 @@ def primary(points: Iterable[Point], criteria: Sequence[str], references: Sequen
                 c = paired_difference([_areas(a[s], weights, "test_correct") for s in seeds],
                                       [_areas(b[s], weights, "test_correct") for s in seeds],
                                       margin)
-                c.update(granularity=granularity, method=crit, other=ref)
-                c["images"] = int(a[seeds[0]][ratios[0]]["test_images"])
+                c.update(granularity=granularity, method=crit, other=ref, ratios=ladder)
+                c["images"] = int(a[seeds[0]][ladder[0]]["test_images"])
                 c["val"] = np.array([_areas(a[s], weights, "val_correct")
                                      - _areas(b[s], weights, "val_correct") for s in seeds])
                 family.append(c)

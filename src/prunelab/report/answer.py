@@ -18,27 +18,68 @@ def cell_label(v: dict[str, Any]) -> str:
 SETS = {"ahead": "ahead of", "equivalent": "equivalent to", "open": "open against"}
 
 
+# How an answer reads in the one-sentence summary: "<criteria> <phrase> <reference>".
+PHRASES = {"ahead beyond the margin": "ahead of {} by more than the margin",
+           "ahead, within the margin": "ahead of {}, within the margin",
+           "ahead": "ahead of {}", "equivalent": "equivalent to {}",
+           "behind, within the margin": "behind {}, within the margin",
+           "behind beyond the margin": "behind {} by more than the margin",
+           "behind": "behind {}", "open": "not told apart from {}"}
+GRANULARITIES = {"weight": "as sparse weights", "neuron": "as smaller dense models (neurons)"}
+
+
+def _names(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def answer_sentence(primary: list[dict[str, Any]], scope: str) -> str:
+    """The answer in one sentence a reader can quote, from the contrasts' labels: per
+    granularity (and the range its area runs over) and reference, the criteria grouped by
+    what their answer says. `scope` says where it holds (model, budget, seeds, and whether
+    it was pre-registered)."""
+    parts = []
+    for granularity in dict.fromkeys(c["granularity"] for c in primary):
+        mine = [c for c in primary if c["granularity"] == granularity]
+        clauses = []
+        for ref in dict.fromkeys(c["other"] for c in mine):
+            groups = {a: [f"`{c['method']}`" for c in mine if c["other"] == ref
+                          and c["answer"] == a] for a in ANSWERS}
+            clauses += [f"{_names(g)} {'is' if len(g) == 1 else 'are'} "
+                        + PHRASES[a].format(f"`{ref}`") for a, g in groups.items() if g]
+        r = mine[0]["ratios"]
+        parts.append(f"{GRANULARITIES.get(granularity, granularity)} from {r[0]:g}× to "
+                     f"{r[-1]:g}×, " + "; ".join(clauses))
+    return f"{scope}: " + "; and ".join(parts) + "."
+
+
 def answer_lines(primary: list[dict[str, Any]], ask: str, name: str, first: bool,
-                 margin_pp: float, alpha: float, power: float) -> list[str]:
-    """One question's section (the first opens the report as "The answer"), answered by its
-    contrasts: `ask` is the question as params.yaml words it (`report.questions`)."""
-    lines = ["## The answer" if first else f"## Question `{name}`", "",
-             f"{ask} Each of the question's criteria against each reference, on the area "
-             "under its test-accuracy curve over log₂ compression (the whole sweep, one "
-             "number per seed, in pp of accuracy), as params.yaml's `report.questions` "
-             f"(`{name}`) names them (exploratory unless a plan committed before the "
-             "data existed fixed them); one-sided (the criterion ahead), Holm within a "
-             "granularity and this question at "
-             f"α = {alpha:g}; beside it the reverse direction and equivalence within "
-             f"±{margin_pp:g} pp (TOST), Holm in a family of their own. Intervals are "
-             "simultaneous (Bonferroni) over the granularity's contrasts; the seeds are "
-             f"those {100 * power:.0f} % power at the margin would need, estimated on "
-             "validation images. Each answer keeps both findings: **ahead** or **behind** "
-             "where the difference is significantly non-zero, with **within the margin** "
-             f"where TOST also shows it inside ±{margin_pp:g} pp and **beyond the margin** "
-             f"where its simultaneous interval lies wholly past ±{margin_pp:g} pp; "
-             "**equivalent** where only TOST rejects; **open** where neither test does.",
-             ""]
+                 margin_pp: float, alpha: float, power: float,
+                 registered: str | None = None, scope: str = "") -> list[str]:
+    """One question's section (the first opens the report as "The answer", its one-sentence
+    summary first), answered by its contrasts: `ask` is the question as params.yaml words it
+    (`report.questions`); `registered` the plan that fixed it before the data existed
+    (`report.plan`), None for an exploratory analysis; `scope` the sentence's opening."""
+    status = (f"pre-registered in {registered}" if registered else
+              "exploratory: named in params.yaml, not fixed by a plan committed before "
+              "the data existed (`report.plan`)")
+    lines = ["## The answer" if first else f"## Question `{name}`", ""]
+    if primary:
+        lines += [f"**In one sentence**: {answer_sentence(primary, scope)}", ""]
+    lines += [f"{ask} Each of the question's criteria against each reference, on the area "
+              "under its test-accuracy curve over log₂ compression (the whole sweep, one "
+              "number per seed, in pp of accuracy), as params.yaml's `report.questions` "
+              f"(`{name}`) names them ({status}); one-sided (the criterion ahead), Holm "
+              "within a granularity and this question at "
+              f"α = {alpha:g}; beside it the reverse direction and equivalence within "
+              f"±{margin_pp:g} pp (TOST), Holm in a family of their own. Intervals are "
+              "simultaneous (Bonferroni) over the granularity's contrasts; the seeds are "
+              f"those {100 * power:.0f} % power at the margin would need, estimated on "
+              "validation images. Each answer keeps both findings: **ahead** or **behind** "
+              "where the difference is significantly non-zero, with **within the margin** "
+              f"where TOST also shows it inside ±{margin_pp:g} pp and **beyond the margin** "
+              f"where its simultaneous interval lies wholly past ±{margin_pp:g} pp; "
+              "**equivalent** where only TOST rejects; **open** where neither test does.",
+              ""]
     for granularity in dict.fromkeys(c["granularity"] for c in primary):
         mine = [c for c in primary if c["granularity"] == granularity]
         groups = {a: [f"{c['method']} vs {c['other']}" for c in mine if c["answer"] == a]

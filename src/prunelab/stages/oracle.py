@@ -48,7 +48,7 @@ def truth_key(cfg: Config, baseline: Path) -> str:
     held-out images, the sample, which layers are pruned, the ratios' set sizes) and the
     truth's code."""
     return keys.sha(keys.file_digest(baseline.read_bytes()), keys.params_part(
-        cfg, ("device", "data", "oracle", "compute")),
+        cfg, ("device", "data", "oracle", "compute"), {"oracle": ["enabled"]}),
         repr((cfg.prune.prune_output_layer, cfg.sweep.ratios)), keys.procedure(truth.__name__)
     )[:12]
 
@@ -116,6 +116,9 @@ def _one_seed(w: _Oracle, seed: int
 def run(cfg: Config, params: Path, baselines: Path, out_dir: Path, workers: int,
         truth_dir: Path = TRUTH_DIR) -> None:
     files = baseline_files(baselines, cfg.sweep.seeds)  # before any work
+    if not cfg.oracle.enabled:
+        switched_off(out_dir, truth_dir)
+        return
     seeds = cfg.sweep.seeds
     keep = {truth_path(truth_dir, cfg, s, files[s][0]).name for s in seeds}
     todo = sum(not (truth_dir / k).is_file() for k in keep)
@@ -136,6 +139,17 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path, workers: int,
     took = [t for *_, t in results if t is not None]
     if took:  # a timing, so MLflow's, not the truth file's (a DVC output): `prunelab plan`
         log_truth_seconds(cfg, statistics.median(took))
+
+
+def switched_off(out_dir: Path, truth_dir: Path) -> None:
+    """`oracle.enabled: false`: the stage's outputs, empty (DVC wants every one), so that the
+    report leaves the oracle's sections out; no truth kept from an earlier run is deleted."""
+    print("oracle: off (oracle.enabled is false): nothing measured, no oracle sections in "
+          "the report", flush=True)
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "oracle.json", {})
+    write_json(out_dir / "sets.json", {})
+    write_bytes(out_dir / SCATTER, scatter_bytes({}))
 
 
 def log_truth_seconds(cfg: Config, seconds: float) -> None:

@@ -80,6 +80,41 @@ def ablation_pairs(cfg: Config) -> list[tuple[str, str]]:
             if (r := regs[m]).ablation_of in cfg.prune.methods and r.ablation_of]
 
 
+def preregistration(plan: str | None, root: Path) -> str | None:
+    """How the report names the plan that pre-registered its questions (`report.plan`):
+    "`<path>` (commit <hash> of <date>)", the last commit that touched it; None for none.
+    A plan that is not committed, or edited since, pre-registers nothing: refused."""
+    if plan is None:
+        return None
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("log", "-1", "--format=%h of %cs", "--", plan)
+    if not (root / plan).is_file() or not commit or git("status", "--porcelain", "--", plan):
+        raise PrunelabError(f"report.plan {plan!r} is missing, not committed in Git, or edited "
+                            "since its commit: a plan pre-registers only what its commit "
+                            "fixed; commit it before the run, or set report.plan: null")
+    return f"`{plan}` (commit {commit}), committed before this run's data existed"
+
+
+def scope(cfg: Config, registered: str | None) -> str:
+    """Where the one-sentence answer holds: model, range, budget, seeds."""
+    return (f"On `{cfg.model}`, after {cfg.finetune.epochs} epoch(s) of fine-tuning, over "
+            f"{len(cfg.sweep.seeds)} seeds ({'pre-registered' if registered else 'exploratory'}"
+            "), on the area under test accuracy over log₂ of the ratio (1/r of the prunable "
+            "weights or hidden units kept)")
+
+
+def area_ratios(cfg: Config) -> dict[str, list[float]]:
+    """Per granularity, the ratios its questions' area runs over (`report.area_up_to`)."""
+    cap = cfg.report.area_up_to
+    return {g: [r for r in cfg.sweep.ratios if (top := cap.get(g)) is None or r <= top]
+            for g in cfg.prune.granularities}
+
+
 def _margin(rc: ReportConfig, q: QuestionConfig) -> float:
     return q.equivalence_margin_pp or rc.equivalence_margin_pp
 
@@ -160,14 +195,16 @@ def draw(cfg: Config, rows: list[dict[str, Any]], inputs: dict[str, Any],
             rows, "effective_flops", style),
         FIGURES["per-layer sparsity (searched, after fine-tuning)"]:
             report.layer_sparsity_figure(inputs["finetune"], layer_names(cfg.model)),
-        FIGURES["sets against the greedy oracle"]: report.set_oracle_figure(
+        **({FIGURES["sets against the greedy oracle"]: report.set_oracle_figure(
             inputs["sets"], style),
-        FIGURES["scores against the true damage"]: report.oracle_figure(inputs["scatter"]),
+            FIGURES["scores against the true damage"]: report.oracle_figure(inputs["scatter"])}
+           if inputs["oracle"] else {}),  # empty: oracle.enabled is false
     }
 
 
 def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetune_dir: Path,
         oracle: Path, out: Path) -> None:
+    registered = preregistration(cfg.report.plan, Path.cwd())  # before any work
     inputs = read_inputs(cfg, {"sweep": sweep_dir, "search": search_dir, "prune": prune_dir,
                            "finetune": finetune_dir}, oracle)
     points, quality = inputs["points"], inputs["oracle"]
@@ -181,7 +218,7 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
     labels = {label: sum(v["label"] == label for v in verdict) for label in LABELS}
     # Each question its own Holm family per granularity: another question's contrasts
     # leave its numbers as they are.
-    answers = {q.name: (q, primary(points, q.criteria, q.references, cfg.sweep.ratios,
+    answers = {q.name: (q, primary(points, q.criteria, q.references, area_ratios(cfg),
                                    _margin(rc, q) / 100, q.alpha or rc.alpha, rc.power))
                for q in rc.questions}
     rounds = in_rounds(points, inputs["in_rounds"], cfg.sweep.ratios, margin, rc.alpha)
@@ -254,7 +291,8 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
             cfg.model, rows,
             [line for i, (q, found) in enumerate(answers.values())
              for line in answer_lines(found, q.ask, q.name, i == 0, _margin(rc, q),
-                                      q.alpha or rc.alpha, rc.power)],
+                                      q.alpha or rc.alpha, rc.power, registered,
+                                      scope(cfg, registered))],
             verdict, verdicts(points, margin, rc.alpha, rc.power, stage="_before"),
             paper_text, baseline, cfg.sweep.seeds,
             {title: path for title, path in FIGURES.items() if path in figs
@@ -262,10 +300,14 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
             rc.equivalence_margin_pp, rc.alpha, ablations)
         text += "".join(f"{line}\n" for line in in_rounds_lines(
             rounds, ft.epochs, rc.equivalence_margin_pp, rc.alpha))
-        text += markdown.oracle_section(quality, FIGURES["scores against the true damage"],
-                                        cfg.oracle.examples)
-        text += markdown.set_oracle_section(
-            inputs["sets"], FIGURES["sets against the greedy oracle"], quality)
+        if quality:  # empty: oracle.enabled is false
+            text += markdown.oracle_section(quality, FIGURES["scores against the true damage"],
+                                            cfg.oracle.examples)
+            text += markdown.set_oracle_section(
+                inputs["sets"], FIGURES["sets against the greedy oracle"], quality)
+        else:
+            text += ("\n## Criterion quality against the true damage\n\nNot measured in this "
+                     "run (`oracle.enabled: false`).\n")
         text += markdown.infeasible_section(infeasible(points))
         write_bytes(out / "report.md", text.encode())
         mlflow.log_artifact(str(out / "report.md"))
