@@ -232,3 +232,28 @@ def test_a_contrast_s_answer_keeps_its_significance_and_its_place_against_the_ma
     c = {"diff": diff, "lo_adj": lo, "hi_adj": hi, "p_ahead_holm": p_ahead,
          "p_behind_holm": p_behind, "p_equiv_holm": p_equiv}
     assert answer(c, 0.5, 0.05) == said and said in ANSWERS
+
+
+def test_an_exploratory_report_quotes_the_confirmatory_sentences_first() -> None:
+    """`sentences` reads each question's one-sentence answer out of a report's Markdown, and
+    `answer_lines` puts the confirmatory one first, linked, before this run's own."""
+    from prunelab.report.answer import sentences
+
+    confirmatory = "\n".join([
+        "# Pruning criteria compared on `mlp`", "", "## The answer", "",
+        "**In one sentence**: On `mlp` (pre-registered): weights, A.", "", "text", "",
+        "## Question `scratch`", "", "**In one sentence**: On `mlp` (pre-registered): B.",
+        "", "## Verdicts after fine-tuning", "", "**In one sentence**: not an answer"])
+    found = sentences(confirmatory)
+    assert found == {"": "On `mlp` (pre-registered): weights, A.",
+                     "scratch": "On `mlp` (pre-registered): B."}
+    own = [{"granularity": "weight", "method": "taylor", "other": "magnitude",
+            "answer": "behind", "ratios": [2, 32], "diff": -0.004, "lo_adj": -0.006,
+            "hi_adj": -0.002, "seeds": 5, "p_ahead_holm": 1.0, "p_behind_holm": 0.001,
+            "p_equiv_holm": 0.2, "seeds_needed": 3}]
+    lines = answer_lines(own, "Does it?", "gradient", True, 0.5, ALPHA, POWER, None,
+                         "On `mlp` (exploratory)", ("confirmatory/report.md", found[""]))
+    assert lines[2] == ("**Confirmed** (the pre-registered run, [confirmatory/report.md]"
+                        "(confirmatory/report.md)): On `mlp` (pre-registered): weights, A.")
+    assert lines[6].startswith("**In one sentence**: On `mlp` (exploratory): as sparse "
+                               "weights from 2× to 32×, `taylor` is behind `magnitude`.")

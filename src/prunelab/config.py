@@ -174,6 +174,9 @@ class ReportConfig(_Strict):
     # The committed plan (a path from the project's root) that fixed this run's questions
     # before its data existed; None: the analysis is exploratory.
     plan: str | None
+    # The confirmatory run's committed report (relative to reports/), whose one-sentence
+    # answers an exploratory report quotes first; None: quote none.
+    confirmation: str | None
 
     @model_validator(mode="after")
     def _unique(self) -> ReportConfig:

@@ -52,19 +52,45 @@ def answer_sentence(primary: list[dict[str, Any]], scope: str) -> str:
     return f"{scope}: " + "; and ".join(parts) + "."
 
 
+SENTENCE = "**In one sentence**: "
+
+
+def sentences(report_md: str) -> dict[str, str]:
+    """A report's one-sentence answers by question (`answer_lines`' sections: "The answer"
+    is the first question's, keyed ""; "Question `x`" is x's), for another report to quote."""
+    out, section = {}, None
+    for line in report_md.splitlines():
+        if line == "## The answer":
+            section = ""
+        elif line.startswith("## Question `"):
+            section = line.removeprefix("## Question `").rstrip("`")
+        elif line.startswith("## "):
+            section = None
+        elif section is not None and line.startswith(SENTENCE):
+            out[section] = line.removeprefix(SENTENCE)
+    return out
+
+
 def answer_lines(primary: list[dict[str, Any]], ask: str, name: str, first: bool,
                  margin_pp: float, alpha: float, power: float,
-                 registered: str | None = None, scope: str = "") -> list[str]:
+                 registered: str | None = None, scope: str = "",
+                 confirmed: tuple[str, str] | None = None) -> list[str]:
     """One question's section (the first opens the report as "The answer", its one-sentence
     summary first), answered by its contrasts: `ask` is the question as params.yaml words it
     (`report.questions`); `registered` the plan that fixed it before the data existed
-    (`report.plan`), None for an exploratory analysis; `scope` the sentence's opening."""
+    (`report.plan`), None for an exploratory analysis; `scope` the sentence's opening;
+    `confirmed` (where the confirmatory report is, its sentence for this question), quoted
+    first in an exploratory report."""
     status = (f"pre-registered in {registered}" if registered else
               "exploratory: named in params.yaml, not fixed by a plan committed before "
               "the data existed (`report.plan`)")
     lines = ["## The answer" if first else f"## Question `{name}`", ""]
+    if confirmed:
+        lines += [f"**Confirmed** (the pre-registered run, [{confirmed[0]}]({confirmed[0]})): "
+                  f"{confirmed[1]}", "", "The rest of this section is this run's own "
+                  "analysis, exploratory:", ""]
     if primary:
-        lines += [f"**In one sentence**: {answer_sentence(primary, scope)}", ""]
+        lines += [f"{SENTENCE}{answer_sentence(primary, scope)}", ""]
     lines += [f"{ask} Each of the question's criteria against each reference, on the area "
               "under its test-accuracy curve over log₂ compression (the whole sweep, one "
               "number per seed, in pp of accuracy), as params.yaml's `report.questions` "

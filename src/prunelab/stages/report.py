@@ -22,7 +22,7 @@ from prunelab.plumbing.fileio import atomic_dir, read_json, write_bytes, write_j
 from prunelab.records import feasible, read_choice, read_points, sweep_series
 from prunelab.report import figures as report
 from prunelab.report import markdown
-from prunelab.report.answer import answer_lines, in_rounds_lines
+from prunelab.report.answer import answer_lines, in_rounds_lines, sentences
 from prunelab.report.style import looks
 
 FIGURES = {"difference from each reference": "figures/difference.png",
@@ -98,6 +98,17 @@ def preregistration(plan: str | None, root: Path) -> str | None:
                             "since its commit: a plan pre-registers only what its commit "
                             "fixed; commit it before the run, or set report.plan: null")
     return f"`{plan}` (commit {commit}), committed before this run's data existed"
+
+
+def confirmation(cfg: Config, registered: str | None) -> tuple[str, dict[str, str]]:
+    """Where the confirmatory report is, and its one-sentence answers by question
+    (`report.confirmation`, relative to the reports folder), for an exploratory report to
+    quote; none for the confirmatory run itself or before its report is committed."""
+    link = cfg.report.confirmation
+    path = Path("reports") / link if link else None
+    if registered or path is None or not path.is_file():
+        return "", {}
+    return link or "", sentences(path.read_text())
 
 
 def scope(cfg: Config, registered: str | None) -> str:
@@ -205,6 +216,7 @@ def draw(cfg: Config, rows: list[dict[str, Any]], inputs: dict[str, Any],
 def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetune_dir: Path,
         oracle: Path, out: Path) -> None:
     registered = preregistration(cfg.report.plan, Path.cwd())  # before any work
+    link, confirmed = confirmation(cfg, registered)
     inputs = read_inputs(cfg, {"sweep": sweep_dir, "search": search_dir, "prune": prune_dir,
                            "finetune": finetune_dir}, oracle)
     points, quality = inputs["points"], inputs["oracle"]
@@ -287,12 +299,16 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
             report.save_figure(fig, out / path)
         ablations = [(contrast(points, m, o, margin, stage="_before"),
                       contrast(points, m, o, margin)) for m, o in ablation_pairs(cfg)]
+        answer_text = []
+        for i, (q, found) in enumerate(answers.values()):
+            quote = confirmed.get("" if i == 0 else q.name)
+            answer_text += answer_lines(found, q.ask, q.name, i == 0, _margin(rc, q),
+                                        q.alpha or rc.alpha, rc.power, registered,
+                                        scope(cfg, registered),
+                                        (link, quote) if quote else None)
         text = markdown.report(
             cfg.model, rows,
-            [line for i, (q, found) in enumerate(answers.values())
-             for line in answer_lines(found, q.ask, q.name, i == 0, _margin(rc, q),
-                                      q.alpha or rc.alpha, rc.power, registered,
-                                      scope(cfg, registered))],
+            answer_text,
             verdict, verdicts(points, margin, rc.alpha, rc.power, stage="_before"),
             paper_text, baseline, cfg.sweep.seeds,
             {title: path for title, path in FIGURES.items() if path in figs
