@@ -62,3 +62,26 @@ def test_params_is_read_before_or_after_the_stage(
             else ["download", "--params", str(bad)])
     assert main(argv) == 2  # checked before any work: nothing downloaded
     assert "train.lr" in capsys.readouterr().err
+
+
+def test_a_stage_refuses_to_run_other_code_than_the_project_s_src(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The prunelab this process imports must be the project's own src/ (an editable
+    install otherwise runs its own tree in a `--temp` experiment's copy): a copy that is
+    the same passes, an edited copy is refused before any work, one line with the fix."""
+    import shutil
+
+    from prunelab.cli import foreign_code
+
+    shutil.copytree(ROOT / "src" / "prunelab", tmp_path / "src" / "prunelab",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    assert foreign_code(tmp_path) is None
+    assert foreign_code(tmp_path / "elsewhere") is None  # no src/ there: nothing to match
+    edited = tmp_path / "src" / "prunelab" / "training.py"
+    edited.write_text(edited.read_text() + "\n# edited in the copy\n")
+    assert main(["criteria", "--params", str(tmp_path / "params.yaml"),
+                 "--out", str(tmp_path / "criteria.json")]) == 2
+    err = capsys.readouterr().err
+    assert "differs from this project's" in err and "PYTHONPATH=src" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "criteria.json").exists()

@@ -142,9 +142,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tree(package: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(package)): f.read_bytes() for f in sorted(package.rglob("*.py"))}
+
+
+def foreign_code(root: Path) -> str | None:
+    """Why the prunelab this process imported is not the project's own `src/` (None when
+    it is, or when the project has no src/). An editable install runs the tree it was
+    installed from: a `dvc exp run --temp` copies the project, yet would run that tree, and
+    any edit made there while the experiment runs (this happened: a run whose params
+    predated a new param stopped mid-way)."""
+    import prunelab
+
+    mine, here = Path(prunelab.__file__).resolve().parent, (root / "src" / "prunelab").resolve()
+    if not here.is_dir() or mine == here or _tree(mine) == _tree(here):
+        return None
+    return (f"the prunelab imported from {mine} differs from this project's {here}: the "
+            "stages would run other code than the commit DVC records; run with "
+            "PYTHONPATH=src (what a --temp experiment needs while that tree is edited), or "
+            "install this project's own")
+
+
 def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     args = build_parser().parse_args(argv)
+    if why := foreign_code(Path(args.params).resolve().parent):
+        print(f"prunelab: {why}", file=sys.stderr)
+        return 2
     try:
         cfg = load_config(args.params)  # every stage validates all params before any work
         from prunelab.methods import check
