@@ -257,3 +257,21 @@ def test_an_exploratory_report_quotes_the_confirmatory_sentences_first() -> None
                         "(confirmatory/report.md)): On `mlp` (pre-registered): weights, A.")
     assert lines[6].startswith("**In one sentence**: On `mlp` (exploratory): as sparse "
                                "weights from 2× to 32×, `taylor` is behind `magnitude`.")
+
+
+def test_the_report_finds_the_confirmatory_report_beside_itself(tmp_path) -> None:
+    """`report.confirmation` is read relative to the report's own folder; nothing is
+    quoted before that file exists, nor by the confirmatory run itself."""
+    from pathlib import Path
+
+    from prunelab.config import load_config
+    from prunelab.stages.report import confirmation
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "params.yaml")
+    assert confirmation(cfg, None, tmp_path) == ("", {})
+    (tmp_path / "confirmatory").mkdir()
+    (tmp_path / "confirmatory" / "report.md").write_text(
+        "## The answer\n\n**In one sentence**: On `mlp` (pre-registered): A.\n")
+    assert confirmation(cfg, None, tmp_path) == (
+        "confirmatory/report.md", {"": "On `mlp` (pre-registered): A."})
+    assert confirmation(cfg, "`plan.md` (commit abc)", tmp_path) == ("", {})

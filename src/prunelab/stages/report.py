@@ -100,12 +100,13 @@ def preregistration(plan: str | None, root: Path) -> str | None:
     return f"`{plan}` (commit {commit}), committed before this run's data existed"
 
 
-def confirmation(cfg: Config, registered: str | None) -> tuple[str, dict[str, str]]:
+def confirmation(cfg: Config, registered: str | None, out: Path
+                 ) -> tuple[str, dict[str, str]]:
     """Where the confirmatory report is, and its one-sentence answers by question
-    (`report.confirmation`, relative to the reports folder), for an exploratory report to
-    quote; none for the confirmatory run itself or before its report is committed."""
+    (`report.confirmation`, relative to the report's folder `out`), for an exploratory report
+    to quote; none for the confirmatory run itself or before its report is committed."""
     link = cfg.report.confirmation
-    path = Path("reports") / link if link else None
+    path = out / link if link else None
     if registered or path is None or not path.is_file():
         return "", {}
     return link or "", sentences(path.read_text())
@@ -216,7 +217,7 @@ def draw(cfg: Config, rows: list[dict[str, Any]], inputs: dict[str, Any],
 def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetune_dir: Path,
         oracle: Path, out: Path) -> None:
     registered = preregistration(cfg.report.plan, Path.cwd())  # before any work
-    link, confirmed = confirmation(cfg, registered)
+    link, confirmed = confirmation(cfg, registered, out)
     inputs = read_inputs(cfg, {"sweep": sweep_dir, "search": search_dir, "prune": prune_dir,
                            "finetune": finetune_dir}, oracle)
     points, quality = inputs["points"], inputs["oracle"]
