@@ -129,3 +129,9 @@ def test_a_question_may_take_a_control_as_its_reference_only_where_it_is_swept()
     with pytest.raises(ConfigError, match=r"'scrach' is neither among prune.methods nor a "
                                           r"control"):
         check(parse_config(raw))
+
+
+def test_the_control_names_checked_for_questions_are_the_swept_ones() -> None:
+    from prunelab import methods, records
+
+    assert methods.CONTROLS == records.CONTROLS

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from prunelab import codedeps
 from prunelab.codedeps import SRC, closure, imported, module_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,6 +187,9 @@ def _touched(tmp_path: Path, entry: str) -> dict[str, list[Any]]:
 CRITERIA = "prunelab/criteria/"
 OWN = {"first_order", "second_order", "magnitude_activity", "during_finetuning", "woodfisher"}
 SHARED_CRITERIA = {"__init__", "base", "registry", "scoring"}  # what every criterion runs
+# config.py and methods.py act only through values the keys hash (codedeps.VALUES_ONLY):
+# their edits move no study and no point.
+VALUES_ONLY = tuple(m.replace(".", "/") + ".py" for m in codedeps.VALUES_ONLY)
 
 
 def test_touching_any_module_a_trial_runs_renames_its_study_and_only_its(
@@ -199,6 +203,7 @@ def test_touching_any_module_a_trial_runs_renames_its_study_and_only_its(
     assert {f"{CRITERIA}{m}.py" for m in OWN} <= set(changed)
     moved = {f for f, (m,) in changed.items() if m}
     expected = {f for f in changed if not f.startswith("prunelab/plumbing/")
+                and f not in VALUES_ONLY
                 and not (f.startswith(CRITERIA) and Path(f).stem in OWN - {"magnitude_activity"})}
     assert moved == expected
 
@@ -211,6 +216,7 @@ def test_touching_one_criterion_moves_only_its_sweep_points(tmp_path: Path) -> N
     study_moved = {f for f, (m, _) in changed.items() if m}
     assert study_moved == {f for f in changed if not f.startswith(("prunelab/plumbing/",
                                                                    CRITERIA))
+                           and f not in VALUES_ONLY
                            } | {f"{CRITERIA}{m}.py" for m in SHARED_CRITERIA}
     series = {Path(f).stem: set(s) for f, (_, s) in changed.items()
               if f.startswith(CRITERIA) and Path(f).stem in OWN}

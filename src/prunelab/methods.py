@@ -18,6 +18,13 @@ from prunelab.criteria.registry import Registration, RegistryError, registered
 RANDOM = "random"
 
 
+# The names of the controls swept beside the methods (`records.CONTROLS`), for checking a
+# question's references: spelt here because records imports this module (an import back
+# would be a cycle, and moving them into records' imports would move every key);
+# test_config checks that the two agree.
+CONTROLS = ("dense+ft", "scratch")
+
+
 def key(method: str, granularity: str) -> str:
     """"taylor-neuron": a method-granularity's name in files, studies and MLflow."""
     return f"{method}-{granularity}"
@@ -79,8 +86,6 @@ def check(cfg: Config) -> dict[str, Registration]:
     if bad := sorted(set(p.thresholds) - allowed):
         raise ConfigError(f"prune.thresholds: unknown key {bad[0]!r}; keys look like "
                           f"'<method>-<granularity>', one of {sorted(allowed)}")
-    from prunelab.records import CONTROLS  # here: records imports this module
-
     for granularity, top in cfg.report.area_up_to.items():
         if top is not None and top < min(cfg.sweep.ratios):
             raise ConfigError(f"report.area_up_to.{granularity} ({top:g}) is below every "
