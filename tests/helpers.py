@@ -1,4 +1,5 @@
-"""Test helpers: a throw-away copy of the project to run the real pipeline in."""
+"""Test helpers: a throw-away copy of the project to run the real pipeline in, and the
+2-3-2 networks the hand-worked tests set weights on."""
 
 from __future__ import annotations
 
@@ -96,3 +97,21 @@ def shipped_prune(method: str, granularity: str, **changes: Any) -> Any:
 
     s = prune_settings(load_config(ROOT / "params.yaml"), method, granularity)
     return replace(s, **{"round_to": 1, **changes})
+
+
+def net_2_3_2(w1: list[list[float]], w2: list[list[float]]) -> Any:  # a prunelab Net
+    """x (2) -> W1 (3x2) -> ReLU -> W2 (2x3) -> logits, biases zero: a network small enough
+    to work its scores out by hand."""
+    import torch
+    from torch import nn
+
+    from prunelab.models import ModelSpec, Net
+
+    body = [nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)]
+    net = Net(ModelSpec("tiny", (3,)), body)
+    with torch.no_grad():
+        body[0].weight.copy_(torch.tensor(w1))
+        body[2].weight.copy_(torch.tensor(w2))
+        body[0].bias.zero_()
+        body[2].bias.zero_()
+    return net

@@ -19,7 +19,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from prunelab.criteria.first_order import (
     fisher_scores,
@@ -43,6 +42,8 @@ from prunelab.criteria.magnitude_activity import (
 from prunelab.models import ModelSpec, Net
 from prunelab.prune.masks import select
 
+from helpers import net_2_3_2
+
 q = 1 / (1 + math.exp(-1))
 r = 1 / (1 + math.exp(-6))
 W1 = [[1.0, -2.0], [2.0, 0.0], [-1.0, 3.0]]
@@ -60,13 +61,7 @@ def tiny() -> Net:
 
 def tiny_net() -> Net:
     """The 2-3-2 network of this module's docstring."""
-    body = [nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)]
-    net = Net(ModelSpec("tiny", (3,)), body)
-    with torch.no_grad():
-        body[0].weight.copy_(torch.tensor(W1))
-        body[2].weight.copy_(torch.tensor(W2))
-        body[0].bias.zero_()
-        body[2].bias.zero_()
+    net: Net = net_2_3_2(W1, W2)
     return net
 
 

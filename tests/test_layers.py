@@ -82,14 +82,16 @@ def test_the_library_never_imports_a_stage_or_mlflow(module: str) -> None:
 
 # What each sub-package may import beside itself and the top-level modules (config, data,
 # models, training, records, methods, keys, ...): a criterion knows nothing of pruning, the
-# pruning nothing of studies or the oracle, the analysis only records, and none of them the
-# stages. The top level imports criteria, prune and plumbing, nothing above them.
+# pruning nothing of studies or the oracle, when-to-prune (`when/`) only pruning and
+# criteria, the analysis only records, and none of them the stages. The top level imports
+# criteria, prune and plumbing, nothing above them.
 LAYERS = {
     "plumbing": set(),
     "criteria": set(),
     "prune": {"criteria"},
     "oracle": {"prune", "criteria"},
     "study": {"prune", "criteria", "plumbing"},
+    "when": {"prune", "criteria"},
     "analysis": set(),
     "report": {"analysis", "oracle", "plumbing"},
     "top": {"criteria", "prune", "plumbing"},
