@@ -303,6 +303,34 @@ def test_a_write_whose_answer_was_lost_is_read_back_not_repeated(
         ("point-a", TrialState.COMPLETE, [0.5])]
 
 
+def test_a_store_lost_inside_a_call_of_the_store_is_still_one_store_lost(
+    server: tuple[Server, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's create_run reads the experiment through the same retried store: when that
+    inner read gives up, MLflow wraps it in an MlflowException, which the outer retry must
+    still report as the store lost (the stage's one line), not as the wrapper's traceback
+    (seen in a `make test` on a loaded machine, when an outage began inside create_run)."""
+    import mlflow
+
+    from prunelab.config import MlflowConfig
+    from prunelab.plumbing import tracking
+    from prunelab.plumbing.retry import StoreLost
+
+    pg, database = server
+    db, url = database()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    before = mlflow.get_tracking_uri()
+    try:
+        tracking.configure(MlflowConfig(tracking_uri="sqlite:///unused.db", retry_s=2))
+        experiment = mlflow.MlflowClient().create_experiment("nested")
+        pg.refuse(db, True)
+        with pytest.raises(StoreLost, match="lost the tracking store at .* for 2 s"):
+            mlflow.MlflowClient().create_run(experiment)
+    finally:
+        pg.refuse(db, False)
+        mlflow.set_tracking_uri(before)
+
+
 def test_a_tracking_store_given_up_fails_at_once_after(
     server: tuple[Server, Database], monkeypatch: pytest.MonkeyPatch
 ) -> None:

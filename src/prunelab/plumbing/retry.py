@@ -99,6 +99,12 @@ def retrying(call: Callable[[], T], store: str, retry_s: float,
             return call()
         except Exception as exc:
             if not connection_lost(exc):
+                # An inner call of this one gave up (MLflow's create_run reads the
+                # experiment through the same retried store) and the library wrapped that
+                # in an error of its own (MlflowException): say the store is lost, in one
+                # line, not the wrapper's traceback.
+                if (lost := lost_in(exc)) is not None and lost is not exc:
+                    raise StoreLost(str(lost)) from exc
                 raise
             if attempt == len(waits):
                 raise StoreLost(f"lost {store} for {retry_s:g} s: {_reason(exc)}") from exc
