@@ -303,8 +303,31 @@ def test_a_write_whose_answer_was_lost_is_read_back_not_repeated(
         ("point-a", TrialState.COMPLETE, [0.5])]
 
 
-def test_a_store_lost_inside_a_call_of_the_store_is_still_one_store_lost(
+@pytest.fixture
+def tracking_on_postgres(
     server: tuple[Server, Database], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Server, str]]:
+    """MLflow on a fresh PostgreSQL database through the project's retrying store (2 s
+    retry time): (the server, the database's name), the database let back in after."""
+    import mlflow
+
+    from prunelab.config import MlflowConfig
+    from prunelab.plumbing import tracking
+
+    pg, database = server
+    db, url = database()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    before = mlflow.get_tracking_uri()
+    try:
+        tracking.configure(MlflowConfig(tracking_uri="sqlite:///unused.db", retry_s=2))
+        yield pg, db
+    finally:
+        pg.refuse(db, False)
+        mlflow.set_tracking_uri(before)
+
+
+def test_a_store_lost_inside_a_call_of_the_store_is_still_one_store_lost(
+    tracking_on_postgres: tuple[Server, str],
 ) -> None:
     """MLflow's create_run reads the experiment through the same retried store: when that
     inner read gives up, MLflow wraps it in an MlflowException, which the outer retry must
@@ -312,50 +335,31 @@ def test_a_store_lost_inside_a_call_of_the_store_is_still_one_store_lost(
     (seen in a `make test` on a loaded machine, when an outage began inside create_run)."""
     import mlflow
 
-    from prunelab.config import MlflowConfig
-    from prunelab.plumbing import tracking
     from prunelab.plumbing.retry import StoreLost
 
-    pg, database = server
-    db, url = database()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-    before = mlflow.get_tracking_uri()
-    try:
-        tracking.configure(MlflowConfig(tracking_uri="sqlite:///unused.db", retry_s=2))
-        experiment = mlflow.MlflowClient().create_experiment("nested")
-        pg.refuse(db, True)
-        with pytest.raises(StoreLost, match="lost the tracking store at .* for 2 s"):
-            mlflow.MlflowClient().create_run(experiment)
-    finally:
-        pg.refuse(db, False)
-        mlflow.set_tracking_uri(before)
+    pg, db = tracking_on_postgres
+    experiment = mlflow.MlflowClient().create_experiment("nested")
+    pg.refuse(db, True)
+    with pytest.raises(StoreLost, match="lost the tracking store at .* for 2 s"):
+        mlflow.MlflowClient().create_run(experiment)
 
 
 def test_a_tracking_store_given_up_fails_at_once_after(
-    server: tuple[Server, Database], monkeypatch: pytest.MonkeyPatch
+    tracking_on_postgres: tuple[Server, str],
 ) -> None:
     """Past the retry time the stage is ending: what calls the store on the way out (the
     run's own end, MLflow's exit handler) must not wait out the retry time again."""
     import mlflow
 
-    from prunelab.config import MlflowConfig
     from prunelab.plumbing import tracking
     from prunelab.plumbing.retry import StoreLost
 
-    pg, database = server
-    db, url = database()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-    before = mlflow.get_tracking_uri()
-    try:
-        tracking.configure(MlflowConfig(tracking_uri="sqlite:///unused.db", retry_s=2))
-        with pytest.raises(StoreLost, match="lost the tracking store at"):
-            with tracking.stage_run("faults", "given-up", {}):
-                pg.refuse(db, True)
-                mlflow.log_metric("x", 1.0)
-        start = time.monotonic()
-        with pytest.raises(StoreLost, match="for 2 s"):
-            mlflow.MlflowClient().search_experiments()
-        assert time.monotonic() - start < 1, "a store given up was retried again"
-    finally:
-        pg.refuse(db, False)
-        mlflow.set_tracking_uri(before)
+    pg, db = tracking_on_postgres
+    with pytest.raises(StoreLost, match="lost the tracking store at"):
+        with tracking.stage_run("faults", "given-up", {}):
+            pg.refuse(db, True)
+            mlflow.log_metric("x", 1.0)
+    start = time.monotonic()
+    with pytest.raises(StoreLost, match="for 2 s"):
+        mlflow.MlflowClient().search_experiments()
+    assert time.monotonic() - start < 1, "a store given up was retried again"
