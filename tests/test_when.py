@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import math
 
+import pytest
 import torch
 
 from prunelab.data import Split
@@ -42,6 +43,13 @@ from prunelab.when.at_init import (
     snip_scores,
     synflow_masks,
     synflow_scores,
+)
+from prunelab.when.init_point import (
+    InitSettings,
+    init_masks,
+    init_point,
+    initialised,
+    variant_model,
 )
 from prunelab.when.lottery import (
     LADDER_RATE,
@@ -180,3 +188,61 @@ def test_the_reinitialised_control_keeps_the_mask_and_draws_fresh_weights() -> N
 
 def test_the_ladder_rate_halves_what_remains_every_third_round() -> None:
     assert rounds_to(1 / 8, LADDER_RATE) == 9 and rounds_to(0.512, 0.2) == 3
+
+
+# ---- one point of pruning at initialisation (`when.init_point`), on real MNIST ----------
+
+
+def _init_settings(**changes: object) -> InitSettings:
+    return InitSettings(**{"calibration_batches": 2, "calibration_batch_size": 128, **changes})
+
+
+def test_a_point_at_init_starts_from_the_baseline_s_own_draw() -> None:
+    seed_everything(4)  # what the train stage does before building seed 4's baseline
+    start = build_model("mlp")
+    state = torch.random.get_rng_state()
+    theta0 = initialised("mlp", 4)
+    assert torch.equal(torch.random.get_rng_state(), state), "the caller's RNG is untouched"
+    assert all(torch.equal(a, b) for a, b in zip(start.state_dict().values(),
+                                                 theta0.state_dict().values(), strict=True))
+
+
+def test_the_sanity_variants_keep_each_layer_s_density_and_change_what_they_say(
+        small_splits) -> None:
+    theta0 = initialised("mlp", 0)
+    masks = init_masks("snip", theta0, small_splits[0], 0.1, 0, _init_settings())
+    name = "body.2.weight"
+    own = variant_model(theta0, masks, "mask", 0)
+    shuffled = variant_model(theta0, masks, "shuffled", 0)
+    fresh = variant_model(theta0, masks, "reinitialised", 0)
+    w0, m = theta0.get_parameter(name), masks[name]
+    for net in (own, shuffled, fresh):
+        assert int(net.body[2].weight.count_nonzero()) == int(m.sum())
+    assert torch.equal(own.body[2].weight[m], w0[m])
+    kept = shuffled.body[2].weight != 0  # θ₀'s values at other positions of the layer
+    assert not torch.equal(kept, m) and torch.equal(shuffled.body[2].weight[kept], w0[kept])
+    assert not bool(fresh.body[2].weight[~m].any())
+    assert not torch.equal(fresh.body[2].weight[m], w0[m]), "fresh weights, not θ₀ again"
+    # Random's shuffle is drawn apart from random's own scores (else it is its very mask).
+    r = init_masks("random", theta0, small_splits[0], 0.1, 0, _init_settings())
+    assert not torch.equal(variant_model(theta0, r, "shuffled", 0).body[2].weight != 0, r[name])
+
+
+def test_a_point_at_init_trains_the_cut_network_and_measures_it_as_the_sweep_does(
+        small_splits) -> None:
+    train, val, test = small_splits
+    splits = {"train": train, "val": val, "test": test}
+    fit_1 = shipped_fit(lr=0.05, epochs=1, batch_size=64)
+    point = init_point("mlp", splits, "snip", "mask", 8.0, 0, fit_1, _init_settings(), 0.97)
+    again = init_point("mlp", splits, "snip", "mask", 8.0, 0, fit_1, _init_settings(), 0.97)
+    assert point["test_correct"] == again["test_correct"], "a point is a function of its key"
+    assert point["sparsity"] == pytest.approx(1 - 1 / 8, abs=1e-4)
+    assert point["layer_sparsity"]["body.4.weight"] == 0.0  # the output layer is kept
+    assert (point["procedure"], point["variant"], point["epochs"]) == ("init", "mask", 1)
+    assert point["val_accuracy"] > 0.6, "one epoch of training lifts it far above chance"
+    assert point["test_accuracy_drop"] == pytest.approx(0.97 - point["test_accuracy"])
+    # One-shot SynFlow at 1/128 of both layers empties the first: trained and measured.
+    collapsed = init_point("mlp", splits, "synflow", "mask", 128.0, 0, fit_1,
+                           _init_settings(synflow_rounds=1, prune_output_layer=True), 0.97)
+    assert collapsed["layer_sparsity"]["body.2.weight"] == 1.0
+    assert collapsed["val_accuracy"] < 0.2, "no path from input to output: chance"

@@ -2,5 +2,7 @@
 `prune/`), and lottery tickets (iterative magnitude pruning with rewinding), with the
 sanity checks that doubt pruning at initialisation (Frankle et al. 2021).
 
-Library pieces only (issue 38): no stage runs them yet, so they are in no study's key.
+Library pieces (issue 38): the scores (`at_init`), lottery tickets' rounds and rewind
+(`lottery`), and one point of pruning at initialisation with its sanity variants
+(`init_point`). No stage runs them yet, so they are in no study's key.
 """
