@@ -44,8 +44,8 @@ def test_the_defaults_are_the_paths_dvc_yaml_passes() -> None:
         given, bare = vars(parser.parse_args(words[1:])), vars(parser.parse_args([name]))
         if "baseline" in given:  # depends on params.yaml's seed: filled in when it runs
             bare["baseline"] = _baseline(argparse.Namespace(**bare), cfg)
-        if name == "sweep":  # --out-dir sweep, unless --worker (`main` fills it in)
-            bare["out_dir"] = Path("sweep")
+        if name in ("sweep", "when"):  # --out-dir <stage>, unless --worker (`main` fills it)
+            bare["out_dir"] = Path(name)
         assert {k: v for k, v in given.items() if k != "choices"} == \
             {k: v for k, v in bare.items() if k != "choices"}, name
 

@@ -90,7 +90,7 @@ LAYERS = {
     "criteria": set(),
     "prune": {"criteria"},
     "oracle": {"prune", "criteria"},
-    "study": {"prune", "criteria", "plumbing"},
+    "study": {"prune", "criteria", "plumbing", "when"},
     "when": {"prune", "criteria"},
     "analysis": set(),
     "report": {"analysis", "oracle", "plumbing"},

@@ -65,6 +65,9 @@ STAGES = {
               "prunelab sweep      # run and collect; elsewhere: prunelab sweep --worker"),
     "oracle": ("each criterion's scores against the true damage of removing what it ranks",
                "prunelab oracle --workers 2"),
+    "when": ("pruning at initialisation (when.methods x ratio x seed, with the sanity "
+             "checks), as a queue shared by workers", "prunelab when      # elsewhere: "
+             "prunelab when --worker"),
     "plan": ("say, per stage, the work `dvc repro` would compute and what it keeps, with "
              "the time it would take", "prunelab plan"),
     "report": ("table, curves, verdicts, reports/report.md and the MLflow comparison run",
@@ -130,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     _path(o, "--out-dir", "oracle", "folder for oracle.json, sets.json and scatter.safetensors")
     _path(o, "--truth-dir", "models/truth", "where each seed's ground truth is kept")
     _workers_arg(o)
+    wh = stage["when"]
+    _path(wh, "--baselines", "models/seeds", "folder of <seed>.json from `train` (each "
+          "seed's dense test accuracy)")
+    wh.add_argument("--out-dir", type=Path,
+                    help="folder for points.json (default: when; not with --worker)")
+    wh.add_argument("--worker", action="store_true",
+                    help="only help: compute queued points of a study that `dvc repro` (or "
+                         "`prunelab when`) started on the shared storage; write nothing")
+    _workers_arg(wh)
     _workers_arg(stage["plan"])
     r = stage["report"]
     _path(r, "--sweep-dir", "sweep", "the sweep's points, from `sweep`")
@@ -138,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     _path(r, "--finetune-metrics-dir", "metrics/finetune", "metrics after fine-tuning, from "
           "`prune`")
     _path(r, "--oracle", "oracle/oracle.json", "oracle.json of `oracle` (sets.json beside it)")
+    _path(r, "--when", "when/points.json", "the points at initialisation, from `when` (empty: "
+          "no section)")
     _path(r, "--out-dir", "reports", "folder for report.md, the figures and the metrics")
     return p
 
@@ -180,12 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "workers", None) is not None and args.workers < 1:
         print(f"prunelab {args.stage}: --workers must be at least 1", file=sys.stderr)
         return 2
-    if args.stage == "sweep" and args.worker and args.out_dir is not None:
-        print("prunelab sweep: give --out-dir (run and collect the sweep) or --worker "
+    if args.stage in ("sweep", "when") and args.worker and args.out_dir is not None:
+        print(f"prunelab {args.stage}: give --out-dir (run and collect) or --worker "
               "(help a running one), not both", file=sys.stderr)
         return 2
-    if args.stage == "sweep" and not args.worker:
-        args.out_dir = args.out_dir or Path("sweep")
+    if args.stage in ("sweep", "when") and not args.worker:
+        args.out_dir = args.out_dir or Path(args.stage)
     pin_cpu_capability(cfg.compute.cpu_capability)  # before any tensor work, for workers too
     import torch
 
@@ -228,9 +242,10 @@ STAGE_CALLS: dict[str, Callable[[argparse.Namespace, Config, int], tuple[Any, ..
     "sweep": lambda a, cfg, w: (cfg, Path(a.params), a.baselines, a.out_dir, w),
     "oracle": lambda a, cfg, w: (cfg, Path(a.params), a.baselines, a.out_dir, w,
                                  a.truth_dir),
+    "when": lambda a, cfg, w: (cfg, Path(a.params), a.baselines, a.out_dir, w),
     "plan": lambda a, cfg, w: (cfg, w),
     "report": lambda a, cfg, w: (cfg, a.sweep_dir, a.search_dir, a.prune_metrics_dir,
-                                 a.finetune_metrics_dir, a.oracle, a.out_dir),
+                                 a.finetune_metrics_dir, a.oracle, a.when, a.out_dir),
 }
 
 

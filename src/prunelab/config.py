@@ -161,6 +161,34 @@ class QuestionConfig(_Strict):
         return self
 
 
+class WhenConfig(_Strict):
+    """When to prune (`prunelab.when`, issue 38): pruning at initialisation beside the
+    sweep's after-training points, on the same seeds (why each value: params.yaml)."""
+
+    enabled: bool  # false: the stage computes nothing and the report leaves its section out
+    # Names of `prunelab.when.init_point.AT_INIT`, checked by the stage before any work.
+    methods: Annotated[list[MethodName], Field(min_length=1)]
+    ratios: Annotated[list[Annotated[float, Field(gt=1)]], Field(min_length=1)]
+    sanity: bool  # each method's mask also shuffled within layers, and on fresh weights
+    synflow_rounds: Annotated[int, Field(ge=1)]
+    # Training after the cut; None: train.epochs + finetune.epochs, what an after-training
+    # point has seen in all (the procedures compared at equal total epochs).
+    epochs: Annotated[int, Field(ge=1)] | None
+    # The question at initialisation: its criteria and references are among `methods`.
+    question: QuestionConfig
+
+    @model_validator(mode="after")
+    def _unique(self) -> WhenConfig:
+        for name in ("methods", "ratios"):
+            if len(set(values := getattr(self, name))) != len(values):
+                raise ValueError(f"when.{name} lists a value twice: {values}")
+        q = self.question
+        if missing := [m for m in (*q.criteria, *q.references) if m not in self.methods]:
+            raise ValueError(f"when.question names {missing[0]!r}, not among when.methods "
+                             f"{self.methods}: add it there or drop it from the question")
+        return self
+
+
 class ReportConfig(_Strict):
     """What the report answers, and how strictly (why each value: params.yaml)."""
 
@@ -225,6 +253,7 @@ class Config(_Strict):
     search: SearchConfig
     sweep: SweepConfig
     oracle: OracleConfig
+    when: WhenConfig
     report: ReportConfig
     compute: ComputeConfig
     optuna: OptunaConfig

@@ -113,18 +113,22 @@ def answer_lines(primary: list[dict[str, Any]], ask: str, name: str, first: bool
         summary = "; ".join(f"{a}: {', '.join(g)}" for a, g in groups.items() if g)
         lines.append(f"**{granularity} granularity** — {summary}.")
         lines.append("")
-        for c in mine:
-            need = c.get("seeds_needed")
-            lines.append(
-                f"- `{c['method']}` vs `{c['other']}`: {100 * c['diff']:+.2f} pp "
-                f"[{100 * c['lo_adj']:+.2f}, {100 * c['hi_adj']:+.2f}] over {c['seeds']} "
-                f"seeds; ahead p = {c['p_ahead_holm']:.3g}, behind p = "
-                f"{c['p_behind_holm']:.3g}, equivalent p = {c['p_equiv_holm']:.3g} (Holm) — "
-                f"**{c['answer']}**; power needs "
-                + ("more test images than seeds can make up" if need is None
-                   else f"{need} seeds") + ".")
+        lines += [contrast_line(c) for c in mine]
         lines.append("")
     return lines
+
+
+def contrast_line(c: dict[str, Any]) -> str:
+    """One primary contrast as a bullet: the difference, its simultaneous interval, the
+    three Holm p-values, the answer and the seeds its power needs."""
+    need = c.get("seeds_needed")
+    return (f"- `{c['method']}` vs `{c['other']}`: {100 * c['diff']:+.2f} pp "
+            f"[{100 * c['lo_adj']:+.2f}, {100 * c['hi_adj']:+.2f}] over {c['seeds']} "
+            f"seeds; ahead p = {c['p_ahead_holm']:.3g}, behind p = "
+            f"{c['p_behind_holm']:.3g}, equivalent p = {c['p_equiv_holm']:.3g} (Holm) — "
+            f"**{c['answer']}**; power needs "
+            + ("more test images than seeds can make up" if need is None
+               else f"{need} seeds") + ".")
 
 
 def verdict_lines(verdicts: list[dict[str, Any]], margin_pp: float, alpha: float) -> list[str]:

@@ -13,6 +13,7 @@ from prunelab.analysis import papers
 from prunelab.analysis.contrasts import contrast, differences, in_rounds, primary
 from prunelab.analysis.stats import headline, infeasible, mean_sd, summarize
 from prunelab.analysis.verdicts import LABELS, verdicts
+from prunelab.analysis.when import at_init
 from prunelab.config import Config, QuestionConfig, ReportConfig
 from prunelab.errors import PrunelabError
 from prunelab.methods import key, pairs, registry
@@ -24,6 +25,7 @@ from prunelab.report import figures as report
 from prunelab.report import markdown
 from prunelab.report.answer import answer_lines, in_rounds_lines, sentences
 from prunelab.report.style import looks
+from prunelab.report.when import section as when_section
 
 FIGURES = {"difference from each reference": "figures/difference.png",
            "accuracy vs compression": "figures/accuracy_vs_compression.png",
@@ -214,10 +216,28 @@ def draw(cfg: Config, rows: list[dict[str, Any]], inputs: dict[str, Any],
     }
 
 
+def when_text(cfg: Config, when_points: Path) -> str:
+    """The "When to prune" section from `prunelab when`'s points ("" when it computed none:
+    `when.enabled` false)."""
+    if not when_points.is_file():
+        raise PrunelabError(f"missing input {when_points}; run `dvc repro` (the when stage "
+                            "writes it, empty while when.enabled is false)")
+    points = read_json(when_points)["points"]
+    if not points:
+        return ""
+    rc, q = cfg.report, cfg.when.question
+    found = at_init(points, q.criteria, q.references, cfg.when.ratios, _margin(rc, q) / 100,
+                    q.alpha or rc.alpha, rc.power)
+    return when_section(points, found, q.ask, points[0]["epochs"],
+                        cfg.train.epochs + cfg.finetune.epochs, cfg.sweep.seeds,
+                        _margin(rc, q), q.alpha or rc.alpha)
+
+
 def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetune_dir: Path,
-        oracle: Path, out: Path) -> None:
+        oracle: Path, when_points: Path, out: Path) -> None:
     registered = preregistration(cfg.report.plan, Path.cwd())  # before any work
     link, confirmed = confirmation(cfg, registered, out)
+    at_init_text = when_text(cfg, when_points)
     inputs = read_inputs(cfg, {"sweep": sweep_dir, "search": search_dir, "prune": prune_dir,
                            "finetune": finetune_dir}, oracle)
     points, quality = inputs["points"], inputs["oracle"]
@@ -325,6 +345,7 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         else:
             text += ("\n## Criterion quality against the true damage\n\nNot measured in this "
                      "run (`oracle.enabled: false`).\n")
+        text += at_init_text
         text += markdown.infeasible_section(infeasible(points))
         write_bytes(out / "report.md", text.encode())
         mlflow.log_artifact(str(out / "report.md"))

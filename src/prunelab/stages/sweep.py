@@ -34,7 +34,7 @@ from prunelab.records import (
     write_points,
 )
 from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
-from prunelab.stages import method_tags
+from prunelab.stages import method_tags, one_queued_point
 from prunelab.study import sweep
 from prunelab.study.controls import CONTROLS, DENSE_FT
 from prunelab.training import FitSettings
@@ -73,14 +73,6 @@ class _Worker:
         return studies.run_queued(self.study, self.objective)
 
 
-def _one_point(w: _Worker, _: int) -> tuple[str, Point] | None:
-    """(its queue key, the point) of one queued point computed here, or None."""
-    w.objective.last = w.objective.last_key = None
-    w.run_one()
-    o = w.objective
-    return (o.last_key, o.last) if o.last is not None and o.last_key is not None else None
-
-
 def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
         workers: int) -> None:
     """Collect the sweep into `out_dir` (creating and queueing it), or with `out_dir` None
@@ -107,7 +99,7 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
     try:
         with worker_pool(_Worker, (str(params), baselines), max(1, min(workers, todo)),
                          cfg.compute.threads) as imap:
-            for done_here in progress(imap(_one_point, list(range(todo))), todo, "sweep",
+            for done_here in progress(imap(one_queued_point, list(range(todo))), todo, "sweep",
                                       "points"):
                 if done_here is not None:
                     arrived += 1
@@ -137,7 +129,7 @@ def _help(w: _Worker, params: Path, baselines: Path, workers: int, threads: int)
         with worker_pool(_Worker, (str(params), baselines), max(1, min(workers, todo)),
                          threads) as imap:
             total += sum(p is not None for p in progress(
-                imap(_one_point, list(range(todo))), todo, "sweep worker", "points"))
+                imap(one_queued_point, list(range(todo))), todo, "sweep worker", "points"))
     print(f"sweep study {w.study.study_name}: this worker computed {total} point(s)")
 
 

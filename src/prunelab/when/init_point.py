@@ -140,7 +140,7 @@ def init_point(model: str, splits: dict[str, Split], method: str, variant: str, 
     point: dict[str, Any] = {
         "method": method, "variant": variant, "procedure": "init", "granularity": "weight",
         "ratio": ratio, "seed": seed, "rounds": 1, "target_sparsity": sparsity,
-        "epochs": training.epochs,
+        "epochs": training.epochs, "threshold": None,
         **pruning_metrics(net, theta0.spec, prunable_names(theta0, s.prune_output_layer)),
         **accuracies(net, measured, bs), "baseline_test_accuracy": baseline_test_accuracy,
         "test_images": len(splits["test"]), "val_images": len(splits["val"]),
