@@ -63,7 +63,7 @@ def main() -> None:
     for q in rc.questions:
         margin = (q.equivalence_margin_pp or rc.equivalence_margin_pp) / 100
         rows = calibrate(pilot, check, q.criteria, q.references, area_ratios(cfg), margin,
-                         q.alpha or rc.alpha, rc.power, sizes)
+                         q.alpha or rc.alpha, rc.power, sizes, rc.power_assurance)
         print(f"### Question `{q.name}`\n")
         print("| granularity | contrast | pilot diff (pp) | predicted seeds | check diff (pp) "
               "| check label | " + " | ".join(f"closed at {n}" for n in sizes) + " |")

@@ -72,18 +72,27 @@ def test_seeds_needed_by_hand() -> None:
     would give MS_seed = 40σa² + σc² = 7/2, MS_image = n/3 + 1/6, MS_resid = 1/6, so
     SE(n)² = (MS_seed + MS_image − MS_resid)/(40n) = 7/(80n) + 1/120, with Satterthwaite's
     df = (7/2 + n/3)² / ((7/2)²/(n − 1) + (n/3 + 1/6)²/39 + (1/6)²/(39(n − 1))). Margin
-    0.5, α 0.05, power 0.8: n = 3 falls short of (t₀.₉₅ + t₀.₈)·SE, n = 4 reaches it.
-    Margin 0.2: SE never drops below √(1/120) = 0.091 > 0.2/2.49, so no count does."""
-    def reaches(n: int, margin: float) -> bool:
-        se = (7 / (80 * n) + 1 / 120) ** 0.5
-        df = (7 / 2 + n / 3) ** 2 / ((7 / 2) ** 2 / (n - 1) + (n / 3 + 1 / 6) ** 2 / 39
-                                     + (1 / 6) ** 2 / (39 * (n - 1)))
-        return margin >= (st.t.ppf(0.95, df) + st.t.ppf(0.8, df)) * se
+    0.5, α 0.05, power 0.8: the one-sided test's (t₀.₉₅ + t₀.₈)·SE is reached at n = 4, but
+    TOST at δ = 0 needs (t₀.₉₅ + t₀.₉)·SE (both its tests must reject), first met at n = 6:
+    6 is the answer. Margin 0.2: SE never drops below √(1/120) = 0.091 > 0.2/2.49, so no
+    count does. With assurance 0.8, MS_seed is planned at its χ² limit on 1 df, 1/2 ×
+    1/χ²₀.₂(1) = 1/2 × 15.58: σa² = (7.79 − 1/6)/4, and margin 1 is first met at n = 20."""
+    def reaches(n: int, margin: float, q: float, ms_seed: float = 0.5) -> bool:
+        m_seed = 40 * (ms_seed - 1 / 6) / 4 + 1 / 6
+        total = m_seed + n / 3 + 1 / 6 - 1 / 6
+        se = (total / (40 * n)) ** 0.5
+        df = total ** 2 / (m_seed ** 2 / (n - 1) + (n / 3 + 1 / 6) ** 2 / 39
+                           + (1 / 6) ** 2 / (39 * (n - 1)))
+        return margin >= (st.t.ppf(0.95, df) + st.t.ppf(q, df)) * se
 
-    assert not reaches(3, 0.5) and reaches(4, 0.5)
-    assert seeds_needed(D, 40, 0.5, 0.05, 0.8) == 4
+    assert not reaches(3, 0.5, 0.8) and reaches(4, 0.5, 0.8)  # the one-sided test's need
+    assert not reaches(5, 0.5, 0.9) and reaches(6, 0.5, 0.9)  # TOST's, the larger
+    assert seeds_needed(D, 40, 0.5, 0.05, 0.8) == 6
     assert seeds_needed(D, 40, 0.2, 0.05, 0.8) is None
     assert seeds_needed(D, 40, 5.0, 0.05, 0.8) == 2  # at least 2: a variance needs them
+    limit = 0.5 / st.chi2.ppf(0.2, 1)
+    assert not reaches(19, 1.0, 0.9, limit) and reaches(20, 1.0, 0.9, limit)
+    assert seeds_needed(D, 40, 1.0, 0.05, 0.8, assurance=0.8) == 20
     with pytest.raises(ValueError, match="2 seeds"):
         seeds_needed(D[:1], 40, 0.8, 0.05, 0.8)
 

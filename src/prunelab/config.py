@@ -196,6 +196,8 @@ class ReportConfig(_Strict):
     alpha: Alpha  # family-wise, per granularity (the cells; a question's by default)
     equivalence_margin_pp: Margin
     power: Annotated[float, Field(ge=0.5, lt=1)]  # for the seeds an open comparison needs
+    # ... planned on this upper confidence limit of the seed variance (None: its estimate)
+    power_assurance: Annotated[float, Field(ge=0.5, lt=1)] | None
     # Per granularity, the highest ratio of sweep.ratios its questions' area runs to
     # (None or absent: the whole ladder).
     area_up_to: dict[Granularity, Annotated[float, Field(gt=1)] | None]

@@ -41,19 +41,20 @@ def _contrast_key(c: Mapping[str, Any]) -> tuple[str, str, str]:
 
 def calibrate(pilot: Iterable[Point], check: Iterable[Point], criteria: Sequence[str],
               references: Sequence[str], ratios: Mapping[str, Sequence[float]],
-              margin: float, alpha: float, power: float, sizes: Sequence[int]
-              ) -> list[dict[str, Any]]:
+              margin: float, alpha: float, power: float, sizes: Sequence[int],
+              assurance: float | None = None) -> list[dict[str, Any]]:
     """One row per primary contrast of the question (`criteria` × `references`, per
     granularity): `predicted`, the seeds `seeds_needed` asks on the pilot's validation
     (None: more than it searches); `pilot_diff` and `check_diff` (pp, all of each set's
     seeds); `check_label`, the label on all check seeds; and `closed[n]`, the fraction of the
     check's n-seed subsets, for each n of `sizes` up to its seed count, whose label is not
-    open."""
+    open. `assurance`: the estimator's (`stats.seeds_needed`), for the prediction."""
     pilot, check = on_validation(pilot), on_validation(check)
     rows = {_contrast_key(c): {"granularity": c["granularity"], "method": c["method"],
                                "other": c["other"], "predicted": c["seeds_needed"],
                                "pilot_seeds": c["seeds"], "pilot_diff": 100 * c["diff"]}
-            for c in primary(pilot, criteria, references, ratios, margin, alpha, power)}
+            for c in primary(pilot, criteria, references, ratios, margin, alpha, power,
+                             assurance)}
     seeds = sorted({p["seed"] for p in check})
     for c in primary(check, criteria, references, ratios, margin, alpha, power):
         if (row := rows.get(_contrast_key(c))) is not None:

@@ -66,11 +66,11 @@ def _areas(curve: dict[float, Any], weights: dict[float, float], key: str) -> np
 
 
 def primary(points: Iterable[Point], criteria: Sequence[str], references: Sequence[str],
-            ratios: Mapping[str, Sequence[float]], margin: float, alpha: float, power: float
-            ) -> list[dict[str, Any]]:
+            ratios: Mapping[str, Sequence[float]], margin: float, alpha: float, power: float,
+            assurance: float | None = None) -> list[dict[str, Any]]:
     """Per granularity, each criterion's area over that granularity's `ratios` minus each
     reference's, on the seeds where both have a feasible point at every one of them (see
-    the module's docstring)."""
+    the module's docstring); `assurance` as `stats.seeds_needed`'s."""
     cells = _by_cell(points, (*criteria, *references), "test_correct")
     out: list[dict[str, Any]] = []
     for granularity in sorted({g for g, _ in cells}, key=lambda g: g != "weight"):
@@ -98,7 +98,8 @@ def primary(points: Iterable[Point], criteria: Sequence[str], references: Sequen
             # Power of the primary test on validation (Bonferroni's level: Holm's worst).
             val = c.pop("val")
             c["seeds_needed"] = (seeds_needed(val, c.pop("images"), margin,
-                                              alpha / len(family), power)
+                                              alpha / len(family), power,
+                                              assurance=assurance)
                                  if len(val) > 1 else None)
         secondary = holm([c["p_behind"] for c in family] + [c["p_equiv"] for c in family])
         for i, c in enumerate(family):

@@ -184,19 +184,31 @@ def simultaneous(c: Mapping[str, Any], tests: int, alpha: float) -> tuple[float,
 
 
 def seeds_needed(d_val: np.ndarray, test_images: int, margin: float, alpha: float,
-                 power: float, most: int = 1000) -> int | None:
-    """The fewest seeds at which a comparison on `test_images` images would detect a true
-    difference of `margin` with `power` in a one-sided t-test at level `alpha` (also
-    about TOST's power at a true difference of 0): margin ≥ (t₁₋α + t_power)·SE(n) with
-    SE(n)² = σa²/n + σb²/N + σc²/(nN) and Satterthwaite's df for n seeds, the variance
-    components estimated from `d_val`, the same table on validation images (never test:
-    the design is not chosen on test outcomes). With few seeds the df are few and the t
-    quantiles large, which the normal approximation would hide. None: no count up to
-    `most` reaches it (the test set's own noise σb²/N leaves no room)."""
+                 power: float, most: int = 1000, assurance: float | None = None) -> int | None:
+    """The fewest seeds at which a comparison on `test_images` images would have `power`
+    both to detect a true difference of `margin` in a one-sided t-test at level `alpha` and
+    to show equivalence within ±`margin` by TOST at a true difference of 0, whichever needs
+    more: TOST rejects only if both its one-sided tests do, so at δ = 0 its power is
+    2·P(t > t₁₋α − m/SE) − 1, which asks margin ≥ (t₁₋α + t₍₁₊power₎/₂)·SE(n) — more than the
+    one-sided test's (t₁₋α + t_power)·SE(n). SE(n)² = σa²/n + σb²/N + σc²/(nN), with
+    Satterthwaite's df for n seeds, the variance components estimated from `d_val`, the
+    same table on validation images (never test: the design is not chosen on test
+    outcomes). With few seeds the df are few and the t quantiles large, which the normal
+    approximation would hide.
+
+    `assurance`: plan on the upper confidence limit of the pilot's seed mean square at
+    that level (Browne 1995, "On the use of a pilot sample for sample size determination"),
+    not its point estimate: from 5 seeds the seed variance is known within a factor of
+    several, often estimated as 0, and a design sized on the estimate falls short about
+    half the time (scripts/power_calibration.py). None: the point estimate.
+    None returned: no count up to `most` reaches it (the test set's own noise σb²/N leaves
+    no room)."""
     n0, n_val = d_val.shape
     if n0 < 2:
         raise ValueError("variance components need at least 2 seeds")
     ms_seed, ms_image, ms_resid = mean_squares(d_val)
+    if assurance is not None:  # χ² limit of a mean square on n0 − 1 df
+        ms_seed *= (n0 - 1) / float(st.chi2.ppf(1 - assurance, n0 - 1))
     seed_var = max(0.0, (ms_seed - ms_resid) / n_val)  # σa²
     image_var = max(0.0, (ms_image - ms_resid) / n0)  # σb²
     for n in range(2, most + 1):
@@ -207,7 +219,7 @@ def seeds_needed(d_val: np.ndarray, test_images: int, margin: float, alpha: floa
             return n
         df = total ** 2 / (m_seed ** 2 / (n - 1) + m_image ** 2 / (test_images - 1)
                            + ms_resid ** 2 / ((n - 1) * (test_images - 1)))
-        quantiles = float(st.t.ppf(1 - alpha, df) + st.t.ppf(power, df))
+        quantiles = float(st.t.ppf(1 - alpha, df) + st.t.ppf((1 + power) / 2, df))
         if margin >= quantiles * math.sqrt(total / (n * test_images)):
             return n
     return None

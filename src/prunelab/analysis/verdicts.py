@@ -53,7 +53,7 @@ def correct(point: Mapping[str, Any], key: str) -> np.ndarray:
 
 
 def verdicts(points: Iterable[Point], margin: float, alpha: float, power: float,
-             stage: str = "") -> list[dict[str, Any]]:
+             stage: str = "", assurance: float | None = None) -> list[dict[str, Any]]:
     """Every cell's verdict (see the module's docstring), weight cells first. `margin` is
     a fraction (0.005: half a percentage point). `stage="_before"`: the same on the cut
     models before fine-tuning (one-shot accuracy, where OBS's claim lies), each cell again
@@ -81,13 +81,13 @@ def verdicts(points: Iterable[Point], margin: float, alpha: float, power: float,
                 c["p_ahead_holm"], c["p_equiv_holm"] = adjusted[i], adjusted[len(family) + i]
                 c["lo_adj"], c["hi_adj"] = simultaneous(c, tests, alpha)
             v["family"] = tests
-            _label(v, alpha, power, margin, tests)
+            _label(v, alpha, power, margin, tests, assurance)
         out += mine
     return out
 
 
 def _label(v: dict[str, Any], alpha: float, power: float, margin: float,
-           tests: int) -> None:
+           tests: int, assurance: float | None) -> None:
     for c in v["comparisons"].values():
         c["ahead"] = bool(c["diff"] > 0 and c["p_ahead_holm"] < alpha)
         c["equivalent"] = bool(not c["ahead"] and c["p_equiv_holm"] < alpha)
@@ -103,7 +103,7 @@ def _label(v: dict[str, Any], alpha: float, power: float, margin: float,
         c = others[m]
         # Bonferroni's level per test: what Holm needs at worst, so the count is safe.
         c["seeds_needed"] = (seeds_needed(c["val_table"], c["test_images"], margin,
-                                          alpha / tests, power)
+                                          alpha / tests, power, assurance=assurance)
                              if c.get("val_table") is not None else None)
     for c in v["comparisons"].values():
         c.pop("val_table", None)

@@ -38,7 +38,7 @@ def as_points(points: Iterable[Mapping[str, Any]]) -> list[Point]:
 
 def at_init(points: Iterable[Mapping[str, Any]], criteria: Sequence[str],
             references: Sequence[str], ratios: Sequence[float], margin: float, alpha: float,
-            power: float) -> dict[str, Any]:
+            power: float, assurance: float | None = None) -> dict[str, Any]:
     """`question`: each of `criteria` against each of `references` (their own masks), one
     Holm family; `sanity`: per method with variants, its mask against each variant, one
     family per method, and whether it `survives` (ahead of both)."""
@@ -48,8 +48,8 @@ def at_init(points: Iterable[Mapping[str, Any]], criteria: Sequence[str],
     sanity = {}
     for m in sorted({n.split("+")[0] for n in methods if "+" in n}):
         found = primary(pts, [m], sorted(n for n in methods if n.startswith(f"{m}+")),
-                        ladder, margin, alpha, power)
+                        ladder, margin, alpha, power, assurance)
         sanity[m] = {"contrasts": found, "survives": bool(found) and all(
             c["answer"].startswith("ahead") for c in found)}
     return {"question": primary(pts, list(criteria), list(references), ladder, margin,
-                                alpha, power), "sanity": sanity}
+                                alpha, power, assurance), "sanity": sanity}

@@ -227,7 +227,7 @@ def when_text(cfg: Config, when_points: Path) -> str:
         return ""
     rc, q = cfg.report, cfg.when.question
     found = at_init(points, q.criteria, q.references, cfg.when.ratios, _margin(rc, q) / 100,
-                    q.alpha or rc.alpha, rc.power)
+                    q.alpha or rc.alpha, rc.power, rc.power_assurance)
     return when_section(points, found, q.ask, points[0]["epochs"],
                         cfg.train.epochs + cfg.finetune.epochs, cfg.sweep.seeds,
                         _margin(rc, q), q.alpha or rc.alpha)
@@ -247,12 +247,13 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
     rows = summarize(points)
     rc = cfg.report
     margin = rc.equivalence_margin_pp / 100
-    verdict = verdicts(points, margin, rc.alpha, rc.power)
+    verdict = verdicts(points, margin, rc.alpha, rc.power, assurance=rc.power_assurance)
     labels = {label: sum(v["label"] == label for v in verdict) for label in LABELS}
     # Each question its own Holm family per granularity: another question's contrasts
     # leave its numbers as they are.
     answers = {q.name: (q, primary(points, q.criteria, q.references, area_ratios(cfg),
-                                   _margin(rc, q) / 100, q.alpha or rc.alpha, rc.power))
+                                   _margin(rc, q) / 100, q.alpha or rc.alpha, rc.power,
+                                   rc.power_assurance))
                for q in rc.questions}
     rounds = in_rounds(points, inputs["in_rounds"], cfg.sweep.ratios, margin, rc.alpha)
     # Every seed's baseline, from its feasible points (an infeasible one carries no accuracy).
@@ -330,7 +331,8 @@ def run(cfg: Config, sweep_dir: Path, search_dir: Path, prune_dir: Path, finetun
         text = markdown.report(
             cfg.model, rows,
             answer_text,
-            verdict, verdicts(points, margin, rc.alpha, rc.power, stage="_before"),
+            verdict, verdicts(points, margin, rc.alpha, rc.power, stage="_before",
+                                       assurance=rc.power_assurance),
             paper_text, baseline, cfg.sweep.seeds,
             {title: path for title, path in FIGURES.items() if path in figs
              and title != "scores against the true damage"}, settings,
