@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -133,6 +133,30 @@ def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
 
 def waiting(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+class _Objective(Protocol):
+    last: Any
+    last_key: str | None
+
+
+class QueueWorker(Protocol):
+    """A worker process's study and objective (the sweep's, the when stage's): `run_one`
+    runs one queued trial; the objective keeps what it computed (`last`, `last_key`)."""
+
+    objective: _Objective
+
+    def run_one(self) -> bool: ...
+
+
+def one_queued_point(w: QueueWorker, _: int) -> tuple[str, Any] | None:
+    """(its queue key, the point) of one queued point computed by this worker, or None
+    (the queue was empty, or the point was computed elsewhere): the function a worker
+    pool maps (here, in the plumbing, so that no task's key hashes it)."""
+    w.objective.last = w.objective.last_key = None
+    w.run_one()
+    o = w.objective
+    return (o.last_key, o.last) if o.last is not None and o.last_key is not None else None
 
 
 def run_queued(study: optuna.Study, objective: Callable[[optuna.Trial], Any],

@@ -2,31 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 from prunelab.config import Config
-
-
-class _Objective(Protocol):
-    last: Any
-    last_key: str | None
-
-
-class QueueWorker(Protocol):
-    """A worker process's study and objective (the sweep's, the when stage's)."""
-
-    objective: _Objective
-
-    def run_one(self) -> bool: ...
-
-
-def one_queued_point(w: QueueWorker, _: int) -> tuple[str, Any] | None:
-    """(its queue key, the point) of one queued point computed by this worker, or None
-    (the queue was empty, or the point was computed elsewhere)."""
-    w.objective.last = w.objective.last_key = None
-    w.run_one()
-    o = w.objective
-    return (o.last_key, o.last) if o.last is not None and o.last_key is not None else None
 
 
 def method_tags(cfg: Config, stage: str, method: str, granularity: str) -> dict[str, str]:

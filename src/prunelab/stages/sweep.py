@@ -34,7 +34,7 @@ from prunelab.records import (
     write_points,
 )
 from prunelab.settings import finetune_settings, test_split, train_settings, train_val_splits
-from prunelab.stages import method_tags, one_queued_point
+from prunelab.stages import method_tags
 from prunelab.study import sweep
 from prunelab.study.controls import CONTROLS, DENSE_FT
 from prunelab.training import FitSettings
@@ -99,8 +99,8 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
     try:
         with worker_pool(_Worker, (str(params), baselines), max(1, min(workers, todo)),
                          cfg.compute.threads) as imap:
-            for done_here in progress(imap(one_queued_point, list(range(todo))), todo, "sweep",
-                                      "points"):
+            for done_here in progress(imap(studies.one_queued_point, list(range(todo))),
+                                      todo, "sweep", "points"):
                 if done_here is not None:
                     arrived += 1
                     log.add(*done_here)
@@ -129,7 +129,8 @@ def _help(w: _Worker, params: Path, baselines: Path, workers: int, threads: int)
         with worker_pool(_Worker, (str(params), baselines), max(1, min(workers, todo)),
                          threads) as imap:
             total += sum(p is not None for p in progress(
-                imap(one_queued_point, list(range(todo))), todo, "sweep worker", "points"))
+                imap(studies.one_queued_point, list(range(todo))), todo, "sweep worker",
+                "points"))
     print(f"sweep study {w.study.study_name}: this worker computed {total} point(s)")
 
 

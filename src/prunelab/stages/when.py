@@ -23,7 +23,6 @@ from prunelab.plumbing.fileio import atomic_dir, read_json, write_json
 from prunelab.plumbing.progress import progress
 from prunelab.plumbing.retry import StoreLost
 from prunelab.settings import test_split, train_settings, train_val_splits
-from prunelab.stages import one_queued_point
 from prunelab.study import when
 from prunelab.workers import worker_pool
 
@@ -108,7 +107,8 @@ def _compute(params: Path, baselines: Path, todo: int, workers: int, threads: in
         return
     with worker_pool(_Worker, (str(params), baselines), max(1, min(workers, todo)),
                      threads) as imap:
-        yield from progress(imap(one_queued_point, list(range(todo))), todo, label, "points")
+        yield from progress(imap(studies.one_queued_point, list(range(todo))), todo, label,
+                            "points")
 
 
 class _PointLog:
