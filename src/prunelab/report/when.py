@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from prunelab.analysis.stats import mean_sd
 from prunelab.report.answer import SENTENCE, answer_sentence, contrast_line
 
 
 def _cell(values: list[float]) -> str:
-    import statistics
-
-    mean = 100 * statistics.fmean(values)
-    sd = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.2f} ± {sd:.2f}"
+    mean, sd = mean_sd(values)
+    return f"{100 * mean:.2f} ± {100 * sd:.2f}"
 
 
 def accuracy_table(points: list[dict[str, Any]]) -> list[str]:

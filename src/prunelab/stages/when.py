@@ -9,6 +9,7 @@ report leaves its section out. A rerun finds finished points in the study.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ def run(cfg: Config, params: Path, baselines: Path, out_dir: Path | None,
 
 
 def _compute(params: Path, baselines: Path, todo: int, workers: int, threads: int,
-             label: str) -> Any:
+             label: str) -> Iterator[tuple[str, dict[str, Any]] | None]:
     """Compute up to `todo` queued points in worker processes, yielding each as it lands."""
     if not todo:
         return
