@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import t
 
-from prunelab.analysis.papers import han_judgement
+from prunelab.analysis.papers import SNIP_TABLE1, han_judgement, judgement
 from prunelab.analysis.stats import crossed_se, headline, holm, summarize
 from prunelab.analysis.verdicts import verdicts
 from prunelab.ratios import ratio_sparsity
@@ -168,6 +168,24 @@ def test_paper_check_judges_absolute_error_and_the_per_seed_change() -> None:
     assert han_judgement("mlp", rows) == []
     # A run with no magnitude-weight points (neuron granularity only): no matching point.
     assert [c["match"] for c in han_judgement("lenet300", [])] == [None, None]
+
+
+def test_snip_s_table_is_matched_by_the_sparsity_asked_not_the_compression_realised() -> None:
+    """SNIP's Table 1 gives sparsity of the weights: a run keyed "20" (95 %) is its row
+    even though biases kept make its realised compression of all parameters 19.4×; a run
+    without the 50× key has no matching point (no fallback to another ratio)."""
+    rows = [{"seed": s, "base_test_error": b / 100,
+             "ratios": {"20": {"compression_ratio": 19.4, "test_error": e / 100}}}
+            for s, b, e in ((40, 1.50, 1.70), (41, 1.60, 1.90))]
+    at95, at98 = judgement(SNIP_TABLE1, rows)
+    assert (at95["match"], at98["match"]) == ("20", None)
+    # Theirs: 1.7 -> 1.6, a change of -0.1 pp; ours [+0.20, +0.30]: mean 1.80 % error is
+    # not within 1.6 + 0.15.
+    assert at95["their_change"] == pytest.approx(-0.1)
+    assert at95["our_change"][0] == pytest.approx(0.25)
+    assert at95["our_error"][0] == pytest.approx(1.80) and at95["within_tolerance"] is False
+    assert "| Lee et al. 2019 (SNIP), Table 1 (the same procedure) | 1.70 → 2.40 at 50× | " \
+        "— | no matching point |" in han_section("intro.", [at95, at98])
 
 
 def test_paper_check_counts_the_test_set_and_their_run_s_noise() -> None:
