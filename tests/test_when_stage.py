@@ -52,11 +52,13 @@ def test_off_by_default_it_computes_nothing_and_the_report_says_nothing(project:
     assert params["when"]["enabled"] is False  # the shipped default
     out = run(WHEN, project).stdout
     assert "nothing computed" in out and _points(project) == []
+    assert "when: off (when.enabled is false" in run(["prunelab", "plan"], project).stdout
 
 
 def test_each_point_is_computed_once_and_a_new_ratio_computes_only_its_own(
         project: Path) -> None:
     _set_when(project, _when())
+    assert "when: 14 points, 14 to compute, 0 kept" in run(["prunelab", "plan"], project).stdout
     first = run(WHEN, project).stdout
     # snip and magnitude with their two sanity variants, random alone; 1 ratio, 2 seeds.
     assert "14 points, 14 to compute" in first, first
@@ -67,6 +69,8 @@ def test_each_point_is_computed_once_and_a_new_ratio_computes_only_its_own(
     assert all(p["epochs"] == 1 and p["procedure"] == "init" for p in points)
     assert "14 points, 0 to compute" in run(WHEN, project).stdout
     _set_when(project, _when(ratios=[8, 32]))
+    plan = run(["prunelab", "plan"], project).stdout
+    assert "when: 28 points, 14 to compute, 14 kept (~" in plan, plan  # timed by the first
     again = run(WHEN, project).stdout
     assert "28 points, 14 to compute" in again, again
     kept = {(named(p), p["ratio"], p["seed"]): p["test_correct"] for p in _points(project)}

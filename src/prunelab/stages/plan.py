@@ -23,7 +23,7 @@ from prunelab.plumbing import studies
 from prunelab.records import sweep_series
 from prunelab.stages import oracle
 from prunelab.stages.prune import Paths, is_current, task_digest
-from prunelab.study import search, sweep
+from prunelab.study import search, sweep, when
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 SEEDS, CHOICES, PRUNED = Path("models/seeds"), Path("search"), Path("models/pruned")
@@ -119,13 +119,25 @@ def oracle_plan(cfg: Config, workers: int) -> str:
             + f"; scores of {len(cfg.prune.methods)} criteria against them")
 
 
+def when_plan(cfg: Config, storage: optuna.storages.BaseStorage, workers: int) -> str:
+    """Pruning at initialisation: its points trained from θ₀, keyed like the sweep's."""
+    if not cfg.when.enabled:
+        return "when: off (when.enabled is false; dvc exp run -S when.enabled=true runs it)"
+    want = {k for k, _, _ in when.points(cfg)}
+    done = _finished(_study(when.study_name(cfg), storage))
+    todo = len(want - {t.user_attrs[studies.QUEUED] for t in done})
+    return (f"when: {len(want)} points, {todo} to compute, {len(want) - todo} kept"
+            + _estimate(todo, _seconds(done), workers))
+
+
 def lines(cfg: Config, workers: int) -> list[str]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = studies.open_storage(cfg)
     searched, moving = search_plan(cfg, storage, workers)
     missing = sum(not (SEEDS / f"{s}.safetensors").is_file() for s in cfg.sweep.seeds)
     return [f"train: {len(cfg.sweep.seeds)} baselines, {missing} missing here", searched,
-            prune_plan(cfg, moving), sweep_plan(cfg, storage, workers), oracle_plan(cfg, workers)]
+            prune_plan(cfg, moving), sweep_plan(cfg, storage, workers), oracle_plan(cfg, workers),
+            when_plan(cfg, storage, workers)]
 
 
 def run(cfg: Config, workers: int) -> None:
