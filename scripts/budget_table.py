@@ -3,7 +3,8 @@ difference, interval and label at every fine-tuning budget, and how each budget'
 stands to the reference budget's by the plan's rule (`prunelab.analysis.budgets`).
 
 Run from the project root with one report.md per budget arm (an arm not yet run is
-given as `none` and shown as "not run"):
+given as `none` and shown as "not run"; two arms of one budget, e.g. its weight and its
+neuron run, are given as two --arm of that budget and read as one):
 
     .venv/bin/python scripts/budget_table.py --arm 1=reports/experiments/budgets/ft1/report.md \
         --arm 3=reports/confirmatory/report.md --arm 10=none --reference 3
@@ -44,11 +45,19 @@ def main() -> None:
     ap.add_argument("--reference", type=int, required=True,
                     help="the budget every other is compared with (the confirmatory's 3)")
     args = ap.parse_args()
-    arms = dict(args.arm)
+    arms: dict[int, dict[Key, Contrast] | None] = {}
+    for epochs, path in args.arm:
+        read = read_arm(path)
+        if read is not None:
+            if overlap := set(arms.get(epochs) or {}) & set(read):
+                raise SystemExit(f"error: two reports of {epochs} epochs both state "
+                                 f"{sorted(overlap)[0]}: give each contrast once per budget")
+            read = {**(arms.get(epochs) or {}), **read}
+        arms[epochs] = read if read is not None else arms.get(epochs)
     if args.reference not in arms:
         raise SystemExit(f"error: --reference {args.reference} is not one of the arms "
                          f"{sorted(arms)}: add --arm {args.reference}=report.md")
-    rows = budget_rows({e: read_arm(p) for e, p in arms.items()}, args.reference)
+    rows = budget_rows(arms, args.reference)
     budgets = [str(e) for e in sorted(arms)]
     heads = [f"{e} epoch{'s' * (e != '1')} (pp)" for e in budgets]
     print("| granularity | contrast | " + " | ".join(heads)

@@ -102,6 +102,11 @@ def test_the_script_prints_the_table() -> None:
     assert len([ln for ln in lines if ln.startswith("| weight |")]) == 10
     assert "| weight | taylor vs magnitude | not run | -0.86 [-0.97, -0.75] behind beyond " \
            "the margin | — |" in lines
+    twice = subprocess.run([sys.executable, "scripts/budget_table.py", "--arm",
+                            f"3={CONFIRMATORY / 'report.md'}", "--arm",
+                            f"3={CONFIRMATORY / 'report.md'}", "--reference", "3"],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert twice.returncode != 0 and "both state" in twice.stderr
     bad = subprocess.run([sys.executable, "scripts/budget_table.py", "--arm", "1=none",
                           "--reference", "3"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and "--reference 3 is not one of the arms" in bad.stderr
